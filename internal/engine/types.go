@@ -1,0 +1,102 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/shipteam/ship/internal/release"
+)
+
+// Actor is who asked for something and through which front end.
+type Actor struct {
+	Name   string         `json:"name"`
+	Source release.Source `json:"source"`
+}
+
+// DeployRequest asks for a new release of App in Env at Version.
+type DeployRequest struct {
+	App     string    `json:"app"`
+	Env     string    `json:"env"` // "" = the app's first environment
+	Version string    `json:"version"`
+	Canary  float64   `json:"canary"`  // >0: go to this weight and hold until promoted or aborted
+	Steps   []float64 `json:"steps"`   // nil = the spec's steps
+	Rolling bool      `json:"rolling"` // skip the canary: replace stable directly
+}
+
+// TrackView is one track as status shows it.
+type TrackView struct {
+	Version  string `json:"version"`
+	Ready    int    `json:"ready"`
+	Desired  int    `json:"desired"`
+	Restarts int    `json:"restarts"`
+	Failed   bool   `json:"failed,omitempty"`
+	Reason   string `json:"reason,omitempty"`
+}
+
+// Analysis is the latest comparison of canary with stable in a step window.
+type Analysis struct {
+	StableRequests  int64   `json:"stableRequests"`
+	StableErrorRate float64 `json:"stableErrorRate"`
+	CanaryRequests  int64   `json:"canaryRequests"`
+	CanaryErrorRate float64 `json:"canaryErrorRate"`
+	StableP99Ms     float64 `json:"stableP99Ms"`
+	CanaryP99Ms     float64 `json:"canaryP99Ms"`
+	Verdict         string  `json:"verdict"` // pass | fail | wait
+	Reason          string  `json:"reason,omitempty"`
+}
+
+// AppStatus is everything `ship status APP` shows.
+type AppStatus struct {
+	App      string           `json:"app"`
+	Env      string           `json:"env"`
+	Endpoint string           `json:"endpoint"` // the address the app's users connect to
+	Stable   TrackView        `json:"stable"`
+	Canary   TrackView        `json:"canary"`
+	Weight   float64          `json:"weight"`            // canary percent in force
+	Release  *release.Release `json:"release,omitempty"` // the active release, else the latest
+	Analysis *Analysis        `json:"analysis,omitempty"`
+	Lock     *release.Lock    `json:"lock,omitempty"`
+	Note     string           `json:"note,omitempty"`
+}
+
+// Code classifies an engine error for front ends (HTTP status, exit code).
+type Code string
+
+const (
+	CodeInvalid  Code = "invalid"   // bad request: unknown flag value, bad weight
+	CodeNotFound Code = "not_found" // unknown app, env, release or version
+	CodeConflict Code = "conflict"  // another release is active
+	CodeLocked   Code = "locked"    // the app is locked
+	CodeDenied   Code = "forbidden" // the actor may not do this
+	CodeInternal Code = "internal"
+)
+
+// Error is an engine error with a code and a message fit for the user.
+type Error struct {
+	Code    Code
+	Message string
+	Err     error // detail for logs, may be nil
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("%s: %v", e.Message, e.Err)
+	}
+	return e.Message
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Errorf builds an *Error.
+func Errorf(code Code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// CodeOf returns the code of err, CodeInternal when it carries none.
+func CodeOf(err error) Code {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return CodeInternal
+}

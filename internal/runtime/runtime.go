@@ -1,0 +1,84 @@
+// Package runtime holds the two ports through which the engine makes a
+// release real: a Runtime runs instances of a version per track, a Router
+// splits an app's traffic between the tracks. Adapters live in sub-packages
+// (runtime/local: processes on loopback; runtime/kube: Kubernetes). Every
+// method is idempotent: the engine may repeat any call after a crash.
+package runtime
+
+import (
+	"context"
+	"time"
+
+	"github.com/shipteam/ship/internal/spec"
+)
+
+// Track is one of the two sets of instances a release moves between.
+type Track string
+
+const (
+	Stable Track = "stable"
+	Canary Track = "canary"
+)
+
+// Tracks lists the tracks in a fixed order.
+var Tracks = []Track{Stable, Canary}
+
+// Want is what one track should run.
+type Want struct {
+	Version  string
+	Replicas int
+}
+
+// TrackStatus is what one track actually runs.
+type TrackStatus struct {
+	Track    Track
+	Version  string // "" when the track has no instances
+	Desired  int
+	Ready    int // instances answering their health path and in the router
+	Restarts int // crash restarts since the track last changed version
+	// Failed is set when the version cannot become ready (exits at once,
+	// crash loop, never healthy within its start timeout, unschedulable...).
+	Failed bool
+	Reason string // why Failed, in the runtime's own words
+	Note   string // non-fatal remark, e.g. "weight rounded to 10% by replica counts"
+}
+
+// Runtime runs instances of an app's versions.
+type Runtime interface {
+	// Apply makes track run w.Replicas instances of w.Version. It returns
+	// once the change is under way; Status reports progress. Changing the
+	// version of a track replaces instances without a gap: new ones must be
+	// ready before old ones stop taking traffic.
+	Apply(ctx context.Context, app spec.App, env string, track Track, w Want) error
+	// Status reports each track of the app in env (both keys always present).
+	Status(ctx context.Context, app spec.App, env string) (map[Track]TrackStatus, error)
+	// Remove stops every instance of track, draining them first.
+	Remove(ctx context.Context, app spec.App, env string, track Track) error
+}
+
+// Router splits an app's traffic between its stable and canary tracks.
+type Router interface {
+	// SetWeight sends canaryPercent (0..100, fractions allowed) of the
+	// app's requests to the canary track and the rest to stable, without
+	// dropping connections.
+	SetWeight(ctx context.Context, app spec.App, env string, canaryPercent float64) error
+	// Weight reports the canary percentage in force and the address users
+	// connect to (host:port or URL).
+	Weight(ctx context.Context, app spec.App, env string) (canaryPercent float64, endpoint string, err error)
+}
+
+// LogLine is one line an instance wrote to stdout or stderr.
+type LogLine struct {
+	Time     time.Time `json:"time"`
+	Instance string    `json:"instance"` // e.g. "stable-0"
+	Version  string    `json:"version"`
+	Stream   string    `json:"stream"` // stdout | stderr | ship (lifecycle notes)
+	Text     string    `json:"text"`
+}
+
+// LogReader is implemented by runtimes that keep recent output per instance.
+type LogReader interface {
+	// Logs returns up to n recent lines of the app's instances in env,
+	// oldest first; version "" means every version.
+	Logs(ctx context.Context, app spec.App, env, version string, n int) ([]LogLine, error)
+}
