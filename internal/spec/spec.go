@@ -1,6 +1,10 @@
 // Package spec describes an app as a team writes it: the YAML types, their
 // defaults, loading from an apps folder and validation whose errors name the
-// file, line and field. It must not know how or where an app runs.
+// file, line and field. It must not know how or where an app runs: it turns
+// text into checked values and renders the templates a runtime asks for,
+// nothing more.
+//
+// docs/spec.md documents every field with its default.
 package spec
 
 import "time"
@@ -10,9 +14,9 @@ import "time"
 type Kind string
 
 const (
-	KindWeb    Kind = "web"
-	KindWorker Kind = "worker"
-	KindCron   Kind = "cron"
+	KindWeb    Kind = "web"    // a port, a health path, traffic through a router, canary by weight
+	KindWorker Kind = "worker" // no port: replaced instance by instance, canary by instance count
+	KindCron   Kind = "cron"   // runs on Schedule; each run is a process or a Job
 )
 
 // StrategyType names how a release moves traffic to a new version.
@@ -24,98 +28,126 @@ const (
 )
 
 // App is one app's spec. Everything but Name and Run.Command (for the
-// embedded runtime) or Kube.Image (for Kubernetes) has a default.
+// embedded runtime) or Kube.Image (for Kubernetes) has a default; values
+// returned by Parse, LoadFile and LoadDir have every default filled in.
 type App struct {
-	Name         string     `yaml:"name"`
-	Kind         Kind       `yaml:"kind"`         // default web
-	Port         int        `yaml:"port"`         // the port users connect to (router listener); default 0 = pick a free one
-	Listen       string     `yaml:"listen"`       // host of the router listener; default 127.0.0.1
-	HealthPath   string     `yaml:"healthPath"`   // default /healthz
-	Replicas     int        `yaml:"replicas"`     // stable instances; default 1
-	Environments []string   `yaml:"environments"` // default [production]
-	Strategy     Strategy   `yaml:"strategy"`
-	Analysis     Analysis   `yaml:"analysis"`
-	Stickiness   Stickiness `yaml:"stickiness"`
-	Run          Run        `yaml:"run"`  // embedded runtime
-	Kube         Kube       `yaml:"kube"` // Kubernetes runtime
+	Name         string     `yaml:"name" json:"name"`                   // a DNS-1123 label: lowercase letters, digits, '-'
+	Kind         Kind       `yaml:"kind" json:"kind"`                   // default web
+	Port         int        `yaml:"port" json:"port"`                   // the port users connect to (router listener); default 0 = pick a free one
+	Listen       string     `yaml:"listen" json:"listen"`               // host of the router listener; default 127.0.0.1
+	HealthPath   string     `yaml:"healthPath" json:"healthPath"`       // default /healthz
+	Replicas     int        `yaml:"replicas" json:"replicas"`           // stable instances; default 1; 0 is allowed (stopped)
+	Environments []string   `yaml:"environments" json:"environments"`   // default [production]; the first is the default env
+	Schedule     string     `yaml:"schedule" json:"schedule,omitempty"` // cron apps only: five cron fields
+	Strategy     Strategy   `yaml:"strategy" json:"strategy"`
+	Analysis     Analysis   `yaml:"analysis" json:"analysis"`
+	Stickiness   Stickiness `yaml:"stickiness" json:"stickiness"`
+	Run          Run        `yaml:"run" json:"run"`   // embedded runtime
+	Kube         Kube       `yaml:"kube" json:"kube"` // Kubernetes runtime
 
 	// Source is where the spec was loaded from, for messages; not YAML.
-	Source string `yaml:"-"`
+	Source string `yaml:"-" json:"source,omitempty"`
+	// BaseDir is the absolute directory of the spec file, against which
+	// relative Run.Command and Run.Dir resolve. LoadFile and LoadDir set it;
+	// when empty the directory of Source is used.
+	BaseDir string `yaml:"-" json:"-"`
 }
 
 // Strategy is the default rollout plan of a deploy.
 type Strategy struct {
-	Type  StrategyType `yaml:"type"`  // default canary
-	Steps []Step       `yaml:"steps"` // default 1, 10, 50, 100 percent
+	Type  StrategyType `yaml:"type" json:"type"`   // default canary
+	Steps []Step       `yaml:"steps" json:"steps"` // default 1, 10, 50, 100 percent
 	// StepTimeout bounds how long one step may wait for enough data or for
 	// instances to become ready before the release fails. Default 5m.
-	StepTimeout Duration `yaml:"stepTimeout"`
+	StepTimeout Duration `yaml:"stepTimeout" json:"stepTimeout"`
 }
 
-// Step is one canary weight held for Pause while analysis runs.
+// Step is one canary weight held for Pause while analysis runs. In YAML a
+// step is either a mapping (weight, pause) or just a weight ("- 10" or
+// "- 10%"), which takes the default pause.
 type Step struct {
-	Weight float64  `yaml:"weight"` // percent of traffic to the canary, 0 < w <= 100; 0.1 allowed
-	Pause  Duration `yaml:"pause"`  // default 30s (the last step, 100, may have 0)
+	Weight float64  `yaml:"weight" json:"weight" ship:"percent"` // percent of traffic to the canary, 0 < w <= 100, a multiple of 0.01
+	Pause  Duration `yaml:"pause" json:"pause"`                  // default 30s (0 for a last step of 100)
 }
 
 // Analysis holds the thresholds the canary is judged by against stable.
 type Analysis struct {
-	MaxErrorRate float64  `yaml:"maxErrorRate"` // fraction of 5xx and failed requests; default 0.05
-	MinRequests  int      `yaml:"minRequests"`  // canary requests needed for a verdict; default 20
-	MaxP99Ratio  float64  `yaml:"maxP99Ratio"`  // canary p99 / stable p99; 0 = not judged; default 0
-	Interval     Duration `yaml:"interval"`     // how often metrics are judged; default 250ms
+	MaxErrorRate float64  `yaml:"maxErrorRate" json:"maxErrorRate"` // fraction of 5xx and failed requests, 0..1; default 0.05
+	MinRequests  int      `yaml:"minRequests" json:"minRequests"`   // canary requests needed for a verdict, >= 1; default 20
+	MaxP99Ratio  float64  `yaml:"maxP99Ratio" json:"maxP99Ratio"`   // canary p99 / stable p99; 0 = not judged; default 0
+	Interval     Duration `yaml:"interval" json:"interval"`         // how often metrics are judged; default 250ms
 }
 
 // Stickiness keeps one user on one version when set.
 type Stickiness struct {
-	Header string `yaml:"header"` // e.g. X-User-ID
-	Cookie string `yaml:"cookie"` // e.g. ship_track
+	Header string `yaml:"header" json:"header,omitempty"` // e.g. X-User-ID
+	Cookie string `yaml:"cookie" json:"cookie,omitempty"` // e.g. ship_track
 }
 
 // Run says how the embedded runtime starts one instance of a version.
 // Command, Args, Env values and Dir are templates with {{.Version}},
-// {{.Port}}, {{.App}}, {{.Env}} and {{.Instance}}.
+// {{.Port}}, {{.App}}, {{.Env}} and {{.Instance}}; App.RunFor renders them.
 type Run struct {
-	Command string            `yaml:"command"`
-	Args    []string          `yaml:"args"`
-	Env     map[string]string `yaml:"env"`
-	Dir     string            `yaml:"dir"`
+	Command string            `yaml:"command" json:"command"` // a path (relative to the spec's directory) or a name looked up in PATH
+	Args    []string          `yaml:"args" json:"args,omitempty"`
+	Env     map[string]string `yaml:"env" json:"env,omitempty"`
+	Dir     string            `yaml:"dir" json:"dir,omitempty"` // default: the spec's directory
 	// StartTimeout bounds how long a new instance may take to answer its
 	// health path. Default 30s.
-	StartTimeout Duration `yaml:"startTimeout"`
+	StartTimeout Duration `yaml:"startTimeout" json:"startTimeout"`
 	// StopGrace is the time between SIGTERM and SIGKILL. Default 10s.
-	StopGrace Duration `yaml:"stopGrace"`
+	StopGrace Duration `yaml:"stopGrace" json:"stopGrace"`
 }
 
 // Kube says how the Kubernetes runtime runs the app.
 type Kube struct {
-	Image     string            `yaml:"image"`     // template with {{.Version}}
-	Namespace string            `yaml:"namespace"` // template with {{.Env}}; default ship-{{.Env}}
-	Expose    bool              `yaml:"expose"`    // a Service of type LoadBalancer
-	Gateway   *GatewayRef       `yaml:"gateway"`   // weights on an HTTPRoute when set
-	Autoscale *Autoscale        `yaml:"autoscale"`
-	Resources Resources         `yaml:"resources"`
-	Env       map[string]string `yaml:"env"`
+	Image     string            `yaml:"image" json:"image,omitempty"`     // template with {{.Version}}, {{.App}}, {{.Env}}
+	Namespace string            `yaml:"namespace" json:"namespace"`       // template with {{.App}}, {{.Env}}; default ship-{{.Env}}
+	Expose    bool              `yaml:"expose" json:"expose"`             // a Service of type LoadBalancer
+	Gateway   *GatewayRef       `yaml:"gateway" json:"gateway,omitempty"` // weights on an HTTPRoute when set
+	Autoscale *Autoscale        `yaml:"autoscale" json:"autoscale,omitempty"`
+	Resources Resources         `yaml:"resources" json:"resources"`
+	Env       map[string]string `yaml:"env" json:"env,omitempty"` // values are templates like Run.Env
 }
 
+// GatewayRef names the Gateway API Gateway an app's HTTPRoute attaches to.
 type GatewayRef struct {
-	Name      string `yaml:"name"`
-	Namespace string `yaml:"namespace"`
+	Name      string `yaml:"name" json:"name"`
+	Namespace string `yaml:"namespace" json:"namespace,omitempty"` // default: the app's namespace
 }
 
+// Autoscale is a HorizontalPodAutoscaler's range and CPU target.
 type Autoscale struct {
-	Min       int `yaml:"min"`
-	Max       int `yaml:"max"`
-	TargetCPU int `yaml:"targetCPU"` // percent
+	Min       int `yaml:"min" json:"min"`             // >= 1
+	Max       int `yaml:"max" json:"max"`             // >= Min
+	TargetCPU int `yaml:"targetCPU" json:"targetCPU"` // percent of the CPU request, 1..1000
 }
 
+// Resources are Kubernetes quantities per instance (requests = limits).
 type Resources struct {
-	CPU    string `yaml:"cpu"`
-	Memory string `yaml:"memory"`
+	CPU    string `yaml:"cpu" json:"cpu,omitempty"`       // e.g. 500m, 1, 1.5
+	Memory string `yaml:"memory" json:"memory,omitempty"` // e.g. 256Mi, 1Gi
 }
 
-// Duration is a time.Duration written in YAML as "30s", "5m".
+// Duration is a time.Duration written in YAML and JSON as "30s", "5m",
+// "250ms". A bare number is refused (except 0) so "30" never means 30ns.
 type Duration time.Duration
 
 // D returns the value as a time.Duration.
 func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// String formats like time.Duration ("30s", "5m0s").
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// MarshalText writes the duration as "30s".
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// UnmarshalText reads "30s", "5m", "250ms" or "0"; negative values are refused.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := parseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	*d = v
+	return nil
+}

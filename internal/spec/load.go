@@ -1,0 +1,404 @@
+package spec
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"gopkg.in/yaml.v3"
+)
+
+// MaxFileSize bounds one spec file; specs are a page of YAML.
+const MaxFileSize = 1 << 20
+
+// parsed is one app with where its fields are, for cross-file checks.
+type parsed struct {
+	app  App
+	root *yaml.Node
+	at   func(path string) (int, int)
+}
+
+// Parse reads the apps in one spec file's bytes: a single app (a mapping
+// with name, port, ...), several apps as YAML documents separated by
+// "---", or a ship.yaml-style mapping `apps: [ ... ]`. Every default is
+// filled in. name is used in error messages and as each App's Source. All
+// problems are returned together as *FieldErrors joined by errors.Join.
+func Parse(name string, data []byte) ([]App, error) {
+	ps, err := parseFile(name, data)
+	if err != nil {
+		return nil, err
+	}
+	apps := make([]App, len(ps))
+	for i, p := range ps {
+		apps[i] = p.app
+	}
+	return apps, nil
+}
+
+// LoadFile reads and parses one spec file. Relative paths in the apps'
+// run sections resolve against the file's directory.
+func LoadFile(path string) ([]App, error) {
+	ps, err := loadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	apps := make([]App, len(ps))
+	for i, p := range ps {
+		apps[i] = p.app
+	}
+	return apps, nil
+}
+
+func loadFile(path string) ([]parsed, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, &FieldError{File: path, Msg: fmt.Sprintf("cannot read spec: %v", err)}
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, &FieldError{File: path, Msg: fmt.Sprintf("cannot read spec: %v", err)}
+	}
+	ps, err := parseFile(path, data)
+	if err != nil {
+		return nil, err
+	}
+	base, err := filepath.Abs(filepath.Dir(path))
+	if err != nil {
+		return nil, &FieldError{File: path, Msg: fmt.Sprintf("cannot resolve directory: %v", err)}
+	}
+	for i := range ps {
+		ps[i].app.BaseDir = base
+	}
+	return ps, nil
+}
+
+// LoadDir loads every *.yaml and *.yml file directly in dir (one app per
+// file, or a ship.yaml with `apps:`); names starting with '.' are skipped
+// (editor backups). The problems of every file are joined; an app name or
+// a fixed port used twice is an error naming both places. A folder without
+// any app is an error, since it almost always means a wrong path.
+func LoadDir(dir string) (*Catalog, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("load apps: %w", err)
+	}
+	var errs []error
+	var all []parsed
+	for _, e := range entries {
+		name := e.Name()
+		ext := strings.ToLower(filepath.Ext(name))
+		if e.IsDir() || strings.HasPrefix(name, ".") || (ext != ".yaml" && ext != ".yml") {
+			continue
+		}
+		ps, err := loadFile(filepath.Join(dir, name))
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		all = append(all, ps...)
+	}
+	if err := crossCheck(all); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	if len(all) == 0 {
+		return nil, fmt.Errorf("load apps: no app specs (*.yaml, *.yml) in %s", dir)
+	}
+	apps := make([]App, len(all))
+	for i, p := range all {
+		apps[i] = p.app
+	}
+	return NewCatalog(apps...)
+}
+
+// crossCheck finds what only shows across apps: a name defined twice and
+// two apps whose fixed ports (port+i per environment) collide on one host.
+func crossCheck(all []parsed) error {
+	var errs []*FieldError
+	byName := map[string]parsed{}
+	type owner struct {
+		p   parsed
+		env string
+	}
+	byPort := map[string]owner{}
+	for _, p := range all {
+		a := p.app
+		if first, dup := byName[a.Name]; dup {
+			l, c := p.at("name")
+			fl, fc := first.at("name")
+			errs = append(errs, &FieldError{File: a.Source, Line: l, Column: c, Field: "name",
+				Msg: fmt.Sprintf("app %q is already defined at %s:%d:%d", a.Name, first.app.Source, fl, fc)})
+			continue
+		}
+		byName[a.Name] = p
+		if a.Port == 0 {
+			continue
+		}
+		for _, env := range a.Environments {
+			port := a.PortFor(env)
+			key := a.Listen + ":" + strconv.Itoa(port)
+			if o, dup := byPort[key]; dup {
+				l, c := p.at("port")
+				fl, fc := o.p.at("port")
+				errs = append(errs, &FieldError{File: a.Source, Line: l, Column: c, Field: "port",
+					Msg: fmt.Sprintf("%s (environment %s) is also used by app %s (environment %s) at %s:%d:%d", key, env, o.p.app.Name, o.env, o.p.app.Source, fl, fc)})
+				break
+			}
+			byPort[key] = owner{p, env}
+		}
+	}
+	return joinSorted(errs)
+}
+
+var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+func parseFile(name string, data []byte) (ps []parsed, err error) {
+	if len(data) > MaxFileSize {
+		return nil, &FieldError{File: name, Line: 1, Column: 1, Msg: fmt.Sprintf("file is larger than %d bytes", MaxFileSize)}
+	}
+	if !utf8.Valid(data) {
+		line, col := invalidUTF8At(data)
+		return nil, &FieldError{File: name, Line: line, Column: col, Msg: "file is not valid UTF-8"}
+	}
+	docs, err := documents(data)
+	if err != nil {
+		return nil, syntaxError(name, data, err)
+	}
+	var errs []*FieldError
+	for _, doc := range docs {
+		root := doc
+		if len(doc.Content) == 1 {
+			root = doc.Content[0]
+		}
+		r := resolve(root)
+		if r == nil || len(doc.Content) == 0 || isNull(r) {
+			continue // an empty document between "---" lines
+		}
+		if r.Kind == yaml.MappingNode && hasKey(r, "apps") {
+			p, e := listFile(name, r)
+			ps, errs = append(ps, p...), append(errs, e...)
+			continue
+		}
+		p, e := oneApp(name, root, "")
+		ps, errs = append(ps, p), append(errs, e...)
+	}
+	if len(ps) == 0 && len(errs) == 0 {
+		errs = append(errs, &FieldError{File: name, Line: 1, Column: 1, Msg: "no app in this file; an app spec needs at least name and run.command"})
+	}
+	if len(errs) > 0 {
+		return nil, joinSorted(errs)
+	}
+	return ps, nil
+}
+
+// documents splits data into its YAML documents. yaml.v3 is not known to
+// panic on hostile input since v3.0.0, but a spec loader is an edge that
+// must never take ship down, so a panic becomes a syntax error.
+func documents(data []byte) (docs []*yaml.Node, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("yaml: %v", r)
+		}
+	}()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	for {
+		var n yaml.Node
+		if err := dec.Decode(&n); err == io.EOF {
+			return docs, nil
+		} else if err != nil {
+			return nil, err
+		}
+		docs = append(docs, &n)
+	}
+}
+
+// syntaxError turns a yaml.v3 parse error ("yaml: line 3: ...") into a
+// positioned FieldError.
+func syntaxError(name string, data []byte, err error) *FieldError {
+	msg := err.Error()
+	line := 0
+	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
+		line, _ = strconv.Atoi(m[1])
+		msg = m[2]
+	} else {
+		msg = strings.TrimPrefix(msg, "yaml: ")
+	}
+	if line < 1 {
+		line = 1
+	}
+	if n := bytes.Count(data, []byte("\n")) + 1; line > n {
+		line = n
+	}
+	return &FieldError{File: name, Line: line, Msg: "invalid YAML: " + msg}
+}
+
+func invalidUTF8At(data []byte) (line, col int) {
+	line, col = 1, 1
+	for len(data) > 0 {
+		r, size := utf8.DecodeRune(data)
+		if r == utf8.RuneError && size <= 1 {
+			return line, col
+		}
+		if r == '\n' {
+			line, col = line+1, 1
+		} else {
+			col++
+		}
+		data = data[size:]
+	}
+	return line, col
+}
+
+func hasKey(m *yaml.Node, key string) bool {
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if k := m.Content[i]; k.Kind == yaml.ScalarNode && k.Value == key {
+			return true
+		}
+	}
+	return false
+}
+
+// listFile reads `apps: [...]`; field paths are prefixed apps[i].
+func listFile(name string, m *yaml.Node) (ps []parsed, errs []*FieldError) {
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		k, v := m.Content[i], m.Content[i+1]
+		if k.Kind != yaml.ScalarNode || k.Value != "apps" {
+			msg := fmt.Sprintf("unknown field %s; a file with apps: holds only the list of apps", describe(resolveOrSelf(k)))
+			errs = append(errs, &FieldError{File: name, Line: max(k.Line, 1), Column: k.Column, Msg: msg})
+			continue
+		}
+		seq := resolve(v)
+		if seq == nil || seq.Kind != yaml.SequenceNode {
+			errs = append(errs, &FieldError{File: name, Line: max(v.Line, 1), Column: v.Column, Field: "apps", Msg: "must be a list of apps"})
+			continue
+		}
+		for j, e := range seq.Content {
+			p, e := oneApp(name, e, fmt.Sprintf("apps[%d]", j))
+			ps, errs = append(ps, p), append(errs, e...)
+		}
+	}
+	return ps, errs
+}
+
+// oneApp decodes, defaults and validates the app at node n.
+func oneApp(name string, n *yaml.Node, prefix string) (parsed, []*FieldError) {
+	d := &decoder{file: name, nodes: map[string]*yaml.Node{}, budget: nodeBudget}
+	a := withDefaults()
+	d.value(prefix, n, reflect.ValueOf(&a).Elem(), "")
+	a.Source = name
+
+	full := func(path string) string {
+		if prefix == "" {
+			return path
+		}
+		if path == "" {
+			return prefix
+		}
+		return prefix + "." + path
+	}
+	// A step the file gave without a pause gets the default for its place.
+	for i := range a.Strategy.Steps {
+		if _, set := d.nodes[full(fmt.Sprintf("strategy.steps[%d].pause", i))]; !set {
+			a.Strategy.Steps[i].Pause = defaultPause(a.Strategy.Steps, i)
+		}
+	}
+
+	at := func(path string) (int, int) {
+		for p := path; ; {
+			if n, ok := d.nodes[p]; ok {
+				return max(n.Line, 1), n.Column
+			}
+			i := strings.LastIndexAny(p, ".[")
+			if i < 0 {
+				break
+			}
+			p = p[:i]
+		}
+		if n, ok := d.nodes[prefix]; ok {
+			return max(n.Line, 1), n.Column
+		}
+		return max(n.Line, 1), n.Column
+	}
+	// Validation runs even when decoding failed, so one run reports every
+	// problem; a field that failed to decode keeps its (valid) default and
+	// is not reported twice.
+	c := &checker{file: name, at: at}
+	pre := prefix
+	if pre != "" {
+		pre += "."
+	}
+	c.app(&a, pre)
+	errs := append(d.errs, c.errs...)
+	local := func(path string) (int, int) { return at(full(path)) }
+	return parsed{app: a, root: n, at: local}, errs
+}
+
+// NewCatalog indexes apps by name; a name given twice is an error.
+func NewCatalog(apps ...App) (*Catalog, error) {
+	c := &Catalog{byName: make(map[string]App, len(apps))}
+	for _, a := range apps {
+		if first, dup := c.byName[a.Name]; dup {
+			return nil, fmt.Errorf("app %q is defined twice (%s and %s)", a.Name, first.Source, a.Source)
+		}
+		c.byName[a.Name] = a
+		c.all = append(c.all, a)
+	}
+	sort.Slice(c.all, func(i, j int) bool { return c.all[i].Name < c.all[j].Name })
+	return c, nil
+}
+
+// Catalog is the set of apps ship knows, by name. It is read-only after
+// loading; reload by loading a new Catalog.
+type Catalog struct {
+	byName map[string]App
+	all    []App
+}
+
+// Get returns the app called name.
+func (c *Catalog) Get(name string) (App, bool) {
+	if c == nil {
+		return App{}, false
+	}
+	a, ok := c.byName[name]
+	return a, ok
+}
+
+// All returns every app sorted by name (a new slice).
+func (c *Catalog) All() []App {
+	if c == nil {
+		return nil
+	}
+	return append([]App(nil), c.all...)
+}
+
+// Names returns every app name, sorted.
+func (c *Catalog) Names() []string {
+	if c == nil {
+		return nil
+	}
+	out := make([]string, len(c.all))
+	for i, a := range c.all {
+		out[i] = a.Name
+	}
+	return out
+}
+
+// Len is the number of apps.
+func (c *Catalog) Len() int {
+	if c == nil {
+		return 0
+	}
+	return len(c.all)
+}
