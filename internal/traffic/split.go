@@ -1,0 +1,52 @@
+package traffic
+
+import (
+	"fmt"
+	"math"
+)
+
+// scale is the weight resolution: weights are integers out of 10000, so the
+// smallest canary share is 0.01%.
+const scale = 10000
+
+// weightFromPercent converts a canary percentage (0..100, fractions
+// allowed) to parts of scale.
+func weightFromPercent(p float64) (int, error) {
+	if math.IsNaN(p) || p < 0 || p > 100 {
+		return 0, fmt.Errorf("canary weight must be between 0 and 100 percent, got %v", p)
+	}
+	return int(math.Round(p * scale / 100)), nil
+}
+
+func percentFromWeight(w int) float64 { return float64(w) * 100 / scale }
+
+// canaryTurn reports whether request number n of an app goes to the canary
+// when w of every scale requests should. It is Bresenham's line: the
+// canary's running total after n+1 requests is floor((n+1)·w/scale), and
+// request n goes to the canary exactly when that total steps up. So 1% is
+// requests 99, 199, 299…: every window of k consecutive requests holds
+// floor or ceil of k·w/scale canary requests, and one atomic counter is all
+// the state — no lock, no drift, no randomness. The pattern repeats every
+// scale requests, which also keeps the arithmetic far from overflow.
+func canaryTurn(n uint64, w int) bool {
+	m := n % scale
+	return ((m+1)*uint64(w))/scale != (m*uint64(w))/scale
+}
+
+// stickyBucket maps a sticky header value (a user id) to one of scale
+// buckets. Bucket b is on the canary while the weight is above b, so a
+// user who reached the canary stays there while the weight grows and only
+// leaves when it shrinks below their bucket. FNV-1a, inline so that the hot
+// path does not allocate.
+func stickyBucket(v string) int {
+	h := uint32(2166136261)
+	for i := 0; i < len(v); i++ {
+		h ^= uint32(v[i])
+		h *= 16777619
+	}
+	// Mix the high bits in: FNV's low bits are weak for short keys.
+	h ^= h >> 16
+	h *= 0x85ebca6b
+	h ^= h >> 13
+	return int(h % scale)
+}
