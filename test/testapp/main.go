@@ -30,6 +30,7 @@ type config struct {
 	neverHealthy bool
 	exitAtOnce   bool
 	slow         time.Duration
+	readyAfter   time.Duration
 }
 
 func main() {
@@ -58,6 +59,7 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	fs.BoolVar(&cfg.neverHealthy, "never-healthy", false, "answer /healthz with 503 forever")
 	fs.BoolVar(&cfg.exitAtOnce, "exit-at-once", false, "exit with status 3 at once")
 	fs.DurationVar(&cfg.slow, "slow", 0, "latency added to /")
+	fs.DurationVar(&cfg.readyAfter, "ready-after", 0, "answer /healthz with 503 until this long after start")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -88,6 +90,9 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	if strings.Contains(v, "slow") && cfg.slow == 0 {
 		cfg.slow = 50 * time.Millisecond
 	}
+	if strings.Contains(v, "late") && cfg.readyAfter == 0 {
+		cfg.readyAfter = time.Second
+	}
 	if cfg.failRate < 0 || cfg.failRate > 1 {
 		errs = append(errs, fmt.Errorf("fail rate %v outside 0..1", cfg.failRate))
 	}
@@ -114,11 +119,16 @@ func (f *failer) next() (n int64, fail bool) {
 
 func handler(cfg config, logger *log.Logger) http.Handler {
 	fl := &failer{rate: cfg.failRate}
+	readyAt := time.Now().Add(cfg.readyAfter)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Version", cfg.version)
 		if cfg.neverHealthy {
 			http.Error(w, "not healthy (asked to never be)", http.StatusServiceUnavailable)
+			return
+		}
+		if time.Now().Before(readyAt) {
+			http.Error(w, "not healthy yet", http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ok")
@@ -135,15 +145,22 @@ func handler(cfg config, logger *log.Logger) http.Handler {
 				return
 			}
 		}
+		w.Header().Set("X-Version", cfg.version)
 		if d, err := time.ParseDuration(r.URL.Query().Get("sleep")); err == nil && d > 0 {
-			// Lets drain tests hold a request in flight for a known time.
+			// Lets drain tests hold a request in flight for a known time: the
+			// headers go out first, so the client knows it is in flight.
+			if !fail {
+				w.WriteHeader(http.StatusOK)
+				if f, ok := w.(http.Flusher); ok {
+					f.Flush()
+				}
+			}
 			select {
 			case <-time.After(d):
 			case <-r.Context().Done():
 				return
 			}
 		}
-		w.Header().Set("X-Version", cfg.version)
 		if fail {
 			http.Error(w, "testapp "+cfg.version+": failing as asked", http.StatusInternalServerError)
 			return
