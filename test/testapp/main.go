@@ -31,6 +31,7 @@ type config struct {
 	exitAtOnce   bool
 	slow         time.Duration
 	readyAfter   time.Duration
+	ignoreTerm   bool
 }
 
 func main() {
@@ -59,6 +60,7 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	fs.BoolVar(&cfg.neverHealthy, "never-healthy", false, "answer /healthz with 503 forever")
 	fs.BoolVar(&cfg.exitAtOnce, "exit-at-once", false, "exit with status 3 at once")
 	fs.DurationVar(&cfg.slow, "slow", 0, "latency added to /")
+	fs.BoolVar(&cfg.ignoreTerm, "ignore-term", false, "ignore SIGTERM (to test the stop grace and SIGKILL)")
 	fs.DurationVar(&cfg.readyAfter, "ready-after", 0, "answer /healthz with 503 until this long after start")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
@@ -92,6 +94,9 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	}
 	if strings.Contains(v, "late") && cfg.readyAfter == 0 {
 		cfg.readyAfter = time.Second
+	}
+	if strings.Contains(v, "stubborn") {
+		cfg.ignoreTerm = true
 	}
 	if cfg.failRate < 0 || cfg.failRate > 1 {
 		errs = append(errs, fmt.Errorf("fail rate %v outside 0..1", cfg.failRate))
@@ -177,7 +182,12 @@ func run(cfg config) error {
 		return err
 	}
 	srv := &http.Server{Handler: handler(cfg, logger), ReadHeaderTimeout: 10 * time.Second}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	sigs := []os.Signal{syscall.SIGTERM, os.Interrupt}
+	if cfg.ignoreTerm {
+		signal.Ignore(syscall.SIGTERM)
+		sigs = sigs[1:]
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), sigs...)
 	defer stop()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

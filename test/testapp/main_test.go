@@ -23,6 +23,7 @@ func TestParseConfigTakesBehaviourFromVersionName(t *testing.T) {
 		{args: []string{"--addr", "127.0.0.1:1", "--version-name", "crash"}, want: config{addr: "127.0.0.1:1", version: "crash", exitAtOnce: true}},
 		{args: []string{"--addr", "127.0.0.1:1", "--version-name", "slow"}, want: config{addr: "127.0.0.1:1", version: "slow", slow: 50 * time.Millisecond}},
 		{args: []string{"--addr", "127.0.0.1:1", "--version-name", "v3-late"}, want: config{addr: "127.0.0.1:1", version: "v3-late", readyAfter: time.Second}},
+		{args: []string{"--addr", "127.0.0.1:1", "--version-name", "v3-stubborn"}, want: config{addr: "127.0.0.1:1", version: "v3-stubborn", ignoreTerm: true}},
 		{args: []string{"--addr", "127.0.0.1:1", "--fail-rate", "0.1"}, want: config{addr: "127.0.0.1:1", version: "dev", failRate: 0.1}},
 		{args: []string{"--addr", "127.0.0.1:1", "--fail-rate", "2"}, wantErr: true},
 		{args: []string{"--version-name", "v1"}, wantErr: true},

@@ -761,3 +761,82 @@ func TestConfigValidateJoinsProblems(t *testing.T) {
 		t.Errorf("Validate: %v", err)
 	}
 }
+
+func TestInstanceThatStopsAnsweringLeavesTheRouterAndReturns(t *testing.T) {
+	checkNoTestappLeft(t)
+	f := newFixture(t, t.TempDir(), func(c *Config) { c.ProbeTimeout = 200 * time.Millisecond })
+	app := testApp("web")
+	f.apply(app, runtime.Stable, "v1", 2)
+	f.waitReady(app, runtime.Stable, "v1", 2)
+	pid := f.pids(app, runtime.Stable)[1]
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil { // alive but silent
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGCONT) })
+	waitFor(t, 10*time.Second, "frozen instance out of the router", func() bool {
+		return len(f.sink.current(runtime.Stable).addrs) == 1 && f.status(app, runtime.Stable).Ready == 1
+	})
+	lines, _ := f.rt.Logs(context.Background(), app, "production", "v1", 100)
+	if !slices.ContainsFunc(lines, func(l runtime.LogLine) bool {
+		return l.Instance == "stable-1" && strings.HasPrefix(l.Text, "out of the router: GET /healthz")
+	}) {
+		t.Errorf("not reported in the logs: %+v", lines)
+	}
+	syscall.Kill(pid, syscall.SIGCONT)
+	f.waitReady(app, runtime.Stable, "v1", 2)
+	if p := f.pids(app, runtime.Stable)[1]; p != pid {
+		t.Errorf("recovered instance was replaced: pid %d -> %d", pid, p)
+	}
+}
+
+func TestStopKillsAnInstanceThatIgnoresSIGTERMAfterTheGrace(t *testing.T) {
+	checkNoTestappLeft(t)
+	f := newFixture(t, t.TempDir(), nil)
+	app := testApp("web")
+	app.Run.StopGrace = spec.Duration(300 * time.Millisecond)
+	f.apply(app, runtime.Stable, "v1-stubborn", 1)
+	f.waitReady(app, runtime.Stable, "v1-stubborn", 1)
+	pid := f.pids(app, runtime.Stable)[0]
+	start := time.Now()
+	if err := f.rt.Remove(context.Background(), app, "production", runtime.Stable); err != nil {
+		t.Fatal(err)
+	}
+	if el := time.Since(start); el < 300*time.Millisecond {
+		t.Errorf("stopped after %s, before the grace", el)
+	}
+	if s, err := readStat(pid); err == nil && s.state != 'Z' {
+		t.Errorf("pid %d survived", pid)
+	}
+	lines, _ := f.rt.Logs(context.Background(), app, "production", "", 100)
+	if !slices.ContainsFunc(lines, func(l runtime.LogLine) bool { return strings.Contains(l.Text, "killed with SIGKILL after a 300ms grace") }) {
+		t.Errorf("kill not noted: %+v", lines)
+	}
+}
+
+func TestFailedVersionChangeKeepsTheOldVersionServing(t *testing.T) {
+	checkNoTestappLeft(t)
+	f := newFixture(t, t.TempDir(), nil)
+	app := testApp("web")
+	f.apply(app, runtime.Stable, "v1", 2)
+	f.waitReady(app, runtime.Stable, "v1", 2)
+	before := f.pids(app, runtime.Stable)
+	addrs := f.sink.current(runtime.Stable).addrs
+	f.apply(app, runtime.Stable, "v2-crash", 2)
+	waitFor(t, 10*time.Second, "v2 failed", func() bool { return f.status(app, runtime.Stable).Failed })
+	st := f.status(app, runtime.Stable)
+	if st.Version != "v2-crash" || st.Ready != 0 || st.Note != "v1 still serving on 2 instance(s)" {
+		t.Errorf("status %+v", st)
+	}
+	if c := f.sink.current(runtime.Stable); c.version != "v1" || !slices.Equal(c.addrs, addrs) {
+		t.Errorf("router lost the old version: %+v", c)
+	}
+	// The engine rolls back: the running v1 instances are simply kept.
+	f.apply(app, runtime.Stable, "v1", 2)
+	f.waitReady(app, runtime.Stable, "v1", 2)
+	if got := f.pids(app, runtime.Stable); !mapsEqual(got, before) {
+		t.Errorf("rollback restarted v1: %v, before %v", got, before)
+	}
+	if st := f.status(app, runtime.Stable); st.Failed || st.Reason != "" || st.Restarts != 0 {
+		t.Errorf("after rollback %+v", st)
+	}
+}
