@@ -189,6 +189,9 @@ func checkApp(app spec.App, env string) error {
 	if app.Run.Command == "" {
 		errs = append(errs, fmt.Errorf("app %s: run.command is empty", app.Name))
 	}
+	if len(app.Environments) > 0 && env != "" && !app.HasEnv(env) {
+		errs = append(errs, fmt.Errorf("app %s has no environment %q", app.Name, env))
+	}
 	return errors.Join(errs...)
 }
 

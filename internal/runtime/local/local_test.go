@@ -111,9 +111,10 @@ func get(url string) int {
 
 func testApp(name string) spec.App {
 	return spec.App{
-		Name:       name,
-		Kind:       spec.KindWeb,
-		HealthPath: "/healthz",
+		Name:         name,
+		Kind:         spec.KindWeb,
+		HealthPath:   "/healthz",
+		Environments: []string{"production"},
 		Run: spec.Run{
 			Command:      testappBin,
 			Args:         []string{"--addr", "127.0.0.1:{{.Port}}", "--version-name", "{{.Version}}"},
@@ -733,25 +734,54 @@ func TestLogFileRotatesOnceAtTheCap(t *testing.T) {
 	}
 }
 
-func TestCommandForSubstitutesAndResolves(t *testing.T) {
-	app := spec.App{Name: "resizer", Source: "/srv/apps/resizer.yaml", Run: spec.Run{
-		Command: "./bin/resizer-{{.Version}}",
-		Args:    []string{"--listen", "127.0.0.1:{{.Port}}", "--name", "{{.App}}-{{.Env}}-{{.Instance}}"},
-		Env:     map[string]string{"V": "{{.Version}}"},
-		Dir:     "work",
-	}}
-	cmd, args, env, dir, err := commandFor(app, "v2", 4321, "production", 1)
+func TestApplyRefusesBadInput(t *testing.T) {
+	f := newFixture(t, t.TempDir(), nil)
+	app := testApp("web")
+	noCmd := testApp("web")
+	noCmd.Run.Command = ""
+	worker := testApp("web")
+	worker.Kind = spec.KindWorker
+	for _, tc := range []struct {
+		app  spec.App
+		env  string
+		want runtime.Want
+		msg  string
+	}{
+		{app, "staging", runtime.Want{Version: "v1", Replicas: 1}, `no environment "staging"`},
+		{noCmd, "production", runtime.Want{Version: "v1", Replicas: 1}, "run.command is empty"},
+		{worker, "production", runtime.Want{Version: "v1", Replicas: 1}, "not supported"},
+		{app, "production", runtime.Want{Version: "", Replicas: 1}, "needs a version"},
+		{app, "production", runtime.Want{Version: "v1", Replicas: -1}, "replicas >= 0"},
+	} {
+		err := f.rt.Apply(context.Background(), tc.app, tc.env, runtime.Stable, tc.want)
+		if err == nil || !strings.Contains(err.Error(), tc.msg) {
+			t.Errorf("Apply(%s, %+v) = %v, want %q", tc.env, tc.want, err, tc.msg)
+		}
+	}
+}
+
+func TestTemplatedCommandRunsFromTheSpecDirectory(t *testing.T) {
+	checkNoTestappLeft(t)
+	specDir := t.TempDir()
+	if err := os.Symlink(testappBin, filepath.Join(specDir, "testapp")); err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, t.TempDir(), nil)
+	app := testApp("web")
+	app.Source = filepath.Join(specDir, "web.yaml")
+	app.Run.Command = "./testapp"
+	app.Run.Args = nil
+	app.Run.Env = map[string]string{"TESTAPP_ADDR": "127.0.0.1:{{.Port}}", "TESTAPP_VERSION": "{{.App}}-{{.Version}}-{{.Env}}"}
+	f.apply(app, runtime.Stable, "v9", 1)
+	f.waitReady(app, runtime.Stable, "v9", 1)
+	addr := f.sink.current(runtime.Stable).addrs[0]
+	resp, err := http.Get("http://" + addr + "/")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cmd != "/srv/apps/bin/resizer-v2" || dir != "/srv/apps/work" ||
-		!slices.Equal(args, []string{"--listen", "127.0.0.1:4321", "--name", "resizer-production-1"}) ||
-		!slices.Equal(env, []string{"V=v2"}) {
-		t.Errorf("got %q %q %q %q", cmd, args, env, dir)
-	}
-	app.Run.Args = []string{"{{.Nope}}"}
-	if _, _, _, _, err := commandFor(app, "v2", 1, "p", 0); err == nil {
-		t.Error("unknown template field accepted")
+	resp.Body.Close()
+	if v := resp.Header.Get("X-Version"); v != "web-v9-production" {
+		t.Errorf("X-Version %q: templates not rendered", v)
 	}
 }
 
@@ -808,7 +838,9 @@ func TestStopKillsAnInstanceThatIgnoresSIGTERMAfterTheGrace(t *testing.T) {
 		t.Errorf("pid %d survived", pid)
 	}
 	lines, _ := f.rt.Logs(context.Background(), app, "production", "", 100)
-	if !slices.ContainsFunc(lines, func(l runtime.LogLine) bool { return strings.Contains(l.Text, "killed with SIGKILL after a 300ms grace") }) {
+	if !slices.ContainsFunc(lines, func(l runtime.LogLine) bool {
+		return strings.Contains(l.Text, "killed with SIGKILL after a 300ms grace")
+	}) {
 		t.Errorf("kill not noted: %+v", lines)
 	}
 }
