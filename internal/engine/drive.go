@@ -1,0 +1,622 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+	"time"
+
+	"github.com/shipteam/ship/internal/analysis"
+	"github.com/shipteam/ship/internal/release"
+	"github.com/shipteam/ship/internal/runtime"
+	"github.com/shipteam/ship/internal/spec"
+	"github.com/shipteam/ship/internal/store"
+)
+
+// live is what the engine remembers about an active release between ticks.
+// None of it is needed for correctness after a restart: a new baseline is
+// taken (the step's window restarts; its deadline does not).
+type live struct {
+	phase      string // state and step the baseline belongs to
+	base       [2]analysis.Sample
+	haveBase   bool
+	lastJudge  time.Time
+	verdict    *analysis.Verdict
+	lastResult analysis.Result // of the last recorded release.analysis event
+	restarts   map[runtime.Track]int
+	versions   map[runtime.Track]string
+}
+
+func (e *Engine) liveOf(id int64) *live {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	l := e.live[id]
+	if l == nil {
+		l = &live{restarts: map[runtime.Track]int{}, versions: map[runtime.Track]string{}}
+		e.live[id] = l
+	}
+	return l
+}
+
+func (e *Engine) markIdle(k appKey) {
+	e.mu.Lock()
+	e.idle[k] = true
+	e.mu.Unlock()
+}
+
+func (e *Engine) event(r release.Release, typ, actor, msg string, data map[string]any) release.Event {
+	return release.Event{ReleaseID: r.ID, App: r.App, Env: r.Env, Type: typ, State: r.State, Step: r.Step, Weight: r.Weight,
+		Message: msg, Actor: actor, Time: e.now(), Data: data}
+}
+
+// transition records r moving to state (at step, with the step's weight for
+// progressing/paused) before anything acts on it. The app state follows the
+// weight so a restart re-applies it.
+func (e *Engine) transition(ctx context.Context, r release.Release, state release.State, step int, reason, actor, typ string, data map[string]any) (release.Release, error) {
+	app, ok := e.cfg.Apps.Get(r.App)
+	if !ok {
+		return r, Errorf(CodeNotFound, "unknown app %q", r.App)
+	}
+	st, err := e.appState(ctx, app, r.Env)
+	if err != nil {
+		return r, internal(err, "read state of %s/%s", r.App, r.Env)
+	}
+	now := e.now()
+	r.State, r.Step, r.Reason, r.Updated, r.StepStarted = state, step, reason, now, now
+	if state == release.Progressing || state == release.Paused {
+		r.Weight = r.Steps[step]
+	}
+	if r.Strategy == string(spec.StrategyCanary) {
+		st.Canary = r.Version
+	}
+	st.Weight, st.Updated = r.Weight, now
+	if actor == "" {
+		actor = "ship"
+	}
+	evs, err := e.cfg.Store.UpdateRelease(ctx, r, &st, e.event(r, typ, actor, reason, data))
+	if err != nil {
+		return r, internal(err, "record release #%d %s", r.ID, state)
+	}
+	e.publish(evs)
+	e.log.Info("release "+string(state), "app", r.App, "env", r.Env, "release", r.ID, "version", r.Version, "step", r.Step, "weight", r.Weight, "actor", actor, "reason", reason)
+	return r, nil
+}
+
+// finish ends r in a terminal state: recorded first, then the canary's
+// weight goes to 0 at once; removing the canary's instances and putting
+// stable back to its recorded version is left to the idle reconciler.
+func (e *Engine) finish(ctx context.Context, app spec.App, r release.Release, state release.State, reason, actor string, data map[string]any) (release.Release, error) {
+	st, err := e.appState(ctx, app, r.Env)
+	if err != nil {
+		return r, internal(err, "read state of %s/%s", r.App, r.Env)
+	}
+	now := e.now()
+	r.State, r.Reason, r.Weight, r.Updated, r.StepStarted = state, reason, 0, now, now
+	if state == release.Succeeded {
+		st.Stable = r.Version
+	}
+	st.Canary, st.Weight, st.Updated = "", 0, now
+	if actor == "" {
+		actor = "ship"
+	}
+	k := appKey{r.App, r.Env}
+	if l := e.liveOf(r.ID); l.verdict != nil {
+		if data == nil {
+			data = map[string]any{}
+		}
+		data["analysis"] = view(*l.verdict)
+	}
+	evs, err := e.cfg.Store.UpdateRelease(ctx, r, &st, e.event(r, "release."+string(state), actor, reason, data))
+	if err != nil {
+		return r, internal(err, "record release #%d %s", r.ID, state)
+	}
+	e.publish(evs)
+	e.log.Info("release "+string(state), "app", r.App, "env", r.Env, "release", r.ID, "version", r.Version, "actor", actor, "reason", reason)
+	e.mu.Lock()
+	delete(e.live, r.ID)
+	e.idle[k] = true
+	e.mu.Unlock()
+	if err := e.cfg.Router.SetWeight(ctx, app, r.Env, 0); err != nil {
+		// Recorded as 0 already; the idle reconciler keeps trying.
+		e.log.Error("set weight 0", "app", r.App, "env", r.Env, "release", r.ID, "err", err)
+	}
+	return r, nil
+}
+
+// Step moves every active release one step toward its recorded state and
+// reconciles apps without a release. Run calls it each Tick; tests call it
+// directly with a fake clock.
+func (e *Engine) Step(ctx context.Context) error {
+	rels, err := e.cfg.Store.ActiveReleases(ctx)
+	if err != nil {
+		return fmt.Errorf("list active releases: %w", err)
+	}
+	sem := make(chan struct{}, e.cfg.Parallel)
+	var wg sync.WaitGroup
+	for _, r := range rels {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(id int64, k appKey) {
+			defer func() { <-sem; wg.Done() }()
+			unlock := e.lockKey(k)
+			defer unlock()
+			if err := e.drive(ctx, id); err != nil && ctx.Err() == nil {
+				e.log.Error("drive release", "app", k.app, "env", k.env, "release", id, "err", err)
+			}
+		}(r.ID, appKey{r.App, r.Env})
+	}
+	wg.Wait()
+	e.mu.Lock()
+	var idle []appKey
+	for k := range e.idle {
+		idle = append(idle, k)
+	}
+	e.mu.Unlock()
+	for _, k := range idle {
+		unlock := e.lockKey(k)
+		done, err := e.reconcileIdle(ctx, k)
+		unlock()
+		if err != nil && ctx.Err() == nil {
+			e.log.Error("reconcile", "app", k.app, "env", k.env, "err", err)
+		}
+		if done {
+			e.mu.Lock()
+			delete(e.idle, k)
+			e.mu.Unlock()
+		}
+	}
+	return nil
+}
+
+// drive makes one step of release id toward what its state asks for.
+func (e *Engine) drive(ctx context.Context, id int64) error {
+	r, err := e.cfg.Store.GetRelease(ctx, id)
+	if err != nil {
+		return err
+	}
+	if !r.Active() { // ended by a command since it was listed
+		return nil
+	}
+	app, ok := e.cfg.Apps.Get(r.App)
+	if !ok {
+		_, err := e.finish(ctx, spec.App{Name: r.App}, r, release.Failed, fmt.Sprintf("app %s is no longer in the catalog", r.App), "", nil)
+		return err
+	}
+	st, err := e.appState(ctx, app, r.Env)
+	if err != nil {
+		return err
+	}
+	status, err := e.cfg.Runtime.Status(ctx, app, r.Env)
+	if err != nil {
+		// The deadline still runs: a runtime that stays unreachable fails
+		// the release instead of holding it forever.
+		if e.now().After(e.deadline(app, r)) {
+			_, ferr := e.finish(ctx, app, r, release.Failed, fmt.Sprintf("runtime unreachable past the %s deadline: %v", r.State, err), "", nil)
+			return errors.Join(err, ferr)
+		}
+		return fmt.Errorf("runtime status: %w", err)
+	}
+	l := e.liveOf(r.ID)
+	e.noteRestarts(ctx, r, l, status)
+	if err := e.ensureWeight(ctx, app, r.Env, r.Weight); err != nil {
+		e.log.Error("set weight", "app", r.App, "env", r.Env, "release", r.ID, "weight", r.Weight, "err", err)
+	}
+	if r.Strategy == string(spec.StrategyRolling) {
+		e.ensureRemoved(ctx, app, r.Env, runtime.Canary, status[runtime.Canary])
+		if r.State == release.Pending {
+			r, err = e.transition(ctx, r, release.Promoting, 0, fmt.Sprintf("replacing stable %s with %s", orNone(r.FromVersion), r.Version), "", "release.promoting", nil)
+			if err != nil {
+				return err
+			}
+		}
+	}
+	switch r.State {
+	case release.Pending:
+		return e.drivePending(ctx, app, r, st, status)
+	case release.Progressing, release.Paused:
+		return e.driveCanary(ctx, app, r, st, status, l)
+	case release.Promoting:
+		return e.drivePromoting(ctx, app, r, st, status)
+	}
+	return nil
+}
+
+// deadline is when the release's current state must be left.
+func (e *Engine) deadline(app spec.App, r release.Release) time.Time {
+	switch r.State {
+	case release.Paused:
+		return r.StepStarted.Add(e.cfg.HoldTimeout)
+	case release.Progressing:
+		return stepDeadline(app, r.Step, r.StepStarted)
+	}
+	return r.StepStarted.Add(stepTimeout(app))
+}
+
+// drivePending starts the canary and waits for it to be ready.
+func (e *Engine) drivePending(ctx context.Context, app spec.App, r release.Release, st store.AppState, status map[runtime.Track]runtime.TrackStatus) error {
+	want := runtime.Want{Version: r.Version, Replicas: canaryReplicas(st.Replicas, r.Steps[0])}
+	c := status[runtime.Canary]
+	switch {
+	case failed(c, want):
+		_, err := e.finish(ctx, app, r, release.Failed, fmt.Sprintf("canary %s failed: %s", r.Version, c.Reason), "", trackData(c))
+		return err
+	case ready(c, want) && e.wasApplied(trackKey{appKey{r.App, r.Env}, runtime.Canary}, want):
+		next, typ, msg := release.Progressing, "release.step", fmt.Sprintf("step 1 of %d: %s of traffic to %s", len(r.Steps), fmtPct(r.Steps[0]), r.Version)
+		if r.HoldAt > 0 {
+			next, typ, msg = release.Paused, "release.paused", fmt.Sprintf("holding %s of traffic on %s until promoted or aborted", fmtPct(r.Steps[0]), r.Version)
+		}
+		r, err := e.transition(ctx, r, next, 0, msg, "", typ, trackData(c))
+		if err != nil {
+			return err
+		}
+		return e.startStep(ctx, app, r)
+	case e.now().After(e.deadline(app, r)):
+		_, err := e.finish(ctx, app, r, release.Failed, fmt.Sprintf("canary %s not ready within %s: %d of %d instances ready", r.Version, stepTimeout(app), c.Ready, want.Replicas), "", trackData(c))
+		return err
+	}
+	return e.ensureApply(ctx, app, r.Env, runtime.Canary, want, c)
+}
+
+// startStep puts the step's weight in force and takes the analysis
+// baseline the step's window counts from.
+func (e *Engine) startStep(ctx context.Context, app spec.App, r release.Release) error {
+	if err := e.cfg.Router.SetWeight(ctx, app, r.Env, r.Weight); err != nil {
+		return fmt.Errorf("set weight %s: %w", fmtPct(r.Weight), err)
+	}
+	l := e.liveOf(r.ID)
+	l.haveBase = false
+	l.verdict = nil
+	return e.takeBaseline(ctx, r, l)
+}
+
+func phaseOf(r release.Release) string { return fmt.Sprintf("%s/%d", r.State, r.Step) }
+
+func (e *Engine) takeBaseline(ctx context.Context, r release.Release, l *live) error {
+	s, c, err := e.cfg.Metrics.Sample(ctx, r.App, r.Env)
+	if err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	l.base = [2]analysis.Sample{s, c}
+	l.haveBase, l.phase, l.lastJudge = true, phaseOf(r), e.now()
+	return nil
+}
+
+// driveCanary runs analysis on a progressing or paused canary and moves it
+// on: abort on a failing verdict, fail when the step's deadline passes
+// without enough traffic, next step when analysis passed for the pause.
+func (e *Engine) driveCanary(ctx context.Context, app spec.App, r release.Release, st store.AppState, status map[runtime.Track]runtime.TrackStatus, l *live) error {
+	c := status[runtime.Canary]
+	want := runtime.Want{Version: r.Version, Replicas: canaryReplicas(st.Replicas, r.Weight)}
+	if failed(c, want) {
+		_, err := e.finish(ctx, app, r, release.Failed, fmt.Sprintf("canary %s failed: %s", r.Version, c.Reason), "", trackData(c))
+		return err
+	}
+	if !l.haveBase || l.phase != phaseOf(r) {
+		if err := e.takeBaseline(ctx, r, l); err != nil {
+			e.log.Error("analysis baseline", "app", r.App, "env", r.Env, "release", r.ID, "err", err)
+		}
+	} else if e.now().Sub(l.lastJudge) >= interval(app) {
+		v, err := e.judge(ctx, app, r, l)
+		if err != nil {
+			e.log.Error("analysis", "app", r.App, "env", r.Env, "release", r.ID, "err", err)
+		} else if v.Result == analysis.Fail {
+			_, err := e.finish(ctx, app, r, release.Aborted, "analysis failed: "+v.Reason, "", nil)
+			return err
+		}
+	}
+	now := e.now()
+	if r.State == release.Paused {
+		if now.After(e.deadline(app, r)) {
+			_, err := e.finish(ctx, app, r, release.Aborted, fmt.Sprintf("hold expired after %s without promote or abort", e.cfg.HoldTimeout), "", nil)
+			return err
+		}
+		return e.ensureApply(ctx, app, r.Env, runtime.Canary, want, c)
+	}
+	passed := l.verdict != nil && l.verdict.Result == analysis.Pass && !now.Before(r.StepStarted.Add(pause(app, r.Step)))
+	last := r.Step+1 >= len(r.Steps)
+	if passed && !last {
+		// Grow the canary to the next step's share before giving it that
+		// share of traffic.
+		want.Replicas = max(want.Replicas, canaryReplicas(st.Replicas, r.Steps[r.Step+1]))
+	}
+	if now.After(e.deadline(app, r)) {
+		reason := fmt.Sprintf("step %d (%s) did not pass analysis within %s", r.Step+1, fmtPct(r.Weight), stepDeadline(app, r.Step, r.StepStarted).Sub(r.StepStarted))
+		if l.verdict == nil || l.verdict.Result == analysis.Wait {
+			n, minReq := int64(0), thresholds(app).MinRequests
+			if l.verdict != nil {
+				n = l.verdict.Canary.Requests
+			}
+			reason = fmt.Sprintf("not enough traffic: %d of %d canary requests in %s", n, minReq, stepDeadline(app, r.Step, r.StepStarted).Sub(r.StepStarted))
+		} else if passed {
+			reason = fmt.Sprintf("canary not ready for step %d: %d of %d instances ready", r.Step+2, c.Ready, want.Replicas)
+		}
+		_, err := e.finish(ctx, app, r, release.Failed, reason, "", nil)
+		return err
+	}
+	if !passed {
+		return e.ensureApply(ctx, app, r.Env, runtime.Canary, want, c)
+	}
+	data := map[string]any{"analysis": view(*l.verdict)}
+	switch {
+	case last:
+		_, err := e.transition(ctx, r, release.Promoting, r.Step, fmt.Sprintf("all %d steps passed; replacing stable %s with %s", len(r.Steps), r.FromVersion, r.Version), "", "release.promoting", data)
+		return err
+	case !ready(c, want):
+		return e.ensureApply(ctx, app, r.Env, runtime.Canary, want, c)
+	}
+	r, err := e.transition(ctx, r, release.Progressing, r.Step+1, fmt.Sprintf("step %d of %d: %s of traffic to %s", r.Step+2, len(r.Steps), fmtPct(r.Steps[r.Step+1]), r.Version), "", "release.step", data)
+	if err != nil {
+		return err
+	}
+	return e.startStep(ctx, app, r)
+}
+
+// judge compares the step's windows; a changed verdict is recorded.
+func (e *Engine) judge(ctx context.Context, app spec.App, r release.Release, l *live) (analysis.Verdict, error) {
+	s, c, err := e.cfg.Metrics.Sample(ctx, r.App, r.Env)
+	if err != nil {
+		return analysis.Verdict{}, fmt.Errorf("metrics: %w", err)
+	}
+	l.lastJudge = e.now()
+	v := analysis.Judge(s.Sub(l.base[0]), c.Sub(l.base[1]), thresholds(app))
+	l.verdict = &v
+	a := view(v)
+	e.mu.Lock()
+	e.latest[appKey{r.App, r.Env}] = &a
+	e.mu.Unlock()
+	if v.Result != l.lastResult {
+		l.lastResult = v.Result
+		evs, err := e.cfg.Store.AddEvents(ctx, nil, e.event(r, "release.analysis", "ship", string(v.Result)+": "+v.Reason, map[string]any{"analysis": a}))
+		if err != nil {
+			return v, err
+		}
+		e.publish(evs)
+	}
+	return v, nil
+}
+
+func view(v analysis.Verdict) Analysis {
+	return Analysis{
+		StableRequests: v.Stable.Requests, StableErrorRate: v.Stable.ErrorRate,
+		CanaryRequests: v.Canary.Requests, CanaryErrorRate: v.Canary.ErrorRate,
+		StableP99Ms: ms(v.Stable.P99), CanaryP99Ms: ms(v.Canary.P99),
+		Verdict: string(v.Result), Reason: v.Reason,
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// drivePromoting replaces stable with the release's version, then takes the
+// canary's weight away: traffic never goes to a track that is not ready.
+func (e *Engine) drivePromoting(ctx context.Context, app spec.App, r release.Release, st store.AppState, status map[runtime.Track]runtime.TrackStatus) error {
+	want := runtime.Want{Version: r.Version, Replicas: st.Replicas}
+	s := status[runtime.Stable]
+	switch {
+	case failed(s, want):
+		_, err := e.finish(ctx, app, r, release.Failed, fmt.Sprintf("stable %s failed: %s; keeping %s", r.Version, s.Reason, orNone(r.FromVersion)), "", trackData(s))
+		return err
+	case ready(s, want) && e.wasApplied(trackKey{appKey{r.App, r.Env}, runtime.Stable}, want):
+		msg := fmt.Sprintf("%s is stable with %d instances", r.Version, s.Ready)
+		if r.Kind == release.KindRollback {
+			msg = fmt.Sprintf("rolled back to %s (%d instances)", r.Version, s.Ready)
+		}
+		_, err := e.finish(ctx, app, r, release.Succeeded, msg, "", trackData(s))
+		return err
+	case e.now().After(e.deadline(app, r)):
+		_, err := e.finish(ctx, app, r, release.Failed, fmt.Sprintf("stable %s not ready within %s: %d of %d instances ready; keeping %s", r.Version, stepTimeout(app), s.Ready, want.Replicas, orNone(r.FromVersion)), "", trackData(s))
+		return err
+	}
+	return e.ensureApply(ctx, app, r.Env, runtime.Stable, want, s)
+}
+
+// reconcileIdle makes an app/env without an active release run what its
+// state says: stable at its recorded version and count, no canary, weight 0.
+// It reports done once all of that is observed.
+func (e *Engine) reconcileIdle(ctx context.Context, k appKey) (bool, error) {
+	if _, err := e.cfg.Store.ActiveRelease(ctx, k.app, k.env); err == nil {
+		return true, nil // the release's driver owns the app now
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return false, err
+	}
+	app, ok := e.cfg.Apps.Get(k.app)
+	if !ok {
+		return true, nil
+	}
+	st, err := e.appState(ctx, app, k.env)
+	if err != nil {
+		return false, err
+	}
+	status, err := e.cfg.Runtime.Status(ctx, app, k.env)
+	if err != nil {
+		return false, fmt.Errorf("runtime status: %w", err)
+	}
+	var errs []error
+	if err := e.ensureWeight(ctx, app, k.env, 0); err != nil {
+		errs = append(errs, err)
+	}
+	done := true
+	s, c := status[runtime.Stable], status[runtime.Canary]
+	if st.Stable != "" {
+		want := runtime.Want{Version: st.Stable, Replicas: st.Replicas}
+		if err := e.ensureApply(ctx, app, k.env, runtime.Stable, want, s); err != nil {
+			errs = append(errs, err)
+		}
+		done = done && s.Version == want.Version && e.wasApplied(trackKey{k, runtime.Stable}, want)
+	} else if s.Version != "" || s.Desired > 0 {
+		e.ensureRemoved(ctx, app, k.env, runtime.Stable, s) // a first deploy that failed
+		done = false
+	}
+	if c.Version != "" || c.Desired > 0 {
+		e.ensureRemoved(ctx, app, k.env, runtime.Canary, c)
+		done = false
+	}
+	return done && len(errs) == 0, errors.Join(errs...)
+}
+
+// Resume re-applies what the store says should run: stable tracks at their
+// versions and counts, canaries of unfinished releases, then the weights in
+// force. The router keeps weights in memory, so this comes first after a
+// restart. Run calls it; errors are retried by the next steps.
+func (e *Engine) Resume(ctx context.Context) error {
+	sts, err := e.cfg.Store.AppStates(ctx)
+	if err != nil {
+		return fmt.Errorf("resume: %w", err)
+	}
+	var errs []error
+	for _, st := range sts {
+		app, ok := e.cfg.Apps.Get(st.App)
+		if !ok {
+			e.log.Warn("resume: app in the store is not in the catalog", "app", st.App, "env", st.Env)
+			continue
+		}
+		k := appKey{st.App, st.Env}
+		unlock := e.lockKey(k)
+		act, aerr := e.cfg.Store.ActiveRelease(ctx, st.App, st.Env)
+		hasActive := aerr == nil
+		stable := st.Stable
+		if hasActive && stableMoving(act) {
+			stable = act.Version
+		}
+		if stable != "" {
+			want := runtime.Want{Version: stable, Replicas: st.Replicas}
+			if err := e.cfg.Runtime.Apply(ctx, app, st.Env, runtime.Stable, want); err != nil {
+				errs = append(errs, fmt.Errorf("resume %s stable: %w", k, err))
+			} else {
+				e.noteApplied(trackKey{k, runtime.Stable}, want)
+			}
+		}
+		weight := 0.0
+		if hasActive && act.Strategy == string(spec.StrategyCanary) && act.State != release.Pending {
+			want := runtime.Want{Version: act.Version, Replicas: canaryReplicas(st.Replicas, act.Weight)}
+			if err := e.cfg.Runtime.Apply(ctx, app, st.Env, runtime.Canary, want); err != nil {
+				errs = append(errs, fmt.Errorf("resume %s canary: %w", k, err))
+			} else {
+				e.noteApplied(trackKey{k, runtime.Canary}, want)
+			}
+			weight = act.Weight
+		}
+		if err := e.cfg.Router.SetWeight(ctx, app, st.Env, weight); err != nil {
+			errs = append(errs, fmt.Errorf("resume %s weight: %w", k, err))
+		}
+		if !hasActive {
+			e.markIdle(k)
+		}
+		e.log.Info("resumed", "app", st.App, "env", st.Env, "stable", stable, "weight", weight, "active", hasActive)
+		unlock()
+	}
+	return errors.Join(errs...)
+}
+
+func failed(ts runtime.TrackStatus, want runtime.Want) bool {
+	return ts.Failed && ts.Version == want.Version
+}
+
+func ready(ts runtime.TrackStatus, want runtime.Want) bool {
+	return !ts.Failed && ts.Version == want.Version && ts.Ready >= want.Replicas
+}
+
+func trackData(ts runtime.TrackStatus) map[string]any {
+	d := map[string]any{"track": string(ts.Track), "version": ts.Version, "ready": ts.Ready, "desired": ts.Desired, "restarts": ts.Restarts}
+	if ts.Reason != "" {
+		d["reason"] = ts.Reason
+	}
+	return d
+}
+
+func (e *Engine) noteApplied(k trackKey, want runtime.Want) {
+	e.mu.Lock()
+	e.applied[k] = applied{want: want, at: e.now()}
+	delete(e.removing, k)
+	e.mu.Unlock()
+}
+
+// wasApplied reports whether this process asked the runtime for want, or
+// saw it already running: readiness is only trusted for what was asked.
+func (e *Engine) wasApplied(k trackKey, want runtime.Want) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	a, ok := e.applied[k]
+	return ok && a.want == want
+}
+
+// ensureApply asks the runtime for want unless it already runs it or the
+// same request is under way. Only the version is compared after the first
+// Apply, so a runtime that adjusts counts itself (an autoscaler) is not
+// fought every tick.
+func (e *Engine) ensureApply(ctx context.Context, app spec.App, env string, track runtime.Track, want runtime.Want, actual runtime.TrackStatus) error {
+	k := trackKey{appKey{app.Name, env}, track}
+	e.mu.Lock()
+	last, ok := e.applied[k]
+	e.mu.Unlock()
+	same := ok && last.want == want
+	if actual.Version == want.Version && (same || actual.Desired == want.Replicas) {
+		if !same {
+			e.noteApplied(k, want)
+		}
+		return nil
+	}
+	if same && e.now().Sub(last.at) < reapplyAfter {
+		return nil
+	}
+	if err := e.cfg.Runtime.Apply(ctx, app, env, track, want); err != nil {
+		return fmt.Errorf("apply %s %s×%d: %w", track, want.Version, want.Replicas, err)
+	}
+	e.noteApplied(k, want)
+	return nil
+}
+
+// ensureRemoved removes a track in the background (draining takes the
+// instances' grace period, which must not hold up other releases' ticks).
+func (e *Engine) ensureRemoved(ctx context.Context, app spec.App, env string, track runtime.Track, actual runtime.TrackStatus) {
+	if actual.Version == "" && actual.Desired == 0 {
+		return
+	}
+	k := trackKey{appKey{app.Name, env}, track}
+	e.mu.Lock()
+	if at, ok := e.removing[k]; ok && e.now().Sub(at) < reapplyAfter {
+		e.mu.Unlock()
+		return
+	}
+	e.removing[k] = e.now()
+	delete(e.applied, k)
+	e.mu.Unlock()
+	e.bg.Add(1)
+	go func() {
+		defer e.bg.Done()
+		if err := e.cfg.Runtime.Remove(ctx, app, env, track); err != nil && ctx.Err() == nil {
+			e.log.Error("remove track", "app", app.Name, "env", env, "track", track, "err", err)
+		}
+	}()
+}
+
+func (e *Engine) ensureWeight(ctx context.Context, app spec.App, env string, w float64) error {
+	cur, _, err := e.cfg.Router.Weight(ctx, app, env)
+	if err == nil && math.Abs(cur-w) < 1e-9 {
+		return nil
+	}
+	return e.cfg.Router.SetWeight(ctx, app, env, w)
+}
+
+// noteRestarts records instance.crashed when a track's restart count grows.
+func (e *Engine) noteRestarts(ctx context.Context, r release.Release, l *live, status map[runtime.Track]runtime.TrackStatus) {
+	for _, t := range runtime.Tracks {
+		ts := status[t]
+		prev, seen := l.restarts[t]
+		sameVersion := l.versions[t] == ts.Version
+		l.restarts[t], l.versions[t] = ts.Restarts, ts.Version
+		if !seen || !sameVersion || ts.Restarts <= prev {
+			continue
+		}
+		d := trackData(ts)
+		d["new"] = ts.Restarts - prev
+		evs, err := e.cfg.Store.AddEvents(ctx, nil, e.event(r, "instance.crashed", "ship",
+			fmt.Sprintf("%s %s: %d instance restart(s), %d in all", t, ts.Version, ts.Restarts-prev, ts.Restarts), d))
+		if err != nil {
+			e.log.Error("record crash", "app", r.App, "env", r.Env, "err", err)
+			continue
+		}
+		e.publish(evs)
+	}
+}

@@ -1,0 +1,316 @@
+// Package engine drives releases: it checks locks and conflicts, records
+// every transition in the store before acting on it, and moves each active
+// release one step per tick toward what its stored state asks for, through
+// the Runtime (instances) and the Router (traffic split), judging the canary
+// with analysis. It is level-triggered and every call it makes is
+// idempotent, so an engine started on the same store after a crash simply
+// continues. It must not parse commands, talk HTTP or know which runtime
+// adapter it drives. docs/engine.md describes the states and deadlines.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/shipteam/ship/internal/analysis"
+	"github.com/shipteam/ship/internal/release"
+	"github.com/shipteam/ship/internal/runtime"
+	"github.com/shipteam/ship/internal/spec"
+	"github.com/shipteam/ship/internal/store"
+)
+
+// Catalog gives the specs of the apps ship knows (*spec.Catalog).
+type Catalog interface {
+	Get(name string) (spec.App, bool)
+	All() []spec.App
+}
+
+// Store is what the engine keeps its state in (*store.Store).
+type Store interface {
+	CreateRelease(ctx context.Context, r release.Release, st *store.AppState, evs ...release.Event) (release.Release, []release.Event, error)
+	UpdateRelease(ctx context.Context, r release.Release, st *store.AppState, evs ...release.Event) ([]release.Event, error)
+	GetRelease(ctx context.Context, id int64) (release.Release, error)
+	ActiveRelease(ctx context.Context, app, env string) (release.Release, error)
+	ActiveReleases(ctx context.Context) ([]release.Release, error)
+	LatestRelease(ctx context.Context, app, env string) (release.Release, error)
+	Releases(ctx context.Context, app, env string, limit int) ([]release.Release, error)
+	LastSucceeded(ctx context.Context, app, env, version, exceptVersion string) (release.Release, error)
+	AddEvents(ctx context.Context, st *store.AppState, evs ...release.Event) ([]release.Event, error)
+	Events(ctx context.Context, q store.EventQuery) ([]release.Event, error)
+	AppState(ctx context.Context, app, env string) (store.AppState, error)
+	AppStates(ctx context.Context) ([]store.AppState, error)
+	PutLock(ctx context.Context, l release.Lock, ev release.Event) (release.Event, error)
+	DeleteLock(ctx context.Context, app, env string, ev release.Event) (release.Event, error)
+	GetLock(ctx context.Context, app, env string) (release.Lock, error)
+}
+
+// Clock is the engine's only source of time, so tests step it.
+type Clock interface {
+	Now() time.Time
+	After(d time.Duration) <-chan time.Time
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time                         { return time.Now() }
+func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// Config holds the engine's parts and knobs.
+type Config struct {
+	Store   Store
+	Apps    Catalog
+	Runtime runtime.Runtime
+	Router  runtime.Router
+	Metrics analysis.Source
+	Logs    runtime.LogReader // optional: Logs answers invalid without it
+	Clock   Clock             // default: the real clock
+	Logger  *slog.Logger      // default: discard
+	// Tick is how often active releases are stepped; at most 250ms so a
+	// failing canary is off within 2 s of the evidence. Default 100ms.
+	Tick time.Duration
+	// HoldTimeout bounds a --canary hold (paused state). Default 24h.
+	HoldTimeout time.Duration
+	// Parallel bounds how many releases are stepped at once. Default 8.
+	Parallel int
+}
+
+func (c *Config) setDefaults() {
+	if c.Clock == nil {
+		c.Clock = realClock{}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Tick == 0 {
+		c.Tick = 100 * time.Millisecond
+	}
+	if c.HoldTimeout == 0 {
+		c.HoldTimeout = 24 * time.Hour
+	}
+	if c.Parallel == 0 {
+		c.Parallel = 8
+	}
+}
+
+// Validate reports every problem of the config at once.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Store == nil {
+		errs = append(errs, errors.New("engine: Store is required"))
+	}
+	if c.Apps == nil {
+		errs = append(errs, errors.New("engine: Apps is required"))
+	}
+	if c.Runtime == nil {
+		errs = append(errs, errors.New("engine: Runtime is required"))
+	}
+	if c.Router == nil {
+		errs = append(errs, errors.New("engine: Router is required"))
+	}
+	if c.Metrics == nil {
+		errs = append(errs, errors.New("engine: Metrics is required"))
+	}
+	if c.Tick < 0 || c.Tick > 250*time.Millisecond {
+		errs = append(errs, fmt.Errorf("engine: Tick %s must be in (0, 250ms] so a bad canary is off within 2s", c.Tick))
+	}
+	if c.HoldTimeout < 0 {
+		errs = append(errs, fmt.Errorf("engine: HoldTimeout %s is negative", c.HoldTimeout))
+	}
+	if c.Parallel < 0 {
+		errs = append(errs, fmt.Errorf("engine: Parallel %d is negative", c.Parallel))
+	}
+	return errors.Join(errs...)
+}
+
+type appKey struct{ app, env string }
+
+func (k appKey) String() string { return k.app + "/" + k.env }
+
+type trackKey struct {
+	appKey
+	track runtime.Track
+}
+
+type applied struct {
+	want runtime.Want
+	at   time.Time
+}
+
+// Engine drives releases. Its methods are safe for concurrent use.
+type Engine struct {
+	cfg Config
+	log *slog.Logger
+
+	mu       sync.Mutex
+	keyLocks map[appKey]*sync.Mutex
+	live     map[int64]*live        // per active release, rebuilt after a restart
+	latest   map[appKey]*Analysis   // last analysis of each app/env, for Status
+	applied  map[trackKey]applied   // last Apply per track in this process
+	removing map[trackKey]time.Time // Remove in flight or recently done
+	idle     map[appKey]bool        // app/envs without a release to reconcile
+	subs     map[chan release.Event]struct{}
+	running  bool
+
+	kick chan struct{}
+	bg   sync.WaitGroup // background Remove calls
+}
+
+// New validates cfg and builds an engine; Run starts it.
+func New(cfg Config) (*Engine, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Engine{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		keyLocks: map[appKey]*sync.Mutex{},
+		live:     map[int64]*live{},
+		latest:   map[appKey]*Analysis{},
+		applied:  map[trackKey]applied{},
+		removing: map[trackKey]time.Time{},
+		idle:     map[appKey]bool{},
+		subs:     map[chan release.Event]struct{}{},
+		kick:     make(chan struct{}, 1),
+	}, nil
+}
+
+// Run resumes what the store says should be running — stable tracks,
+// weights, canaries of unfinished releases — and then steps every active
+// release each Tick until ctx is done. Background calls are waited for
+// before it returns.
+func (e *Engine) Run(ctx context.Context) error {
+	e.mu.Lock()
+	if e.running {
+		e.mu.Unlock()
+		return errors.New("engine: Run called twice")
+	}
+	e.running = true
+	e.mu.Unlock()
+	defer e.bg.Wait()
+	if err := e.Resume(ctx); err != nil {
+		e.log.Error("resume", "err", err)
+	}
+	for {
+		if err := e.Step(ctx); err != nil && ctx.Err() == nil {
+			e.log.Error("engine step", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-e.cfg.Clock.After(e.cfg.Tick):
+		case <-e.kick:
+		}
+	}
+}
+
+// wake makes Run step soon instead of at the next tick.
+func (e *Engine) wake() {
+	select {
+	case e.kick <- struct{}{}:
+	default:
+	}
+}
+
+// lockKey serialises everything done to one app in one environment:
+// commands and the driver's steps.
+func (e *Engine) lockKey(k appKey) func() {
+	e.mu.Lock()
+	m := e.keyLocks[k]
+	if m == nil {
+		m = &sync.Mutex{}
+		e.keyLocks[k] = m
+	}
+	e.mu.Unlock()
+	m.Lock()
+	return m.Unlock
+}
+
+// Subscribe returns a channel of every event the engine stores from now on
+// and a function that ends the subscription. A subscriber that falls behind
+// loses events (it never slows the engine) and catches up with Events by
+// AfterID.
+func (e *Engine) Subscribe() (<-chan release.Event, func()) {
+	ch := make(chan release.Event, 256)
+	e.mu.Lock()
+	e.subs[ch] = struct{}{}
+	e.mu.Unlock()
+	var once sync.Once
+	return ch, func() {
+		once.Do(func() {
+			e.mu.Lock()
+			delete(e.subs, ch)
+			e.mu.Unlock()
+			close(ch)
+		})
+	}
+}
+
+func (e *Engine) publish(evs []release.Event) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, ev := range evs {
+		for ch := range e.subs {
+			select {
+			case ch <- ev:
+			default: // a slow subscriber re-reads from the store
+			}
+		}
+	}
+}
+
+func (e *Engine) now() time.Time { return e.cfg.Clock.Now().UTC() }
+
+// resolve finds the app and environment a command names; env "" is the
+// app's first environment.
+func (e *Engine) resolve(app, env string) (spec.App, string, error) {
+	a, ok := e.cfg.Apps.Get(app)
+	if !ok {
+		return a, "", Errorf(CodeNotFound, "unknown app %q", app)
+	}
+	envs := environments(a)
+	if env == "" {
+		return a, envs[0], nil
+	}
+	for _, x := range envs {
+		if x == env {
+			return a, env, nil
+		}
+	}
+	return a, "", Errorf(CodeNotFound, "app %s has no environment %q (it has %v)", app, env, envs)
+}
+
+func environments(a spec.App) []string {
+	if len(a.Environments) == 0 {
+		return []string{"production"}
+	}
+	return a.Environments
+}
+
+// appState reads the stored state of an app/env, defaulting a missing row
+// from the spec.
+func (e *Engine) appState(ctx context.Context, a spec.App, env string) (store.AppState, error) {
+	st, err := e.cfg.Store.AppState(ctx, a.Name, env)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.AppState{App: a.Name, Env: env, Replicas: defaultReplicas(a)}, nil
+	}
+	return st, err
+}
+
+func defaultReplicas(a spec.App) int {
+	if a.Replicas < 0 {
+		return 1
+	}
+	if a.Replicas == 0 && a.Kind == "" { // spec without defaults applied
+		return 1
+	}
+	return a.Replicas
+}
+
+func internal(err error, format string, args ...any) error {
+	return &Error{Code: CodeInternal, Message: fmt.Sprintf(format, args...), Err: err}
+}

@@ -1,0 +1,169 @@
+package engine
+
+import (
+	"context"
+	"errors"
+
+	"github.com/shipteam/ship/internal/release"
+	"github.com/shipteam/ship/internal/runtime"
+	"github.com/shipteam/ship/internal/spec"
+	"github.com/shipteam/ship/internal/store"
+)
+
+// EventQuery selects events. App and Env "" do not filter (unlike the
+// commands, where env "" means the first environment).
+type EventQuery struct {
+	App       string `json:"app,omitempty"`
+	Env       string `json:"env,omitempty"`
+	ReleaseID int64  `json:"releaseId,omitempty"`
+	AfterID   int64  `json:"afterId,omitempty"`
+	Limit     int    `json:"limit,omitempty"` // 0 = 1000
+}
+
+// Status reports what app runs in env: tracks as the runtime sees them,
+// the weight in force, the active (else latest) release, the latest
+// analysis and the lock. A runtime or router that cannot answer does not
+// fail Status: the stored state is shown with a note.
+func (e *Engine) Status(ctx context.Context, appName, env string) (AppStatus, error) {
+	app, env, err := e.resolve(appName, env)
+	if err != nil {
+		return AppStatus{}, err
+	}
+	return e.status(ctx, app, env)
+}
+
+func (e *Engine) status(ctx context.Context, app spec.App, env string) (AppStatus, error) {
+	k := appKey{app.Name, env}
+	out := AppStatus{App: app.Name, Env: env}
+	st, err := e.appState(ctx, app, env)
+	if err != nil {
+		return out, internal(err, "read state of %s", k)
+	}
+	out.Stable.Version, out.Stable.Desired = st.Stable, st.Replicas
+	out.Canary.Version, out.Weight = st.Canary, st.Weight
+	var notes []string
+	if ts, err := e.cfg.Runtime.Status(ctx, app, env); err != nil {
+		notes = append(notes, "runtime: "+err.Error())
+	} else {
+		out.Stable, out.Canary = trackView(ts[runtime.Stable]), trackView(ts[runtime.Canary])
+		for _, t := range runtime.Tracks {
+			if n := ts[t].Note; n != "" {
+				notes = append(notes, string(t)+": "+n)
+			}
+		}
+	}
+	if w, ep, err := e.cfg.Router.Weight(ctx, app, env); err != nil {
+		notes = append(notes, "router: "+err.Error())
+	} else {
+		out.Weight, out.Endpoint = w, ep
+	}
+	r, err := e.cfg.Store.ActiveRelease(ctx, app.Name, env)
+	if errors.Is(err, store.ErrNotFound) {
+		r, err = e.cfg.Store.LatestRelease(ctx, app.Name, env)
+	}
+	switch {
+	case err == nil:
+		out.Release = &r
+	case !errors.Is(err, store.ErrNotFound):
+		return out, internal(err, "read releases of %s", k)
+	}
+	e.mu.Lock()
+	if a := e.latest[k]; a != nil {
+		c := *a
+		out.Analysis = &c
+	}
+	e.mu.Unlock()
+	l, err := e.cfg.Store.GetLock(ctx, app.Name, env)
+	switch {
+	case err == nil:
+		out.Lock = &l
+	case !errors.Is(err, store.ErrNotFound):
+		return out, internal(err, "read lock of %s", k)
+	}
+	for i, n := range notes {
+		if i > 0 {
+			out.Note += "; "
+		}
+		out.Note += n
+	}
+	return out, nil
+}
+
+func trackView(ts runtime.TrackStatus) TrackView {
+	return TrackView{Version: ts.Version, Ready: ts.Ready, Desired: ts.Desired, Restarts: ts.Restarts, Failed: ts.Failed, Reason: ts.Reason}
+}
+
+// List reports the status of every app in every environment.
+func (e *Engine) List(ctx context.Context) ([]AppStatus, error) {
+	var out []AppStatus
+	for _, app := range e.cfg.Apps.All() {
+		for _, env := range environments(app) {
+			s, err := e.status(ctx, app, env)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+// History returns the releases of app in env, newest first (limit <= 0:
+// 100).
+func (e *Engine) History(ctx context.Context, appName, env string, limit int) ([]release.Release, error) {
+	app, env, err := e.resolve(appName, env)
+	if err != nil {
+		return nil, err
+	}
+	rs, err := e.cfg.Store.Releases(ctx, app.Name, env, limit)
+	if err != nil {
+		return nil, internal(err, "read history of %s/%s", app.Name, env)
+	}
+	return rs, nil
+}
+
+// Events returns stored events, oldest first.
+func (e *Engine) Events(ctx context.Context, q EventQuery) ([]release.Event, error) {
+	if q.App != "" {
+		if _, ok := e.cfg.Apps.Get(q.App); !ok {
+			return nil, Errorf(CodeNotFound, "unknown app %q", q.App)
+		}
+	}
+	evs, err := e.cfg.Store.Events(ctx, store.EventQuery(q))
+	if err != nil {
+		return nil, internal(err, "read events")
+	}
+	return evs, nil
+}
+
+// Release returns one release by id.
+func (e *Engine) Release(ctx context.Context, id int64) (release.Release, error) {
+	r, err := e.cfg.Store.GetRelease(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return r, Errorf(CodeNotFound, "no release #%d", id)
+	}
+	if err != nil {
+		return r, internal(err, "read release #%d", id)
+	}
+	return r, nil
+}
+
+// Logs returns up to n recent log lines of app's instances in env, of
+// version when given.
+func (e *Engine) Logs(ctx context.Context, appName, env, version string, n int) ([]runtime.LogLine, error) {
+	app, env, err := e.resolve(appName, env)
+	if err != nil {
+		return nil, err
+	}
+	if e.cfg.Logs == nil {
+		return nil, Errorf(CodeInvalid, "this runtime keeps no logs")
+	}
+	if n <= 0 {
+		n = 100
+	}
+	lines, err := e.cfg.Logs.Logs(ctx, app, env, version, n)
+	if err != nil {
+		return nil, internal(err, "read logs of %s/%s", app.Name, env)
+	}
+	return lines, nil
+}

@@ -1,0 +1,243 @@
+// Package store keeps ship's state in one SQLite file: releases, their
+// events, locks, the per-app state the engine re-applies after a restart, and
+// API tokens. It uses the pure-Go driver (modernc.org/sqlite) so ship builds
+// with CGO_ENABLED=0. It stores and queries; it never decides: the rules of a
+// rollout live in the engine. One partial unique index enforces the one
+// active release per app and environment, so even two engines racing on the
+// same file cannot both start a release.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// ErrNotFound is returned when the asked-for row does not exist.
+var ErrNotFound = errors.New("not found")
+
+// ErrConflict is returned by CreateRelease when the app already has an
+// active release in that environment.
+var ErrConflict = errors.New("an active release exists")
+
+// AppState is what an app in one environment should run when no release is
+// moving it: the engine re-applies it after a restart.
+type AppState struct {
+	App      string    `json:"app"`
+	Env      string    `json:"env"`
+	Stable   string    `json:"stable"`   // stable version, "" before the first deploy succeeds
+	Replicas int       `json:"replicas"` // stable instances (0 = stopped)
+	Canary   string    `json:"canary"`   // canary version while a release runs one
+	Weight   float64   `json:"weight"`   // canary percent in force
+	Updated  time.Time `json:"updated"`
+}
+
+// EventQuery selects events; zero fields do not filter. Events come oldest
+// first (ascending ID) so a reader can page with AfterID.
+type EventQuery struct {
+	App       string
+	Env       string
+	ReleaseID int64
+	AfterID   int64
+	Limit     int // 0 = 1000
+}
+
+// Store is an open SQLite file. Writes go through one connection (SQLite
+// allows one writer); reads use a small pool that WAL lets run beside it.
+type Store struct {
+	w *sql.DB
+	r *sql.DB
+}
+
+// Open opens (creating if needed) the database at path and migrates it.
+func Open(ctx context.Context, path string) (*Store, error) {
+	if path == "" {
+		return nil, errors.New("open store: empty path")
+	}
+	pragmas := "_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)"
+	u := "file:" + (&url.URL{Path: path}).EscapedPath()
+	w, err := sql.Open("sqlite", u+"?"+pragmas+"&_pragma=journal_mode(WAL)&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetConnMaxIdleTime(0)
+	if err := w.PingContext(ctx); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	s := &Store{w: w}
+	if err := s.migrate(ctx); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("migrate store %s: %w", path, err)
+	}
+	r, err := sql.Open("sqlite", u+"?"+pragmas+"&_pragma=query_only(1)")
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open store %s for reading: %w", path, err)
+	}
+	r.SetMaxOpenConns(4)
+	s.r = r
+	return s, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error {
+	return errors.Join(s.r.Close(), s.w.Close())
+}
+
+// migrations are applied in order; each runs once, recorded in
+// schema_version. Never edit a released migration: append a new one.
+var migrations = []string{
+	// 1: the initial schema.
+	`CREATE TABLE releases (
+		id           INTEGER PRIMARY KEY AUTOINCREMENT,
+		app          TEXT    NOT NULL,
+		env          TEXT    NOT NULL,
+		kind         TEXT    NOT NULL,
+		version      TEXT    NOT NULL,
+		from_version TEXT    NOT NULL DEFAULT '',
+		strategy     TEXT    NOT NULL DEFAULT '',
+		steps        TEXT    NOT NULL DEFAULT '[]',
+		hold_at      REAL    NOT NULL DEFAULT 0,
+		state        TEXT    NOT NULL,
+		active       INTEGER NOT NULL,
+		step         INTEGER NOT NULL DEFAULT 0,
+		weight       REAL    NOT NULL DEFAULT 0,
+		reason       TEXT    NOT NULL DEFAULT '',
+		actor        TEXT    NOT NULL DEFAULT '',
+		source       TEXT    NOT NULL DEFAULT '',
+		created      INTEGER NOT NULL,
+		updated      INTEGER NOT NULL,
+		step_started INTEGER NOT NULL
+	);
+	CREATE UNIQUE INDEX releases_one_active ON releases(app, env) WHERE active = 1;
+	CREATE INDEX releases_by_app ON releases(app, env, id);
+	CREATE TABLE events (
+		id         INTEGER PRIMARY KEY AUTOINCREMENT,
+		release_id INTEGER REFERENCES releases(id),
+		app        TEXT    NOT NULL,
+		env        TEXT    NOT NULL,
+		type       TEXT    NOT NULL,
+		state      TEXT    NOT NULL DEFAULT '',
+		step       INTEGER NOT NULL DEFAULT 0,
+		weight     REAL    NOT NULL DEFAULT 0,
+		message    TEXT    NOT NULL DEFAULT '',
+		actor      TEXT    NOT NULL DEFAULT '',
+		time       INTEGER NOT NULL,
+		data       TEXT    NOT NULL DEFAULT ''
+	);
+	CREATE INDEX events_by_app ON events(app, env, id);
+	CREATE INDEX events_by_release ON events(release_id, id);
+	CREATE TABLE locks (
+		app    TEXT    NOT NULL,
+		env    TEXT    NOT NULL,
+		reason TEXT    NOT NULL,
+		actor  TEXT    NOT NULL,
+		since  INTEGER NOT NULL,
+		PRIMARY KEY (app, env)
+	);
+	CREATE TABLE app_state (
+		app      TEXT    NOT NULL,
+		env      TEXT    NOT NULL,
+		stable   TEXT    NOT NULL DEFAULT '',
+		replicas INTEGER NOT NULL DEFAULT 0,
+		canary   TEXT    NOT NULL DEFAULT '',
+		weight   REAL    NOT NULL DEFAULT 0,
+		updated  INTEGER NOT NULL,
+		PRIMARY KEY (app, env)
+	);
+	CREATE TABLE tokens (
+		hash    BLOB    PRIMARY KEY,
+		name    TEXT    NOT NULL,
+		created INTEGER NOT NULL
+	);`,
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	if _, err := s.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
+		return err
+	}
+	for {
+		tx, err := s.w.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		var v int
+		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_version`).Scan(&v); err != nil {
+			tx.Rollback()
+			return err
+		}
+		if v > len(migrations) {
+			tx.Rollback()
+			return fmt.Errorf("database schema version %d is newer than this ship (%d): upgrade ship", v, len(migrations))
+		}
+		if v == len(migrations) {
+			return tx.Rollback()
+		}
+		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migration %d: %w", v+1, err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_version(version) VALUES (?)`, v+1); err != nil {
+			tx.Rollback()
+			return err
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("migration %d: %w", v+1, err)
+		}
+	}
+}
+
+// SchemaVersion reports the migration level of the file.
+func (s *Store) SchemaVersion(ctx context.Context) (int, error) {
+	var v int
+	err := s.r.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_version`).Scan(&v)
+	return v, err
+}
+
+func nanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func fromNanos(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}
+
+// tx runs f in a write transaction.
+func (s *Store) tx(ctx context.Context, f func(*sql.Tx) error) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := f(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+func isUniqueViolation(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
+}
+
+func marshalData(d map[string]any) (string, error) {
+	if len(d) == 0 {
+		return "", nil
+	}
+	b, err := json.Marshal(d)
+	return string(b), err
+}
