@@ -93,16 +93,24 @@ func decodeShared(src []byte, hdr header, scale float64) (vimage, error) {
 		return vimage{}, fmt.Errorf("%w: decode %s: %w", ErrCorrupt, hdr.Format, vipsError())
 	}
 	im.p = out
-	if C.rs_autorot(im.p, &out) != 0 {
-		im.close()
-		return vimage{}, fmt.Errorf("%w: autorotate: %w", ErrCorrupt, vipsError())
-	}
-	im.replace(out)
+	// Decode sequentially into memory first: rotation reads out of order.
 	if C.rs_copy_memory(im.p, &out) != 0 {
 		im.close()
 		return vimage{}, fmt.Errorf("%w: decode %s: %w", ErrCorrupt, hdr.Format, vipsError())
 	}
 	im.replace(out)
+	if hdr.orientation > 1 && hdr.orientation <= 8 {
+		if C.rs_autorot(im.p, &out) != 0 {
+			im.close()
+			return vimage{}, fmt.Errorf("%w: autorotate: %w", ErrCorrupt, vipsError())
+		}
+		im.replace(out)
+		if C.rs_copy_memory(im.p, &out) != 0 {
+			im.close()
+			return vimage{}, fmt.Errorf("resize: autorotate: %w", vipsError())
+		}
+		im.replace(out)
+	}
 	return im, nil
 }
 

@@ -1,0 +1,168 @@
+package resize
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"image"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// socialPresets mirror the sizes the HTTP layer ships.
+var socialPresets = []Options{
+	{Width: 1600, Height: 900, Fit: FitCover, Format: FormatJPEG},
+	{Width: 1080, Height: 1080, Fit: FitCover, Format: FormatJPEG},
+	{Width: 1080, Height: 1350, Fit: FitCover, Format: FormatJPEG},
+	{Width: 1080, Height: 1920, Fit: FitCover, Format: FormatJPEG},
+	{Width: 1200, Height: 630, Fit: FitCover, Format: FormatJPEG},
+	{Width: 1200, Height: 627, Fit: FitCover, Format: FormatJPEG},
+	{Width: 1000, Height: 1500, Fit: FitCover, Format: FormatJPEG},
+	{Width: 400, Height: 400, Fit: FitCover, Gravity: GravityNorth, Format: FormatWebP},
+}
+
+func TestVariantsMatchProcessDimensions(t *testing.T) {
+	src := withEXIF(t, encJPEG(t, bands(1200, 800, red, green, blue)), 6, false)
+	opts := []Options{
+		{Width: 300, Height: 300, Fit: FitCover, Format: FormatJPEG},
+		{Width: 100, Height: 200, Fit: FitCover, Gravity: GravityEast, Format: FormatPNG},
+		{Width: 250, Height: 250, Fit: FitContain, Format: FormatWebP},
+		{Width: 90, Height: 60, Fit: FitFill, Format: FormatJPEG},
+		{Width: 500, Height: 500, Fit: FitInside, Format: FormatJPEG},
+		{Width: 1000, Fit: FitInside, Format: FormatJPEG},
+		{Width: 40, Height: 40, Fit: FitCover, Gravity: GravitySmart, Format: FormatAVIF},
+	}
+	got, err := Variants(context.Background(), src, opts, DefaultLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(opts) {
+		t.Fatalf("%d results for %d options", len(got), len(opts))
+	}
+	for i, o := range opts {
+		want := process(t, src, o)
+		if got[i].Width != want.Width || got[i].Height != want.Height || got[i].Format != want.Format {
+			t.Errorf("variant %d %+v: %dx%d %s, Process gives %dx%d %s", i, o,
+				got[i].Width, got[i].Height, got[i].Format, want.Width, want.Height, want.Format)
+		}
+		info, err := Probe(got[i].Data, DefaultLimits())
+		if err != nil || info.Width != want.Width || info.Height != want.Height {
+			t.Errorf("variant %d bytes: %+v, %v", i, info, err)
+		}
+	}
+	// Orientation 6 turned the vertical red|green|blue bands of the 1200×800
+	// source into horizontal ones on an 800×1200 portrait: the centre square
+	// crop shows red on top, green in the middle, blue at the bottom.
+	im := decodeAny(t, got[0].Data)
+	for _, band := range []struct {
+		y0, y1 int
+		want   string
+	}{{0, 50, "red"}, {125, 175, "green"}, {250, 300, "blue"}} {
+		if c := dominant(im, image.Rect(0, band.y0, 300, band.y1)); c != band.want {
+			t.Errorf("variant 0 rows %d..%d show %s, want %s", band.y0, band.y1, c, band.want)
+		}
+	}
+}
+
+func TestVariantsRejectBadOptionsBeforeDecoding(t *testing.T) {
+	src := encPNG(t, bands(50, 50, red))
+	_, err := Variants(context.Background(), src, []Options{{Width: 10}, {Width: 10, Fit: "squash"}}, DefaultLimits())
+	if !errors.Is(err, ErrInvalidOptions) {
+		t.Fatalf("err = %v, want ErrInvalidOptions", err)
+	}
+	if _, err := Variants(context.Background(), src, nil, DefaultLimits()); !errors.Is(err, ErrInvalidOptions) {
+		t.Fatalf("no options: err = %v, want ErrInvalidOptions", err)
+	}
+}
+
+func TestVariantsWithAnimatedAndStillOutputs(t *testing.T) {
+	src := animatedGIF(t, 40, 30, 3)
+	got, err := Variants(context.Background(), src, []Options{
+		{Width: 20, Height: 20, Format: FormatGIF, Animated: true},
+		{Width: 20, Height: 20, Format: FormatPNG},
+	}, DefaultLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := Probe(got[0].Data, DefaultLimits())
+	s, _ := Probe(got[1].Data, DefaultLimits())
+	if a.Pages != 3 || s.Pages != 1 {
+		t.Fatalf("pages: animated %d, still %d; want 3 and 1", a.Pages, s.Pages)
+	}
+}
+
+func TestLoadShrink(t *testing.T) {
+	for _, tt := range []struct {
+		scale float64
+		want  int
+	}{{1, 1}, {0.8, 1}, {0.5, 2}, {0.45, 2}, {0.25, 4}, {0.2, 4}, {0.1, 8}, {0.01, 8}, {3, 1}} {
+		if got := loadShrink(tt.scale); got != tt.want {
+			t.Errorf("loadShrink(%v) = %d, want %d", tt.scale, got, tt.want)
+		}
+	}
+}
+
+func TestNoLibvipsLeaksAcrossManyCalls(t *testing.T) {
+	src := withEXIF(t, encJPEG(t, bands(1200, 800, red, blue)), 6, true)
+	gifSrc := animatedGIF(t, 30, 30, 4)
+	small := []Options{
+		{Width: 160, Height: 90, Format: FormatJPEG},
+		{Width: 100, Height: 100, Gravity: GravitySouth, Format: FormatWebP},
+		{Width: 120, Height: 120, Fit: FitContain, Format: FormatPNG},
+	}
+	run := func() {
+		for _, o := range small {
+			if _, err := Process(context.Background(), src, o, DefaultLimits()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := Variants(context.Background(), src, small, DefaultLimits()); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Process(context.Background(), gifSrc, Options{Width: 10, Height: 20, Gravity: GravityEast, Animated: true}, DefaultLimits()); err != nil {
+			t.Fatal(err)
+		}
+		_, _ = Process(context.Background(), src[:len(src)/2], Options{Width: 10}, DefaultLimits())
+	}
+	for i := 0; i < 10; i++ {
+		run() // warm up libvips' per-thread buffers and malloc arenas
+	}
+	before, rssBefore := ReadMemStats(), rssKB(t)
+	for i := 0; i < 100; i++ {
+		run()
+	}
+	after, rssAfter := ReadMemStats(), rssKB(t)
+	t.Logf("libvips tracked %d→%d bytes, %d→%d allocs; RSS %d→%d KiB", before.Mem, after.Mem, before.Allocs, after.Allocs, rssBefore, rssAfter)
+	// Each iteration decodes a 1200×800 image (2.9 MB of pixels, twice in
+	// Variants): leaking one per iteration would add hundreds of MB.
+	if after.Mem > before.Mem+1<<20 || after.Allocs > before.Allocs+10 || after.Files > before.Files {
+		t.Fatalf("libvips memory grew: before %+v after %+v", before, after)
+	}
+	if rssAfter > rssBefore+64<<10 {
+		t.Fatalf("RSS grew from %d to %d KiB over 100 iterations", rssBefore, rssAfter)
+	}
+}
+
+func rssKB(t *testing.T) int64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Skip("no /proc")
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			n, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return n
+		}
+	}
+	t.Skip("no VmRSS")
+	return 0
+}
+
+func ExampleVariants() {
+	// A real caller passes the uploaded bytes.
+	fmt.Println(len(socialPresets) > 0)
+	// Output: true
+}
