@@ -198,6 +198,10 @@ func (f *fetcher) fetch(ctx context.Context, rawURL string) ([]byte, error) {
 
 // fetchError maps a fetch failure to the public error.
 func fetchError(err error) *apiError {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return ae
+	}
 	var (
 		fa   *forbiddenAddrError
 		fh   *forbiddenHostError
