@@ -872,3 +872,31 @@ func TestFailedVersionChangeKeepsTheOldVersionServing(t *testing.T) {
 		t.Errorf("after rollback %+v", st)
 	}
 }
+
+func TestLeaderCrashKillsTheRestOfItsProcessGroup(t *testing.T) {
+	checkNoTestappLeft(t)
+	f := newFixture(t, t.TempDir(), nil)
+	app := testApp("web")
+	// A wrapper shell that keeps testapp as its child ("; true" stops sh from exec'ing it).
+	app.Run.Command = "/bin/sh"
+	app.Run.Args = []string{"-c", testappBin + " --addr 127.0.0.1:{{.Port}} --version-name {{.Version}}; true"}
+	f.apply(app, runtime.Stable, "v1", 1)
+	f.waitReady(app, runtime.Stable, "v1", 1)
+	shPID := f.pids(app, runtime.Stable)[0]
+	var child []int
+	waitFor(t, 5*time.Second, "testapp child", func() bool { child = testappPIDs(); return len(child) == 1 })
+	if st, err := readStat(child[0]); err != nil || st.pgrp != shPID {
+		t.Fatalf("child %d not in group %d: %+v %v", child[0], shPID, st, err)
+	}
+	if err := syscall.Kill(shPID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "orphaned child killed and instance restarted", func() bool {
+		st, err := readStat(child[0])
+		gone := err != nil || st.state == 'Z'
+		return gone && f.pids(app, runtime.Stable)[0] != shPID && f.status(app, runtime.Stable).Ready == 1
+	})
+	if st := f.status(app, runtime.Stable); st.Restarts != 1 {
+		t.Errorf("status %+v", st)
+	}
+}
