@@ -1,0 +1,154 @@
+package api
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shipteam/ship/internal/release"
+)
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestEventsReplayFromAfterThenLive(t *testing.T) {
+	f := newFixture(t)
+	f.eng.publish(release.Event{ReleaseID: 1, App: "resizer", Type: "release.created"}) // 1
+	f.eng.publish(release.Event{ReleaseID: 1, App: "resizer", Type: "release.step"})    // 2
+	f.eng.publish(release.Event{ReleaseID: 2, App: "web", Type: "release.created"})     // 3
+	f.eng.publish(release.Event{ReleaseID: 1, App: "resizer", Type: "release.step"})    // 4
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	got := make(chan release.Event, 16)
+	done := make(chan error, 1)
+	go func() {
+		done <- f.cli.Events(ctx, EventsQuery{EventFilter: EventFilter{ReleaseID: 1}, After: 1}, func(ev release.Event) error {
+			got <- ev
+			if ev.Type == "release.succeeded" {
+				return ErrStop
+			}
+			return nil
+		})
+	}()
+	for _, want := range []int64{2, 4} {
+		if ev := <-got; ev.ID != want {
+			t.Fatalf("replayed id %d, want %d", ev.ID, want)
+		}
+	}
+	waitFor(t, "subscription", func() bool { return f.eng.subscribers() == 1 })
+	f.eng.publish(release.Event{ReleaseID: 2, App: "web", Type: "release.step"})                                    // 5, filtered out
+	f.eng.publish(release.Event{ReleaseID: 1, App: "resizer", Type: "release.succeeded", State: release.Succeeded}) // 6
+	if ev := <-got; ev.ID != 6 || ev.State != release.Succeeded {
+		t.Fatalf("live event = %+v", ev)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Events = %v", err)
+	}
+	waitFor(t, "unsubscribe", func() bool { return f.eng.subscribers() == 0 })
+}
+
+func TestEventsWithoutAfterAreLiveOnly(t *testing.T) {
+	f := newFixture(t)
+	f.eng.publish(release.Event{App: "resizer", Type: "old"})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	got := make(chan release.Event, 4)
+	go f.cli.Events(ctx, EventsQuery{After: -1}, func(ev release.Event) error { got <- ev; return nil })
+	waitFor(t, "subscription", func() bool { return f.eng.subscribers() == 1 })
+	f.eng.publish(release.Event{App: "resizer", Type: "new"})
+	if ev := <-got; ev.Type != "new" {
+		t.Fatalf("first event %q, want the live one", ev.Type)
+	}
+}
+
+func TestEventsHonourLastEventIDAndSendHeartbeats(t *testing.T) {
+	f := newFixture(t)
+	for range 3 {
+		f.eng.publish(release.Event{App: "resizer", Type: "x"})
+	}
+	req, _ := http.NewRequest("GET", f.srv.URL+"/v1/events?app=resizer", nil)
+	req.Header.Set("Authorization", "Bearer "+f.token)
+	req.Header.Set("Last-Event-ID", "2")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+		t.Fatalf("content type %q", ct)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	var ids []string
+	pings := 0
+	for sc.Scan() && pings < 2 {
+		line := sc.Text()
+		if strings.HasPrefix(line, "id: ") {
+			ids = append(ids, strings.TrimPrefix(line, "id: "))
+		}
+		if line == ": ping" {
+			pings++
+		}
+	}
+	if strings.Join(ids, ",") != "3" {
+		t.Fatalf("ids after Last-Event-ID 2 = %v, want [3]", ids)
+	}
+}
+
+func TestFollowResumesAfterStreamBreaks(t *testing.T) {
+	f := newFixture(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	got := make(chan release.Event, 16)
+	retries := 0
+	done := make(chan error, 1)
+	go func() {
+		done <- f.cli.Follow(ctx, EventsQuery{After: 0}, 3*time.Second, func(error) { retries++ }, func(ev release.Event) error {
+			got <- ev
+			if ev.Type == "end" {
+				return ErrStop
+			}
+			return nil
+		})
+	}()
+	waitFor(t, "subscription", func() bool { return f.eng.subscribers() == 1 })
+	f.eng.publish(release.Event{App: "resizer", Type: "a"}) // 1
+	if ev := <-got; ev.ID != 1 {
+		t.Fatalf("got %d", ev.ID)
+	}
+	f.eng.dropSubscribers()
+	// Published while no stream is open: the reconnect replays it.
+	f.eng.publish(release.Event{App: "resizer", Type: "b"}) // 2
+	waitFor(t, "resubscription", func() bool { return f.eng.subscribers() == 1 })
+	f.eng.publish(release.Event{App: "resizer", Type: "end"}) // 3
+	for _, want := range []int64{2, 3} {
+		if ev := <-got; ev.ID != want {
+			t.Fatalf("got id %d, want %d (no gaps, no duplicates)", ev.ID, want)
+		}
+	}
+	if err := <-done; err != nil || retries == 0 {
+		t.Fatalf("Follow = %v after %d retries", err, retries)
+	}
+}
+
+func TestFollowGivesUpOnAuthErrors(t *testing.T) {
+	f := newFixture(t)
+	bad, _ := NewClient(ClientConfig{Server: f.srv.URL, Token: "ship_nope"})
+	err := bad.Follow(context.Background(), EventsQuery{After: -1}, time.Second, nil, func(release.Event) error { return nil })
+	var ae *Error
+	if !errors.As(err, &ae) || ae.Status != 401 {
+		t.Fatalf("err = %v", err)
+	}
+}

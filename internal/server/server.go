@@ -1,0 +1,289 @@
+// Package server is `ship serve`: it wires the store, the app specs, the
+// router, the local runtime, the engine and the API together, creates the
+// first admin token, and shuts everything down in order. It holds no logic
+// of its own beyond that wiring; each part lives in its own package.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/shipteam/ship/internal/api"
+	"github.com/shipteam/ship/internal/engine"
+	"github.com/shipteam/ship/internal/runtime/local"
+	"github.com/shipteam/ship/internal/spec"
+	"github.com/shipteam/ship/internal/store"
+	"github.com/shipteam/ship/internal/traffic"
+)
+
+// Config is what `ship serve` is started with.
+type Config struct {
+	Addr    string // API address, host:port
+	DataDir string // ship.db, admin-token, instances/
+	AppsDir string // app specs
+	Logger  *slog.Logger
+	// Stdout receives the first admin token (and nothing else).
+	Stdout io.Writer
+	// ShutdownTimeout bounds the whole ordered shutdown. Default 30s.
+	ShutdownTimeout time.Duration
+	// Heartbeat is the SSE heartbeat interval. Default: the API's.
+	Heartbeat time.Duration
+	// Ready, when set, is called once the API is listening, with its address.
+	Ready func(apiAddr string)
+}
+
+// Validate reports every problem with cfg at once.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Addr == "" {
+		errs = append(errs, errors.New("--addr is required"))
+	} else if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		errs = append(errs, fmt.Errorf("--addr %q: want HOST:PORT", c.Addr))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("--data is required"))
+	}
+	if c.AppsDir == "" {
+		errs = append(errs, errors.New("--apps is required"))
+	}
+	if c.ShutdownTimeout < 0 {
+		errs = append(errs, fmt.Errorf("shutdown timeout %s is negative", c.ShutdownTimeout))
+	}
+	return errors.Join(errs...)
+}
+
+// AdminTokenFile is the file, in the data dir, holding the first token.
+const AdminTokenFile = "admin-token"
+
+// Run serves until ctx ends, then shuts down in order: API, engine,
+// runtime (drains instances), router, store.
+func Run(ctx context.Context, cfg Config) (err error) {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Stdout == nil {
+		cfg.Stdout = io.Discard
+	}
+	if cfg.ShutdownTimeout == 0 {
+		cfg.ShutdownTimeout = 30 * time.Second
+	}
+	log := cfg.Logger
+
+	// 1. Specs first: a malformed spec stops ship before it touches anything.
+	catalog, err := spec.LoadDir(cfg.AppsDir)
+	if err != nil {
+		return fmt.Errorf("load apps from %s: %w", cfg.AppsDir, err)
+	}
+
+	// 2. The API port: taken now, so a clash fails before any app starts.
+	apiLn, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("API listen on %s: %w", cfg.Addr, err)
+	}
+	defer apiLn.Close()
+
+	// 3. State.
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	st, err := store.Open(ctx, filepath.Join(cfg.DataDir, "ship.db"))
+	if err != nil {
+		return fmt.Errorf("open store: %w", err)
+	}
+	defer func() {
+		if cerr := st.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("close store: %w", cerr)
+		}
+	}()
+	if err := ensureAdminToken(ctx, st, cfg.DataDir, cfg.Stdout, log); err != nil {
+		return err
+	}
+
+	// 4. Router: one listener per app and environment.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	router, err := traffic.New(traffic.Config{Logger: log.With("part", "router"), Registerer: reg})
+	if err != nil {
+		return fmt.Errorf("router: %w", err)
+	}
+	shutdownCtx := func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+	}
+	defer func() {
+		c, cancel := shutdownCtx()
+		defer cancel()
+		if cerr := router.Close(c); cerr != nil {
+			log.Error("router close", "err", cerr)
+		}
+	}()
+	for _, app := range catalog.All() {
+		for _, env := range envsOf(app) {
+			addr := net.JoinHostPort(listenHost(app), strconv.Itoa(app.PortFor(env)))
+			endpoint, err := router.Listen(ctx, app, env, addr)
+			if err != nil {
+				return fmt.Errorf("app %s (%s): cannot listen on port %d: %w", app.Name, env, app.PortFor(env), err)
+			}
+			log.Info("app endpoint", "app", app.Name, "env", env, "endpoint", endpoint)
+		}
+	}
+
+	// 5. Runtime, adopting what an earlier ship left running.
+	rt, err := local.New(local.Config{Dir: filepath.Join(cfg.DataDir, "instances"), Backends: router, Logger: log.With("part", "runtime")})
+	if err != nil {
+		return fmt.Errorf("local runtime: %w", err)
+	}
+	defer func() {
+		c, cancel := shutdownCtx()
+		defer cancel()
+		if serr := rt.Shutdown(c); serr != nil {
+			log.Error("runtime shutdown", "err", serr)
+		}
+	}()
+	if err := rt.Adopt(ctx, catalog.All()); err != nil {
+		return fmt.Errorf("adopt running instances: %w", err)
+	}
+
+	// 6. Engine.
+	eng, err := engine.New(engine.Config{
+		Store: st, Apps: catalog, Runtime: rt, Router: router, Metrics: router, Logs: rt,
+		Logger: log.With("part", "engine"),
+	})
+	if err != nil {
+		return fmt.Errorf("engine: %w", err)
+	}
+	engCtx, stopEngine := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopEngine()
+	engDone := make(chan error, 1)
+	go func() { engDone <- eng.Run(engCtx) }()
+
+	// 7. API.
+	apiSrv, err := api.New(api.Config{
+		Engine: eng, Tokens: tokenStore{st}, Metrics: reg, Heartbeat: cfg.Heartbeat,
+		Logger: log.With("part", "api"),
+	})
+	if err != nil {
+		stopEngine()
+		<-engDone
+		return fmt.Errorf("api: %w", err)
+	}
+	// Streams (SSE) never end on their own; cancelling their base context
+	// at shutdown lets http.Server.Shutdown finish.
+	reqCtx, cancelRequests := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelRequests()
+	httpSrv := &http.Server{
+		Handler:           apiSrv.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return reqCtx },
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	apiDone := make(chan error, 1)
+	go func() { apiDone <- httpSrv.Serve(apiLn) }()
+	log.Info("ship serving", "api", apiLn.Addr().String(), "apps", len(catalog.All()), "data", cfg.DataDir)
+	if cfg.Ready != nil {
+		cfg.Ready(apiLn.Addr().String())
+	}
+
+	// Wait for a signal or a part that stops on its own.
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case err := <-apiDone:
+		runErr = fmt.Errorf("API server stopped: %w", err)
+		apiDone <- nil
+	case err := <-engDone:
+		runErr = fmt.Errorf("engine stopped: %w", err)
+		engDone <- nil
+	}
+
+	// Ordered shutdown: API (no new commands), engine (no new steps), then
+	// the deferred runtime shutdown (drains instances), router and store.
+	c, cancel := shutdownCtx()
+	defer cancel()
+	cancelRequests()
+	if err := httpSrv.Shutdown(c); err != nil {
+		log.Error("API shutdown", "err", err)
+	}
+	<-apiDone
+	stopEngine()
+	select {
+	case err := <-engDone:
+		if err != nil && !errors.Is(err, context.Canceled) {
+			log.Error("engine", "err", err)
+		}
+	case <-c.Done():
+		log.Error("engine did not stop in time")
+	}
+	return runErr
+}
+
+func envsOf(a spec.App) []string {
+	if len(a.Environments) == 0 {
+		return []string{a.DefaultEnv()}
+	}
+	return a.Environments
+}
+
+func listenHost(a spec.App) string {
+	if a.Listen == "" {
+		return "127.0.0.1"
+	}
+	return a.Listen
+}
+
+// ensureAdminToken creates the first token on a fresh data dir, prints it
+// and writes it to DataDir/admin-token (0600) for local use.
+func ensureAdminToken(ctx context.Context, st *store.Store, dataDir string, out io.Writer, log *slog.Logger) error {
+	n, err := st.CountTokens(ctx)
+	if err != nil {
+		return fmt.Errorf("count tokens: %w", err)
+	}
+	if n > 0 {
+		return nil
+	}
+	token, hash, err := api.NewToken()
+	if err != nil {
+		return fmt.Errorf("new token: %w", err)
+	}
+	path := filepath.Join(dataDir, AdminTokenFile)
+	// Write the file first: a token stored but lost would lock everyone out.
+	if err := os.WriteFile(path, []byte(token+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		return fmt.Errorf("chmod %s: %w", path, err)
+	}
+	if err := st.PutToken(ctx, "admin", hash); err != nil {
+		return fmt.Errorf("store admin token: %w", err)
+	}
+	log.Info("created the first API token for user admin", "file", path)
+	fmt.Fprintf(out, "ship: first start: API token for user admin (also in %s):\n%s\n", path, token)
+	return nil
+}
+
+// tokenStore adapts the store's "not found" to the API's.
+type tokenStore struct{ st *store.Store }
+
+func (t tokenStore) TokenUser(ctx context.Context, hash []byte) (string, error) {
+	u, err := t.st.TokenUser(ctx, hash)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", api.ErrUnknownToken
+	}
+	return u, err
+}
