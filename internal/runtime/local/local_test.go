@@ -46,10 +46,11 @@ func TestMain(m *testing.M) {
 type sink struct {
 	mu    sync.Mutex
 	calls []call
-	cur   map[runtime.Track]call
+	cur   map[string]call // by app/track
 }
 
 type call struct {
+	app          string
 	track        runtime.Track
 	version      string
 	addrs        []string
@@ -57,17 +58,17 @@ type call struct {
 	dropsServing []string // dropped addresses that still answered / (drained after, not before)
 }
 
-func newSink() *sink { return &sink{cur: map[runtime.Track]call{}} }
+func newSink() *sink { return &sink{cur: map[string]call{}} }
 
 func (s *sink) SetBackends(app, env string, tr runtime.Track, version string, addrs []string) {
-	c := call{track: tr, version: version, addrs: slices.Clone(addrs)}
+	c := call{app: app, track: tr, version: version, addrs: slices.Clone(addrs)}
 	for _, a := range addrs {
 		if code := get("http://" + a + "/healthz"); code/100 != 2 {
 			c.unhealthy = append(c.unhealthy, a)
 		}
 	}
 	s.mu.Lock()
-	prev := s.cur[tr]
+	prev := s.cur[app+"/"+string(tr)]
 	s.mu.Unlock()
 	for _, a := range prev.addrs {
 		if !slices.Contains(addrs, a) && get("http://"+a+"/") == 200 {
@@ -77,13 +78,17 @@ func (s *sink) SetBackends(app, env string, tr runtime.Track, version string, ad
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.calls = append(s.calls, c)
-	s.cur[tr] = c
+	s.cur[app+"/"+string(tr)] = c
 }
 
-func (s *sink) current(tr runtime.Track) call {
+// current is the last set announced for the "web" app's track; the tests
+// use other app names only where they say so.
+func (s *sink) current(tr runtime.Track) call { return s.currentOf("web", tr) }
+
+func (s *sink) currentOf(app string, tr runtime.Track) call {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.cur[tr]
+	return s.cur[app+"/"+string(tr)]
 }
 
 func (s *sink) history(tr runtime.Track) []call {
@@ -91,7 +96,7 @@ func (s *sink) history(tr runtime.Track) []call {
 	defer s.mu.Unlock()
 	var out []call
 	for _, c := range s.calls {
-		if c.track == tr {
+		if c.app == "web" && c.track == tr {
 			out = append(out, c)
 		}
 	}
@@ -225,7 +230,7 @@ func (f *fixture) waitReady(app spec.App, tr runtime.Track, version string, n in
 	f.t.Helper()
 	waitFor(f.t, 10*time.Second, fmt.Sprintf("%s %s ready %d", tr, version, n), func() bool {
 		st := f.status(app, tr)
-		c := f.sink.current(tr)
+		c := f.sink.currentOf(app.Name, tr)
 		return st.Version == version && st.Ready == n && c.version == version && len(c.addrs) == n
 	})
 }
@@ -519,9 +524,11 @@ func TestAdoptAfterShipRestartKeepsTheSameProcesses(t *testing.T) {
 	b := newFixture(t, dir, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	start := time.Now()
 	if err := b.rt.Adopt(ctx, []spec.App{app}); err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("Adopt of 2 live instances (+1 stopped): %s", time.Since(start).Round(time.Millisecond))
 	// Adopt returns once the adopted instances answered: already announced.
 	st := b.status(app, runtime.Stable)
 	if st.Version != "v1" || st.Ready != 2 || st.Desired != 2 || st.Restarts != 0 {
@@ -590,10 +597,12 @@ func TestShutdownLeavesNoProcess(t *testing.T) {
 	dir := t.TempDir()
 	f := newFixture(t, dir, nil)
 	app := testApp("web")
+	start := time.Now()
 	f.apply(app, runtime.Stable, "v1", 2)
 	f.apply(app, runtime.Canary, "v2", 1)
 	f.waitReady(app, runtime.Stable, "v1", 2)
 	f.waitReady(app, runtime.Canary, "v2", 1)
+	t.Logf("3 instances from Apply to announced: %s", time.Since(start).Round(time.Millisecond))
 	var pids []int
 	for _, tr := range runtime.Tracks {
 		for _, p := range f.pids(app, tr) {
@@ -602,9 +611,11 @@ func TestShutdownLeavesNoProcess(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	start = time.Now()
 	if err := f.rt.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("Shutdown of 3 instances: %s", time.Since(start).Round(time.Millisecond))
 	for _, pid := range pids {
 		if s, err := readStat(pid); err == nil && s.state != 'Z' {
 			t.Errorf("pid %d still running after Shutdown", pid)
