@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/shipteam/ship/internal/runtime"
 	"github.com/shipteam/ship/internal/spec"
 )
 
@@ -373,4 +372,3 @@ func (in *instance) probe(ctx context.Context, port int) (bool, string) {
 	return resp.StatusCode >= 200 && resp.StatusCode < 300, desc
 }
 
-var _ = runtime.Stable

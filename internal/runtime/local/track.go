@@ -6,7 +6,6 @@ import (
 	"sort"
 	"strconv"
 	"sync"
-	"time"
 
 	"github.com/shipteam/ship/internal/runtime"
 	"github.com/shipteam/ship/internal/spec"
@@ -272,4 +271,3 @@ func (t *track) killAll() {
 	}
 }
 
-var _ = time.Second
