@@ -371,4 +371,3 @@ func (in *instance) probe(ctx context.Context, port int) (bool, string) {
 	desc := "GET " + path + " → " + strconv.Itoa(resp.StatusCode)
 	return resp.StatusCode >= 200 && resp.StatusCode < 300, desc
 }
-

@@ -270,4 +270,3 @@ func (t *track) killAll() {
 		}
 	}
 }
-
