@@ -87,6 +87,9 @@ func (e *Engine) Deploy(ctx context.Context, a Actor, req DeployRequest) (releas
 	if err != nil {
 		return release.Release{}, internal(err, "record release of %s", k)
 	}
+	e.mu.Lock()
+	delete(e.latest, k) // the previous release's analysis is not this one's
+	e.mu.Unlock()
 	e.publish(evs)
 	e.log.Info("release created", "app", r.App, "env", r.Env, "release", r.ID, "version", r.Version, "actor", a.Name, "strategy", r.Strategy)
 	e.wake()

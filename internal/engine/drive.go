@@ -321,36 +321,37 @@ func (e *Engine) driveCanary(ctx context.Context, app spec.App, r release.Releas
 		// share of traffic.
 		want.Replicas = max(want.Replicas, canaryReplicas(st.Replicas, r.Steps[r.Step+1]))
 	}
-	if now.After(e.deadline(app, r)) {
-		reason := fmt.Sprintf("step %d (%s) did not pass analysis within %s", r.Step+1, fmtPct(r.Weight), stepDeadline(app, r.Step, r.StepStarted).Sub(r.StepStarted))
-		if l.verdict == nil || l.verdict.Result == analysis.Wait {
-			n, minReq := int64(0), thresholds(app).MinRequests
+	data := map[string]any{}
+	if l.verdict != nil {
+		data["analysis"] = view(*l.verdict)
+	}
+	switch {
+	case passed && last:
+		_, err := e.transition(ctx, r, release.Promoting, r.Step, fmt.Sprintf("all %d steps passed; replacing stable %s with %s", len(r.Steps), r.FromVersion, r.Version), "", "release.promoting", data)
+		return err
+	case passed && ready(c, want):
+		r, err := e.transition(ctx, r, release.Progressing, r.Step+1, fmt.Sprintf("step %d of %d: %s of traffic to %s", r.Step+2, len(r.Steps), fmtPct(r.Steps[r.Step+1]), r.Version), "", "release.step", data)
+		if err != nil {
+			return err
+		}
+		return e.startStep(ctx, app, r)
+	case now.After(e.deadline(app, r)):
+		limit := stepDeadline(app, r.Step, r.StepStarted).Sub(r.StepStarted)
+		reason := fmt.Sprintf("step %d (%s) did not pass analysis within %s", r.Step+1, fmtPct(r.Weight), limit)
+		switch {
+		case passed:
+			reason = fmt.Sprintf("canary not ready for step %d: %d of %d instances ready", r.Step+2, c.Ready, want.Replicas)
+		case l.verdict == nil || l.verdict.Result == analysis.Wait:
+			n := int64(0)
 			if l.verdict != nil {
 				n = l.verdict.Canary.Requests
 			}
-			reason = fmt.Sprintf("not enough traffic: %d of %d canary requests in %s", n, minReq, stepDeadline(app, r.Step, r.StepStarted).Sub(r.StepStarted))
-		} else if passed {
-			reason = fmt.Sprintf("canary not ready for step %d: %d of %d instances ready", r.Step+2, c.Ready, want.Replicas)
+			reason = fmt.Sprintf("not enough traffic: %d of %d canary requests in %s", n, thresholds(app).MinRequests, limit)
 		}
-		_, err := e.finish(ctx, app, r, release.Failed, reason, "", nil)
+		_, err := e.finish(ctx, app, r, release.Failed, reason, "", data)
 		return err
 	}
-	if !passed {
-		return e.ensureApply(ctx, app, r.Env, runtime.Canary, want, c)
-	}
-	data := map[string]any{"analysis": view(*l.verdict)}
-	switch {
-	case last:
-		_, err := e.transition(ctx, r, release.Promoting, r.Step, fmt.Sprintf("all %d steps passed; replacing stable %s with %s", len(r.Steps), r.FromVersion, r.Version), "", "release.promoting", data)
-		return err
-	case !ready(c, want):
-		return e.ensureApply(ctx, app, r.Env, runtime.Canary, want, c)
-	}
-	r, err := e.transition(ctx, r, release.Progressing, r.Step+1, fmt.Sprintf("step %d of %d: %s of traffic to %s", r.Step+2, len(r.Steps), fmtPct(r.Steps[r.Step+1]), r.Version), "", "release.step", data)
-	if err != nil {
-		return err
-	}
-	return e.startStep(ctx, app, r)
+	return e.ensureApply(ctx, app, r.Env, runtime.Canary, want, c)
 }
 
 // judge compares the step's windows; a changed verdict is recorded.
@@ -549,7 +550,11 @@ func (e *Engine) ensureApply(ctx context.Context, app spec.App, env string, trac
 	k := trackKey{appKey{app.Name, env}, track}
 	e.mu.Lock()
 	last, ok := e.applied[k]
+	busy := e.inflight[k]
 	e.mu.Unlock()
+	if busy {
+		return nil // a Remove of this track is still draining; apply after it
+	}
 	same := ok && last.want == want
 	if actual.Version == want.Version && (same || actual.Desired == want.Replicas) {
 		if !same {
@@ -580,11 +585,17 @@ func (e *Engine) ensureRemoved(ctx context.Context, app spec.App, env string, tr
 		return
 	}
 	e.removing[k] = e.now()
+	e.inflight[k] = true
 	delete(e.applied, k)
 	e.mu.Unlock()
 	e.bg.Add(1)
 	go func() {
 		defer e.bg.Done()
+		defer func() {
+			e.mu.Lock()
+			delete(e.inflight, k)
+			e.mu.Unlock()
+		}()
 		if err := e.cfg.Runtime.Remove(ctx, app, env, track); err != nil && ctx.Err() == nil {
 			e.log.Error("remove track", "app", app.Name, "env", env, "track", track, "err", err)
 		}

@@ -150,7 +150,8 @@ type Engine struct {
 	live     map[int64]*live        // per active release, rebuilt after a restart
 	latest   map[appKey]*Analysis   // last analysis of each app/env, for Status
 	applied  map[trackKey]applied   // last Apply per track in this process
-	removing map[trackKey]time.Time // Remove in flight or recently done
+	removing map[trackKey]time.Time // when Remove was last started
+	inflight map[trackKey]bool      // Remove still running
 	idle     map[appKey]bool        // app/envs without a release to reconcile
 	subs     map[chan release.Event]struct{}
 	running  bool
@@ -173,6 +174,7 @@ func New(cfg Config) (*Engine, error) {
 		latest:   map[appKey]*Analysis{},
 		applied:  map[trackKey]applied{},
 		removing: map[trackKey]time.Time{},
+		inflight: map[trackKey]bool{},
 		idle:     map[appKey]bool{},
 		subs:     map[chan release.Event]struct{}{},
 		kick:     make(chan struct{}, 1),

@@ -722,3 +722,43 @@ func TestConfigValidateReportsEveryProblem(t *testing.T) {
 	}
 	var _ = store.ErrNotFound
 }
+
+// Under Run with the real clock: from the moment failing canary traffic is
+// visible to the metrics source until the router's canary weight is 0.
+func TestBadCanaryIsOffWithinTwoSecondsUnderRun(t *testing.T) {
+	h := newHarness(t)
+	h.stableAt("v1")
+	e, err := New(Config{Store: h.store, Apps: h.apps, Runtime: h.rt, Router: h.router, Metrics: h.metrics})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	r, err := e.Deploy(ctx, alice, DeployRequest{App: "resizer", Version: "v2", Canary: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for h.router.weight("resizer", "production") != 10 {
+		if time.Now().After(deadline) {
+			t.Fatalf("canary never reached 10%%: %+v", h.release(r.ID))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond) // let the step's baseline be taken
+	evidence := time.Now()
+	h.metrics.add(runtime.Canary, "v2", 40, 20)
+	for h.router.weight("resizer", "production") != 0 {
+		if time.Since(evidence) > 2*time.Second {
+			t.Fatalf("weight still %v 2s after the evidence", h.router.weight("resizer", "production"))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	took := time.Since(evidence)
+	t.Logf("evidence to weight 0: %s", took)
+	if got, _ := e.Release(ctx, r.ID); got.State != release.Aborted {
+		t.Fatalf("release %s %q", got.State, got.Reason)
+	}
+}
