@@ -118,7 +118,8 @@ func (e *Engine) finish(ctx context.Context, app spec.App, r release.Release, st
 	delete(e.live, r.ID)
 	e.idle[k] = true
 	e.mu.Unlock()
-	if err := e.cfg.Router.SetWeight(ctx, app, r.Env, 0); err != nil {
+	// Recorded: now act, even if the caller has gone away meanwhile.
+	if err := e.cfg.Router.SetWeight(context.WithoutCancel(ctx), app, r.Env, 0); err != nil {
 		// Recorded as 0 already; the idle reconciler keeps trying.
 		e.log.Error("set weight 0", "app", r.App, "env", r.Env, "release", r.ID, "err", err)
 	}
