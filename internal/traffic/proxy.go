@@ -98,37 +98,40 @@ func (st *reqState) class(ctx context.Context) int {
 // sticky cookie, else by the exact split. A track without ready instances
 // hands its requests to the other one.
 func (rt *route) choose(t *table, req *http.Request, st *reqState) *trackTable {
-	idx := -1
 	if h := t.sticky.Header; h != "" {
 		if v := req.Header.Get(h); v != "" {
-			idx = stableIdx
-			if stickyBucket(v) < t.weight {
-				idx = canaryIdx
-			}
+			return rt.chooseTrack(t, v, true)
 		}
 	}
-	if idx < 0 && t.sticky.Cookie != "" {
+	if t.sticky.Cookie != "" {
 		st.cookie = true
 		if c, err := req.Cookie(t.sticky.Cookie); err == nil {
 			st.cookieTrack = c.Value
 			if i, ok := trackIndex(c.Value); ok && t.weightOf(i) > 0 && len(t.tracks[i].backends) > 0 {
-				idx = i
+				return t.tracks[i]
 			}
 		}
 	}
-	if idx < 0 {
-		idx = stableIdx
-		if canaryTurn(rt.seq.Add(1)-1, t.weight) {
-			idx = canaryIdx
+	return rt.chooseTrack(t, "", false)
+}
+
+// chooseTrack picks the track by sticky value when there is one, else by
+// the exact split.
+func chooseTrackIdx[T string | []byte](rt *route, t *table, sticky T, hasSticky bool) int {
+	if hasSticky {
+		if stickyBucket(sticky) < t.weight {
+			return canaryIdx
 		}
+		return stableIdx
 	}
-	if len(t.tracks[idx].backends) == 0 {
-		idx = 1 - idx
-		if len(t.tracks[idx].backends) == 0 {
-			return nil
-		}
+	if canaryTurn(rt.seq.Add(1)-1, t.weight) {
+		return canaryIdx
 	}
-	return t.tracks[idx]
+	return stableIdx
+}
+
+func (rt *route) chooseTrack(t *table, sticky string, hasSticky bool) *trackTable {
+	return t.available(chooseTrackIdx(rt, t, sticky, hasSticky))
 }
 
 // next picks the instance a failed request is retried on: another one of
@@ -316,18 +319,23 @@ func (f *forwarder) errorHandler(w http.ResponseWriter, req *http.Request, err e
 		fmt.Sprintf("no instance of %s in %s could be reached", st.rt.app, st.rt.env))
 }
 
-func writeError(w http.ResponseWriter, status int, code, msg string) {
+func jsonError(code, msg string) ([]byte, error) {
 	type body struct {
 		Code    string `json:"code"`
 		Message string `json:"message"`
 	}
-	b, _ := json.Marshal(struct {
+	b, err := json.Marshal(struct {
 		Error body `json:"error"`
 	}{body{code, msg}})
+	return append(b, '\n'), err
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	b, _ := jsonError(code, msg)
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
-	w.Write(append(b, '\n'))
+	w.Write(b)
 }
 
 // bufferPool lends ReverseProxy its 32 KiB copy buffers instead of one

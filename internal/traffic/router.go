@@ -71,8 +71,10 @@ type route struct {
 	versions [2]string
 	stats    map[statsKey]*trackStats
 	backends map[string]*backend // reused across tables so down marks survive
-	srv      *http.Server
+	srv      *http.Server        // the net/http path: connections the fast path hands off
+	ln       net.Listener
 	endpoint string
+	fast     fastConns
 }
 
 type statsKey struct {
@@ -93,6 +95,7 @@ func (r *Router) route(app, env string, create bool) *route {
 			noBackends: r.metrics.requests.WithLabelValues(app, env, "none", "", "5xx"),
 			stats:      map[statsKey]*trackStats{},
 			backends:   map[string]*backend{},
+			fast:       fastConns{conns: map[*fastConn]struct{}{}},
 		}
 		rt.rebuildLocked()
 		r.routes[k] = rt
@@ -125,12 +128,13 @@ func (rt *route) rebuildLocked() {
 		tt.stats = s
 		t.tracks[i] = tt
 	}
-	for a := range rt.backends {
+	rt.table.Store(t)
+	for a, b := range rt.backends {
 		if !live[a] {
 			delete(rt.backends, a)
+			b.retire() // requests in flight on it finish; its idle connections close
 		}
 	}
-	rt.table.Store(t)
 }
 
 // Listen starts the listener of app in env on addr (host:port, port 0 = a
@@ -179,11 +183,17 @@ func (r *Router) Listen(ctx context.Context, app spec.App, env, addr string) (st
 		rt.srv = nil
 		return "", ErrClosed
 	}
-	r.serve.Add(1)
+	r.serve.Add(2)
 	r.mu.Unlock()
+	rt.ln = ln
+	hl := newHandoffListener(ln.Addr())
+	go func() {
+		defer r.serve.Done()
+		rt.acceptFast(ln, hl)
+	}()
 	go func(srv *http.Server) {
 		defer r.serve.Done()
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(hl); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			r.log.Error("router listener stopped", "app", app.Name, "env", env, "err", err)
 		}
 	}(rt.srv)
@@ -263,12 +273,17 @@ func (r *Router) Close(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for i, rt := range routes {
 		rt.mu.Lock()
-		s, ep := rt.srv, rt.endpoint
+		s, ln, ep := rt.srv, rt.ln, rt.endpoint
 		rt.mu.Unlock()
 		if s == nil {
 			continue
 		}
-		wg.Add(1)
+		ln.Close() // stop accepting; then drain both paths
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			rt.shutdownFast(ctx.Done())
+		}()
 		go func() {
 			defer wg.Done()
 			if err := s.Shutdown(ctx); err != nil {

@@ -38,7 +38,7 @@ func canaryTurn(n uint64, w int) bool {
 // user who reached the canary stays there while the weight grows and only
 // leaves when it shrinks below their bucket. FNV-1a, inline so that the hot
 // path does not allocate.
-func stickyBucket(v string) int {
+func stickyBucket[T string | []byte](v T) int {
 	h := uint32(2166136261)
 	for i := 0; i < len(v); i++ {
 		h ^= uint32(v[i])

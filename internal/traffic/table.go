@@ -1,6 +1,7 @@
 package traffic
 
 import (
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -49,10 +50,16 @@ type trackTable struct {
 }
 
 // backend is one instance. down marks it skipped after a failed connection,
-// until downUntil (unix nanoseconds).
+// until downUntil (unix nanoseconds). It keeps the fast path's idle
+// keep-alive connections to the instance, so that finding one takes no
+// shared map or lock.
 type backend struct {
 	addr      string
 	downUntil atomic.Int64
+
+	mu      sync.Mutex
+	idle    []*bconn
+	removed bool
 }
 
 func (t *table) weightOf(idx int) int {
@@ -91,6 +98,18 @@ func (tt *trackTable) pick(tried []*backend) *backend {
 		return b
 	}
 	return fallback
+}
+
+// available returns track idx, or the other track when idx has no ready
+// instances, or nil when neither has.
+func (t *table) available(idx int) *trackTable {
+	if len(t.tracks[idx].backends) == 0 {
+		idx = 1 - idx
+		if len(t.tracks[idx].backends) == 0 {
+			return nil
+		}
+	}
+	return t.tracks[idx]
 }
 
 func contains(bs []*backend, b *backend) bool {
