@@ -202,7 +202,7 @@ func testApp() spec.App {
 }
 
 type harness struct {
-	t       *testing.T
+	t       testing.TB
 	path    string
 	store   *store.Store
 	clock   *fakeClock
@@ -215,7 +215,7 @@ type harness struct {
 
 var alice = Actor{Name: "alice", Source: release.SourceSlack}
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t testing.TB) *harness {
 	t.Helper()
 	h := &harness{
 		t: t, path: filepath.Join(t.TempDir(), "ship.db"),
