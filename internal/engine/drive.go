@@ -603,12 +603,33 @@ func (e *Engine) ensureRemoved(ctx context.Context, app spec.App, env string, tr
 	}()
 }
 
+// ensureWeight sets the canary weight unless the router already has it. A
+// router may round a weight (traffic's split resolution, replica ratios on
+// Kubernetes): what it reported right after our SetWeight counts as in sync,
+// so a rounded weight is not set again every tick.
 func (e *Engine) ensureWeight(ctx context.Context, app spec.App, env string, w float64) error {
+	k := appKey{app.Name, env}
 	cur, _, err := e.cfg.Router.Weight(ctx, app, env)
-	if err == nil && math.Abs(cur-w) < 1e-9 {
-		return nil
+	if err == nil {
+		if math.Abs(cur-w) < 1e-9 {
+			return nil
+		}
+		e.mu.Lock()
+		m, ok := e.weights[k]
+		e.mu.Unlock()
+		if ok && m.desired == w && math.Abs(cur-m.observed) < 1e-9 {
+			return nil
+		}
 	}
-	return e.cfg.Router.SetWeight(ctx, app, env, w)
+	if err := e.cfg.Router.SetWeight(ctx, app, env, w); err != nil {
+		return err
+	}
+	if got, _, err := e.cfg.Router.Weight(ctx, app, env); err == nil {
+		e.mu.Lock()
+		e.weights[k] = weightMark{desired: w, observed: got}
+		e.mu.Unlock()
+	}
+	return nil
 }
 
 // noteRestarts records instance.crashed when a track's restart count grows.

@@ -135,6 +135,8 @@ type trackKey struct {
 	track runtime.Track
 }
 
+type weightMark struct{ desired, observed float64 }
+
 type applied struct {
 	want runtime.Want
 	at   time.Time
@@ -152,6 +154,7 @@ type Engine struct {
 	applied  map[trackKey]applied   // last Apply per track in this process
 	removing map[trackKey]time.Time // when Remove was last started
 	inflight map[trackKey]bool      // Remove still running
+	weights  map[appKey]weightMark  // what the router reported after our last SetWeight
 	idle     map[appKey]bool        // app/envs without a release to reconcile
 	subs     map[chan release.Event]struct{}
 	running  bool
@@ -175,6 +178,7 @@ func New(cfg Config) (*Engine, error) {
 		applied:  map[trackKey]applied{},
 		removing: map[trackKey]time.Time{},
 		inflight: map[trackKey]bool{},
+		weights:  map[appKey]weightMark{},
 		idle:     map[appKey]bool{},
 		subs:     map[chan release.Event]struct{}{},
 		kick:     make(chan struct{}, 1),

@@ -762,3 +762,27 @@ func TestBadCanaryIsOffWithinTwoSecondsUnderRun(t *testing.T) {
 		t.Fatalf("release %s %q", got.State, got.Reason)
 	}
 }
+
+func TestARouterThatRoundsTheWeightIsNotSetAgainEveryTick(t *testing.T) {
+	h := newHarness(t)
+	h.router.round = 10 // replica ratios: only multiples of 10% exist
+	h.stableAt("v1")
+	r := h.deploy(DeployRequest{Version: "v2", Canary: 14}) // in force: 10%
+	h.until(r.ID, release.Paused, time.Second, 0, 0, 5)
+	h.step(time.Second, 0, 0)
+	n := len(h.router.history)
+	for i := 0; i < 20; i++ {
+		h.step(time.Second, 0, 0)
+	}
+	if extra := len(h.router.history) - n; extra != 0 {
+		t.Fatalf("%d more SetWeight calls for an unchanged weight: %v", extra, h.router.history)
+	}
+	// A router that lost its weights (restart) is set again.
+	h.router.mu.Lock()
+	h.router.weights = nil
+	h.router.mu.Unlock()
+	h.step(time.Second, 0, 0)
+	if len(h.router.history) != n+1 {
+		t.Fatalf("lost weight not re-set: %v", h.router.history)
+	}
+}

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"math"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -123,6 +124,7 @@ type fakeRouter struct {
 	mu      sync.Mutex
 	weights map[string]float64
 	history []float64 // every SetWeight, in order
+	round   float64   // when set, weights are kept as multiples of it
 }
 
 func (r *fakeRouter) SetWeight(_ context.Context, app spec.App, env string, w float64) error {
@@ -131,8 +133,11 @@ func (r *fakeRouter) SetWeight(_ context.Context, app spec.App, env string, w fl
 	if r.weights == nil {
 		r.weights = map[string]float64{}
 	}
-	r.weights[app.Name+"/"+env] = w
 	r.history = append(r.history, w)
+	if r.round > 0 {
+		w = math.Round(w/r.round) * r.round
+	}
+	r.weights[app.Name+"/"+env] = w
 	return nil
 }
 
