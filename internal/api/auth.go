@@ -82,6 +82,9 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		if release.Source(strings.ToLower(r.Header.Get(HeaderSource))) == release.SourceCLI {
 			src = release.SourceCLI
 		}
+		if who, ok := r.Context().Value(logActorKey{}).(*logActor); ok {
+			who.name, who.source = user, string(src)
+		}
 		ctx := context.WithValue(r.Context(), actorKey{}, engine.Actor{Name: user, Source: src})
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})

@@ -77,6 +77,12 @@ func (s *statusRecorder) Write(b []byte) (int, error) {
 // Unwrap lets http.ResponseController reach Flush on the real writer (SSE).
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
+// logActor lets authentication, which runs inside accessLog, tell it who
+// the caller was.
+type logActor struct{ name, source string }
+
+type logActorKey struct{}
+
 // accessLog logs one line per request. Health checks and scrapes log at
 // debug so they do not drown the rest.
 func accessLog(log *slog.Logger) Middleware {
@@ -84,7 +90,8 @@ func accessLog(log *slog.Logger) Middleware {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
 			rec := &statusRecorder{ResponseWriter: w}
-			next.ServeHTTP(rec, r)
+			who := &logActor{}
+			next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), logActorKey{}, who)))
 			level := slog.LevelInfo
 			if r.URL.Path == "/healthz" || r.URL.Path == "/metrics" {
 				level = slog.LevelDebug
@@ -92,8 +99,8 @@ func accessLog(log *slog.Logger) Middleware {
 			attrs := []any{"method", r.Method, "path", r.URL.Path, "status", rec.status,
 				"bytes", rec.bytes, "duration", time.Since(start).Round(time.Microsecond),
 				"request_id", RequestID(r.Context())}
-			if a, ok := ActorFrom(r.Context()); ok {
-				attrs = append(attrs, "actor", a.Name, "source", a.Source)
+			if who.name != "" {
+				attrs = append(attrs, "actor", who.name, "source", who.source)
 			}
 			log.Log(r.Context(), level, "http", attrs...)
 		})

@@ -121,8 +121,14 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if err != nil {
 		return fmt.Errorf("router: %w", err)
 	}
+	// One deadline bounds the whole shutdown, set when it begins; every
+	// step below (and the deferred ones) shares it.
+	var stopBy time.Time
 	shutdownCtx := func() (context.Context, context.CancelFunc) {
-		return context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+		if stopBy.IsZero() {
+			stopBy = time.Now().Add(cfg.ShutdownTimeout)
+		}
+		return context.WithDeadline(context.WithoutCancel(ctx), stopBy)
 	}
 	defer func() {
 		c, cancel := shutdownCtx()
