@@ -30,7 +30,16 @@ const nodeBudget = 100_000
 
 var durationType = reflect.TypeOf(Duration(0))
 
+// maxProblems bounds what one app reports; past it the rest is noise.
+const maxProblems = 50
+
 func (d *decoder) errorf(n *yaml.Node, path, format string, args ...any) {
+	if len(d.errs) > maxProblems {
+		return
+	}
+	if len(d.errs) == maxProblems {
+		format, args = "too many problems; fix these first", nil
+	}
 	e := &FieldError{File: d.file, Field: path, Msg: fmt.Sprintf(format, args...)}
 	if n != nil {
 		e.Line, e.Column = n.Line, n.Column
@@ -82,11 +91,7 @@ func joinPath(path, name string) string {
 // value decodes n into v, which is addressable. tag is the struct tag of
 // the field v came from (for ship:"percent").
 func (d *decoder) value(path string, n *yaml.Node, v reflect.Value, tag reflect.StructTag) {
-	d.budget--
-	if d.budget < 0 {
-		if d.budget == -1 {
-			d.errorf(n, path, "spec is too large (more than %d values, counting aliases)", nodeBudget)
-		}
+	if !d.spend(n, path) {
 		return
 	}
 	at := n
@@ -170,6 +175,18 @@ func (d *decoder) value(path string, n *yaml.Node, v reflect.Value, tag reflect.
 	}
 }
 
+// spend takes one unit of the node budget, reporting once when it runs out.
+func (d *decoder) spend(n *yaml.Node, path string) bool {
+	d.budget--
+	if d.budget >= 0 {
+		return true
+	}
+	if d.budget == -1 {
+		d.errorf(n, path, "spec is too large (more than %d values, counting aliases and merges)", nodeBudget)
+	}
+	return false
+}
+
 // scalar reports whether n is a non-null scalar, recording an error if not.
 func (d *decoder) scalar(path string, at, n *yaml.Node, want string) bool {
 	if n.Kind == yaml.ScalarNode && !isNull(n) {
@@ -205,6 +222,9 @@ func yamlFields(t reflect.Type) (map[string]fieldInfo, []string) {
 // structure decodes a mapping into a struct. Merge keys (<<: *base) are
 // applied first so the mapping's own keys override them.
 func (d *decoder) structure(path string, at, n *yaml.Node, v reflect.Value) {
+	if !d.spend(at, path) {
+		return
+	}
 	if isNull(n) {
 		return // "kube:" with nothing under it: keep the defaults
 	}
@@ -234,6 +254,9 @@ func (d *decoder) structure(path string, at, n *yaml.Node, v reflect.Value) {
 			continue
 		}
 		seen[k.Value] = k
+		if strings.HasPrefix(k.Value, "x-") {
+			continue // an extension field: a place for anchors, ignored
+		}
 		f, ok := fields[k.Value]
 		if !ok {
 			msg := fmt.Sprintf("unknown field %q", k.Value)

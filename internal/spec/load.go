@@ -162,6 +162,22 @@ func crossCheck(all []parsed) error {
 	return joinSorted(errs)
 }
 
+// parserProblems are the messages of yaml.v3's parser (parserc.go), as
+// opposed to its scanner; see syntaxError.
+var parserProblems = map[string]bool{
+	"did not find expected ',' or ']'":       true,
+	"did not find expected ',' or '}'":       true,
+	"did not find expected '-' indicator":    true,
+	"did not find expected <document start>": true,
+	"did not find expected <stream-start>":   true,
+	"did not find expected key":              true,
+	"did not find expected node content":     true,
+	"found duplicate %TAG directive":         true,
+	"found duplicate %YAML directive":        true,
+	"found incompatible YAML document":       true,
+	"found undefined tag handle":             true,
+}
+
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
 func parseFile(name string, data []byte) (ps []parsed, err error) {
@@ -235,6 +251,11 @@ func syntaxError(name string, data []byte, err error) *FieldError {
 	} else {
 		msg = strings.TrimPrefix(msg, "yaml: ")
 	}
+	// yaml.v3 reports parser (not scanner) errors with a 0-based line,
+	// and leaves the line out when it is 0.
+	if parserProblems[msg] {
+		line++
+	}
 	if line < 1 {
 		line = 1
 	}
@@ -274,8 +295,11 @@ func hasKey(m *yaml.Node, key string) bool {
 func listFile(name string, m *yaml.Node) (ps []parsed, errs []*FieldError) {
 	for i := 0; i+1 < len(m.Content); i += 2 {
 		k, v := m.Content[i], m.Content[i+1]
+		if k.Kind == yaml.ScalarNode && strings.HasPrefix(k.Value, "x-") {
+			continue // an extension field: a place for anchors, ignored
+		}
 		if k.Kind != yaml.ScalarNode || k.Value != "apps" {
-			msg := fmt.Sprintf("unknown field %s; a file with apps: holds only the list of apps", describe(resolveOrSelf(k)))
+			msg := fmt.Sprintf("unknown field %s; a file with apps: holds only the list of apps (and x- fields)", describe(resolveOrSelf(k)))
 			errs = append(errs, &FieldError{File: name, Line: max(k.Line, 1), Column: k.Column, Msg: msg})
 			continue
 		}
