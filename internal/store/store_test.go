@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"path/filepath"
 	"sync"
@@ -35,6 +36,22 @@ func TestMigrationsRunOnceAndReopenKeepsData(t *testing.T) {
 	s := open(t, path)
 	if v, err := s.SchemaVersion(ctx); err != nil || v != len(migrations) {
 		t.Fatalf("schema version %d %v", v, err)
+	}
+	for _, db := range []*sql.DB{s.w, s.r} {
+		var mode string
+		var fk, timeout int
+		if err := db.QueryRow(`PRAGMA journal_mode`).Scan(&mode); err != nil || mode != "wal" {
+			t.Fatalf("journal_mode %q %v", mode, err)
+		}
+		if err := db.QueryRow(`PRAGMA foreign_keys`).Scan(&fk); err != nil || fk != 1 {
+			t.Fatalf("foreign_keys %d %v", fk, err)
+		}
+		if err := db.QueryRow(`PRAGMA busy_timeout`).Scan(&timeout); err != nil || timeout < 1000 {
+			t.Fatalf("busy_timeout %d %v", timeout, err)
+		}
+	}
+	if _, err := s.AddEvents(ctx, nil, release.Event{ReleaseID: 4242, App: "a", Env: "e", Type: "x", Time: t0}); err == nil {
+		t.Fatal("an event for a release that does not exist was stored")
 	}
 	r, _, err := s.CreateRelease(ctx, newRelease("resizer", "v2"), &AppState{App: "resizer", Env: "production", Stable: "v1", Replicas: 3, Updated: t0},
 		release.Event{App: "resizer", Env: "production", Type: "release.created", Actor: "alice", Time: t0, Data: map[string]any{"steps": []float64{1, 2}}})
