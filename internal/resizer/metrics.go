@@ -5,6 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/shipteam/ship/internal/resize"
 )
 
 // metrics are the service's Prometheus series. ship's canary analysis
@@ -75,6 +76,14 @@ func newMetrics(version string, p *pool) *metrics {
 			Name: "resizer_workers",
 			Help: "Configured number of workers.",
 		}, func() float64 { return float64(cap(p.workers)) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "resizer_vips_memory_bytes",
+			Help: "Pixel memory libvips tracks now.",
+		}, func() float64 { return float64(resize.ReadMemStats().Mem) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "resizer_vips_memory_highwater_bytes",
+			Help: "Most pixel memory libvips has tracked since start.",
+		}, func() float64 { return float64(resize.ReadMemStats().MemHighwater) }),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
