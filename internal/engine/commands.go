@@ -19,6 +19,9 @@ func (e *Engine) Deploy(ctx context.Context, a Actor, req DeployRequest) (releas
 	if err != nil {
 		return release.Release{}, err
 	}
+	if err := e.authorize(ctx, a, ActDeploy, app.Name, env); err != nil {
+		return release.Release{}, err
+	}
 	if err := checkVersion(req.Version); err != nil {
 		return release.Release{}, err
 	}
@@ -102,6 +105,9 @@ func (e *Engine) Promote(ctx context.Context, a Actor, appName, env string) (rel
 	if err != nil {
 		return release.Release{}, err
 	}
+	if err := e.authorize(ctx, a, ActPromote, app.Name, env); err != nil {
+		return release.Release{}, err
+	}
 	k := appKey{app.Name, env}
 	defer e.lockKey(k)()
 	r, err := e.active(ctx, k, "promote")
@@ -133,6 +139,9 @@ func (e *Engine) Abort(ctx context.Context, a Actor, appName, env, reason string
 	if err != nil {
 		return release.Release{}, err
 	}
+	if err := e.authorize(ctx, a, ActAbort, app.Name, env); err != nil {
+		return release.Release{}, err
+	}
 	k := appKey{app.Name, env}
 	defer e.lockKey(k)()
 	r, err := e.active(ctx, k, "abort")
@@ -155,6 +164,9 @@ func (e *Engine) Abort(ctx context.Context, a Actor, appName, env, reason string
 func (e *Engine) Rollback(ctx context.Context, a Actor, appName, env, to string) (release.Release, error) {
 	app, env, err := e.resolve(appName, env)
 	if err != nil {
+		return release.Release{}, err
+	}
+	if err := e.authorize(ctx, a, ActRollback, app.Name, env); err != nil {
 		return release.Release{}, err
 	}
 	k := appKey{app.Name, env}
@@ -234,6 +246,9 @@ func (e *Engine) Scale(ctx context.Context, a Actor, appName, env string, replic
 	if err != nil {
 		return err
 	}
+	if err := e.authorize(ctx, a, ActScale, app.Name, env); err != nil {
+		return err
+	}
 	if replicas < 0 || replicas > maxReplicas {
 		return Errorf(CodeInvalid, "replicas must be between 0 and %d, not %d", maxReplicas, replicas)
 	}
@@ -287,6 +302,9 @@ func (e *Engine) Lock(ctx context.Context, a Actor, appName, env, reason string)
 	if err != nil {
 		return err
 	}
+	if err := e.authorize(ctx, a, ActLock, app.Name, env); err != nil {
+		return err
+	}
 	if reason == "" {
 		return Errorf(CodeInvalid, "a lock needs a reason, so others know why they cannot deploy")
 	}
@@ -307,6 +325,9 @@ func (e *Engine) Lock(ctx context.Context, a Actor, appName, env, reason string)
 func (e *Engine) Unlock(ctx context.Context, a Actor, appName, env string) error {
 	app, env, err := e.resolve(appName, env)
 	if err != nil {
+		return err
+	}
+	if err := e.authorize(ctx, a, ActUnlock, app.Name, env); err != nil {
 		return err
 	}
 	k := appKey{app.Name, env}

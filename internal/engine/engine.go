@@ -76,6 +76,40 @@ type Config struct {
 	HoldTimeout time.Duration
 	// Parallel bounds how many releases are stepped at once. Default 8.
 	Parallel int
+	// Authorize, when set, is asked before every command that changes
+	// something; an error refuses it (a plain error becomes forbidden).
+	// Front ends map their users to roles; the engine applies the answer
+	// the same way for every front end. nil allows everything.
+	Authorize func(ctx context.Context, a Actor, act Action, app, env string) error
+}
+
+// Action names a command for Authorize.
+type Action string
+
+const (
+	ActDeploy   Action = "deploy"
+	ActPromote  Action = "promote"
+	ActAbort    Action = "abort"
+	ActRollback Action = "rollback"
+	ActScale    Action = "scale"
+	ActLock     Action = "lock"
+	ActUnlock   Action = "unlock"
+)
+
+// authorize asks cfg.Authorize, if any, whether a may do act.
+func (e *Engine) authorize(ctx context.Context, a Actor, act Action, app, env string) error {
+	if e.cfg.Authorize == nil {
+		return nil
+	}
+	err := e.cfg.Authorize(ctx, a, act, app, env)
+	if err == nil {
+		return nil
+	}
+	var ee *Error
+	if errors.As(err, &ee) {
+		return err
+	}
+	return &Error{Code: CodeDenied, Message: fmt.Sprintf("%s may not %s %s/%s", a.Name, act, app, env), Err: err}
 }
 
 func (c *Config) setDefaults() {

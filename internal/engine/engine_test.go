@@ -786,3 +786,38 @@ func TestARouterThatRoundsTheWeightIsNotSetAgainEveryTick(t *testing.T) {
 		t.Fatalf("lost weight not re-set: %v", h.router.history)
 	}
 }
+
+func TestAuthorizeRefusesWithForbiddenAndRecordsNothing(t *testing.T) {
+	h := newHarness(t)
+	h.stableAt("v1")
+	var asked []string
+	h.e.cfg.Authorize = func(_ context.Context, a Actor, act Action, app, env string) error {
+		asked = append(asked, a.Name+":"+string(act)+":"+app+"/"+env)
+		if a.Name == "mallory" {
+			return errors.New("not in the deployers group")
+		}
+		return nil
+	}
+	mallory := Actor{Name: "mallory", Source: release.SourceSlack}
+	ctx := context.Background()
+	_, err := h.e.Deploy(ctx, mallory, DeployRequest{App: "resizer", Version: "v2"})
+	if CodeOf(err) != CodeDenied || !strings.Contains(err.Error(), "mallory may not deploy resizer/production") {
+		t.Fatalf("deploy by mallory: %v", err)
+	}
+	if err := h.e.Scale(ctx, mallory, "resizer", "", 5); CodeOf(err) != CodeDenied {
+		t.Fatalf("scale by mallory: %v", err)
+	}
+	r := h.deploy(DeployRequest{Version: "v2", Canary: 1})
+	if _, err := h.e.Abort(ctx, mallory, "resizer", "", ""); CodeOf(err) != CodeDenied {
+		t.Fatalf("abort by mallory: %v", err)
+	}
+	if got := h.release(r.ID); got.State != release.Pending {
+		t.Fatalf("release %s after a refused abort", got.State)
+	}
+	if hist, _ := h.e.History(ctx, "resizer", "", 0); len(hist) != 2 {
+		t.Fatalf("%d releases, want 2", len(hist))
+	}
+	if want := "mallory:deploy:resizer/production"; asked[0] != want {
+		t.Fatalf("asked %v", asked)
+	}
+}
