@@ -266,6 +266,21 @@ func (e *Engine) startStep(ctx context.Context, app spec.App, r release.Release)
 	if err := e.cfg.Router.SetWeight(ctx, app, r.Env, r.Weight); err != nil {
 		return fmt.Errorf("set weight %s: %w", fmtPct(r.Weight), err)
 	}
+	if got, _, err := e.cfg.Router.Weight(ctx, app, r.Env); err == nil {
+		e.mu.Lock()
+		e.weights[appKey{r.App, r.Env}] = weightMark{desired: r.Weight, observed: got}
+		e.mu.Unlock()
+		if math.Abs(got-r.Weight) > 1e-9 {
+			// Say so in history: the canary gets another share than asked.
+			evs, err := e.cfg.Store.AddEvents(ctx, nil, e.event(r, "release.weight_rounded", "ship",
+				fmt.Sprintf("weight %s is %s in force: the router rounds it", fmtPct(r.Weight), fmtPct(got)),
+				map[string]any{"asked": r.Weight, "inForce": got}))
+			if err != nil {
+				return err
+			}
+			e.publish(evs)
+		}
+	}
 	l := e.liveOf(r.ID)
 	l.haveBase = false
 	l.verdict = nil

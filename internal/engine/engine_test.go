@@ -774,6 +774,9 @@ func TestARouterThatRoundsTheWeightIsNotSetAgainEveryTick(t *testing.T) {
 	for i := 0; i < 20; i++ {
 		h.step(time.Second, 0, 0)
 	}
+	if types := h.eventTypes(r.ID); !slices.Contains(types, "release.weight_rounded") {
+		t.Fatalf("no release.weight_rounded event in %v", types)
+	}
 	if extra := len(h.router.history) - n; extra != 0 {
 		t.Fatalf("%d more SetWeight calls for an unchanged weight: %v", extra, h.router.history)
 	}
