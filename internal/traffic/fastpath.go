@@ -829,6 +829,7 @@ type respHead struct {
 	chunked       bool
 	close         bool // the instance will close the connection
 	http10        bool
+	hopByHop      [][]byte // header names listed in Connection
 }
 
 // parseResponse checks an instance's response head.
@@ -845,8 +846,22 @@ func parseResponse(head []byte, rs *respHead) bool {
 		return false
 	}
 	code, err := strconv.Atoi(string(head[9:12]))
-	if err != nil || code < 200 || code > 999 || (len(head) > 12 && head[12] != ' ' && head[12] != '\r') {
+	if err != nil || code < 200 || code > 999 {
 		return false
+	}
+	eol := bytes.IndexByte(head, '\n')
+	if eol < 13 || head[eol-1] != '\r' {
+		return false
+	}
+	if reason := head[12 : eol-1]; len(reason) > 0 {
+		if reason[0] != ' ' {
+			return false
+		}
+		for _, b := range reason {
+			if b < 0x20 && b != '\t' || b == 0x7f {
+				return false
+			}
+		}
 	}
 	rs.status = code
 	return forLines(head, func(l []byte) bool {
@@ -856,8 +871,8 @@ func parseResponse(head []byte, rs *respHead) bool {
 		}
 		switch {
 		case eqFold(name, "content-length"):
-			n, err := strconv.ParseInt(string(value), 10, 64)
-			if err != nil || n < 0 || (rs.contentLength >= 0 && rs.contentLength != n) {
+			n, ok := parseLength(value)
+			if !ok || (rs.contentLength >= 0 && rs.contentLength != n) {
 				return false
 			}
 			rs.contentLength = n
@@ -868,8 +883,16 @@ func parseResponse(head []byte, rs *respHead) bool {
 			rs.chunked = true
 		case eqFold(name, "connection"):
 			for _, tok := range bytes.Split(value, []byte(",")) {
-				if eqFold(bytes.Trim(tok, " \t"), "close") {
+				tok = bytes.Trim(tok, " \t")
+				switch {
+				case eqFold(tok, "close"):
 					rs.close = true
+				case eqFold(tok, "keep-alive"), len(tok) == 0,
+					// The framing the router passes on stays, whatever Connection says.
+					eqFold(tok, "content-length"), eqFold(tok, "transfer-encoding"):
+				default:
+					// A header the instance marks hop-by-hop: not passed on.
+					rs.hopByHop = append(rs.hopByHop, tok)
 				}
 			}
 		}
@@ -888,7 +911,7 @@ func appendResponseHead(out, head []byte, rs *respHead, track string, closing bo
 		name, _, _ := splitHeader(l)
 		switch {
 		case eqFold(name, "connection"), eqFold(name, "keep-alive"), eqFold(name, "proxy-connection"),
-			eqFold(name, "x-ship-track"):
+			eqFold(name, "x-ship-track"), listed(rs.hopByHop, name):
 		default:
 			out = append(out, l...)
 			out = append(out, '\r', '\n')
@@ -901,6 +924,30 @@ func appendResponseHead(out, head []byte, rs *respHead, track string, closing bo
 		out = append(out, "\r\nConnection: close"...)
 	}
 	return append(out, "\r\n\r\n"...)
+}
+
+// parseLength reads a Content-Length: digits only (no sign, no spaces).
+func parseLength(v []byte) (int64, bool) {
+	if len(v) == 0 || len(v) > 18 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
+}
+
+func listed(names [][]byte, name []byte) bool {
+	for _, n := range names {
+		if bytes.EqualFold(n, name) {
+			return true
+		}
+	}
+	return false
 }
 
 // appendErrorResponse writes a complete JSON error response.
