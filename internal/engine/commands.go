@@ -25,6 +25,9 @@ func (e *Engine) Deploy(ctx context.Context, a Actor, req DeployRequest) (releas
 	if err := checkVersion(req.Version); err != nil {
 		return release.Release{}, err
 	}
+	if err := checkKind(app); err != nil {
+		return release.Release{}, err
+	}
 	if req.Canary != 0 && len(req.Steps) > 0 {
 		return release.Release{}, Errorf(CodeInvalid, "give either --canary or --steps, not both")
 	}
@@ -167,6 +170,9 @@ func (e *Engine) Rollback(ctx context.Context, a Actor, appName, env, to string)
 		return release.Release{}, err
 	}
 	if err := e.authorize(ctx, a, ActRollback, app.Name, env); err != nil {
+		return release.Release{}, err
+	}
+	if err := checkKind(app); err != nil {
 		return release.Release{}, err
 	}
 	k := appKey{app.Name, env}
@@ -380,6 +386,16 @@ func (e *Engine) active(ctx context.Context, k appKey, verb string) (release.Rel
 // stableMoving reports whether r is replacing the stable track's version.
 func stableMoving(r release.Release) bool {
 	return r.State == release.Promoting || (r.Strategy == string(spec.StrategyRolling) && r.Active())
+}
+
+// checkKind refuses app kinds the engine cannot roll out yet; the kind is
+// in the spec and here from the start so worker and cron slot in later.
+func checkKind(app spec.App) error {
+	switch app.Kind {
+	case "", spec.KindWeb:
+		return nil
+	}
+	return Errorf(CodeInvalid, "%s is a %s app: ship rolls out web apps only so far", app.Name, app.Kind)
 }
 
 func orNone(v string) string {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/shipteam/ship/internal/release"
 	"github.com/shipteam/ship/internal/runtime"
+	"github.com/shipteam/ship/internal/spec"
 	"github.com/shipteam/ship/internal/store"
 )
 
@@ -630,6 +631,7 @@ func TestCrashedInstancesAreRecorded(t *testing.T) {
 
 func TestDeployRejectsBadRequests(t *testing.T) {
 	h := newHarness(t)
+	h.apps["nightly"] = spec.App{Name: "nightly", Kind: spec.KindWorker}
 	h.stableAt("v1")
 	cases := []struct {
 		name string
@@ -647,6 +649,7 @@ func TestDeployRejectsBadRequests(t *testing.T) {
 		{"decreasing steps", DeployRequest{App: "resizer", Version: "v2", Steps: []float64{10, 1}}, CodeInvalid},
 		{"rolling with canary", DeployRequest{App: "resizer", Version: "v2", Rolling: true, Canary: 1}, CodeInvalid},
 		{"same as stable", DeployRequest{App: "resizer", Version: "v1"}, CodeInvalid},
+		{"worker kind not rolled out yet", DeployRequest{App: "nightly", Version: "v1"}, CodeInvalid},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
