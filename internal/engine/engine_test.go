@@ -827,3 +827,61 @@ func TestAuthorizeRefusesWithForbiddenAndRecordsNothing(t *testing.T) {
 		t.Fatalf("asked %v", asked)
 	}
 }
+
+// The engine is killed (its context cancelled, its memory and the router's
+// weights dropped) at arbitrary moments, over and over, while a canary
+// walks its steps; every new engine on the same file continues it, and the
+// history records each step exactly once, in order.
+func TestRepeatedRestartsStillFinishTheReleaseWithEachStepRecordedOnce(t *testing.T) {
+	h := newHarness(t)
+	h.stableAt("v1")
+	r := h.deploy(DeployRequest{Version: "v2"})
+	deadline := time.Now().Add(20 * time.Second)
+	restarts := 0
+	for h.release(r.ID).State != release.Succeeded {
+		if time.Now().After(deadline) {
+			t.Fatalf("not finished after %d restarts: %+v", restarts, h.release(r.ID))
+		}
+		if s := h.release(r.ID).State; s.Terminal() {
+			t.Fatalf("release ended %s: %s", s, h.release(r.ID).Reason)
+		}
+		h.router = &fakeRouter{}
+		h.open()
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- h.e.Run(ctx) }()
+		for i := 0; i < 1+restarts%7; i++ {
+			h.clock.Advance(4 * time.Second)
+			w := h.router.weight("resizer", "production")
+			h.metrics.add(runtime.Canary, "v2", int64(40*w), 0)
+			h.metrics.add(runtime.Stable, "v1", 4000, 0)
+			time.Sleep(time.Duration(1+restarts%5) * time.Millisecond)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		restarts++
+	}
+	evs, _ := h.e.Events(context.Background(), EventQuery{ReleaseID: r.ID})
+	var steps []float64
+	var kinds []string
+	for _, ev := range evs {
+		switch ev.Type {
+		case "release.step":
+			steps = append(steps, ev.Weight)
+		case "release.created", "release.promoting", "release.succeeded":
+			kinds = append(kinds, ev.Type)
+		}
+	}
+	if want := []float64{1, 10, 50, 100}; !slices.Equal(steps, want) {
+		t.Fatalf("after %d restarts, step events %v, want %v", restarts, steps, want)
+	}
+	if want := []string{"release.created", "release.promoting", "release.succeeded"}; !slices.Equal(kinds, want) {
+		t.Fatalf("events %v", kinds)
+	}
+	if s := h.rt.get("resizer", "production", runtime.Stable); s.Version != "v2" {
+		t.Fatalf("stable %+v", s)
+	}
+	t.Logf("finished after %d restarts", restarts)
+}
