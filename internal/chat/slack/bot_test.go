@@ -1,0 +1,503 @@
+package slack
+
+import (
+	"context"
+	"net/http"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shipteam/ship/internal/chat/slack/slacktest"
+	"github.com/shipteam/ship/internal/release"
+)
+
+// releaseMessages returns the chat.postMessage/chat.update calls about release id.
+func releaseMessages(calls []slackCall, id string) []slackCall {
+	var out []slackCall
+	for _, c := range calls {
+		if (c.Method == "chat.postMessage" || c.Method == "chat.update") && c.Status == http.StatusOK &&
+			strings.Contains(c.Text(), "release #"+id) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func lastReleaseMessage(calls []slackCall, id string) slackCall {
+	ms := releaseMessages(calls, id)
+	if len(ms) == 0 {
+		return slackCall{}
+	}
+	return ms[len(ms)-1]
+}
+
+func TestCanaryFromSlashCommandToPromotedByButton(t *testing.T) {
+	h := newHarness(t, nil, nil)
+
+	code, reply, respURL := h.slash(alice, testChannel, "/deploy", "resizer v2 --canary 1%")
+	if code != http.StatusOK || reply.ResponseType != "ephemeral" || !strings.Contains(reply.Text, "deploying resizer v2 to production as a 1% canary") {
+		t.Fatalf("ack = %d %+v", code, reply)
+	}
+
+	// One message in the app's channel, paused at 1% with the three buttons.
+	h.waitCalls("paused release message", func(cs []slackCall) bool {
+		return strings.Contains(lastReleaseMessage(cs, "1").Text(), "paused at 1%")
+	})
+	calls := h.slack.Calls("")
+	msgs := releaseMessages(calls, "1")
+	if msgs[0].Method != "chat.postMessage" || msgs[0].Form.Get("channel") != testChannel {
+		t.Fatalf("first release message = %s to %s, want chat.postMessage to %s", msgs[0].Method, msgs[0].Form.Get("channel"), testChannel)
+	}
+	blocks := lastReleaseMessage(calls, "1").Blocks()
+	for _, want := range []string{ActionPromote, ActionAbort, ActionRollback, `"style":"danger"`, `"confirm"`, `\"release\":1`, "Started by alice via slack", "canary v2: 1/1 ready", "errors"} {
+		if !strings.Contains(blocks, want) {
+			t.Errorf("paused message lacks %q: %s", want, blocks)
+		}
+	}
+	// The deployer hears the outcome of the command through response_url.
+	h.waitCalls("deploy result", func(cs []slackCall) bool {
+		return hasText(responsesTo(cs, respURL), "", "Release #1: resizer v2 → production started")
+	})
+
+	code, _ = h.press(alice, testChannel, ActionPromote, "resizer", "production", 1)
+	if code != http.StatusOK {
+		t.Fatalf("press status %d", code)
+	}
+	h.waitCalls("succeeded message", func(cs []slackCall) bool {
+		m := lastReleaseMessage(cs, "1")
+		return strings.Contains(m.Text(), "succeeded") && strings.Contains(m.Blocks(), "Promote pressed by alice")
+	})
+	calls = h.slack.Calls("")
+	final := lastReleaseMessage(calls, "1")
+	if strings.Contains(final.Blocks(), ActionPromote) || !strings.Contains(final.Blocks(), ActionRollback) {
+		t.Errorf("finished message should offer only Rollback: %s", final.Blocks())
+	}
+	// Updated in place: one post, then updates of that same message.
+	msgs = releaseMessages(calls, "1")
+	ts := msgs[0].Form.Get("ts")
+	if ts == "" {
+		ch, t0 := h.bot.notifier.messageOf(1)
+		ts = t0
+		if ch != testChannel {
+			t.Fatalf("message channel = %q", ch)
+		}
+	}
+	for _, m := range msgs[1:] {
+		if m.Method != "chat.update" || m.Form.Get("ts") != ts {
+			t.Fatalf("later message %s ts=%q, want chat.update of %q", m.Method, m.Form.Get("ts"), ts)
+		}
+	}
+	want := []string{
+		"deploy resizer production slack:UALICE (alice)",
+		"promote resizer production slack:UALICE (alice)",
+	}
+	if got := h.fake.Calls(); strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("engine calls = %q, want %q", got, want)
+	}
+	// The deployer was told about the pause and the outcome, within 5 uses.
+	h.waitCalls("outcome to deployer", func(cs []slackCall) bool {
+		return hasText(responsesTo(cs, respURL), "", "succeeded")
+	})
+	if n := len(responsesTo(h.slack.Calls(""), respURL)); n > 5 {
+		t.Fatalf("response_url used %d times, Slack allows 5", n)
+	}
+}
+
+func TestCanaryAbortedFromButton(t *testing.T) {
+	h := newHarness(t, nil, nil)
+	h.slash(alice, testChannel, "/deploy", "resizer v3 --canary 5%")
+	h.waitCalls("paused", func(cs []slackCall) bool {
+		return strings.Contains(lastReleaseMessage(cs, "1").Text(), "paused at 5%")
+	})
+	// bob may abort (role responder) though not deploy.
+	h.press(bob, testChannel, ActionAbort, "resizer", "production", 1)
+	h.waitCalls("aborted message", func(cs []slackCall) bool {
+		m := lastReleaseMessage(cs, "1")
+		return strings.Contains(m.Text(), "aborted") && strings.Contains(m.Blocks(), "Abort pressed by bob")
+	})
+	final := lastReleaseMessage(h.slack.Calls(""), "1")
+	if strings.Contains(final.Blocks(), `"actions"`) {
+		t.Errorf("aborted release still has buttons: %s", final.Blocks())
+	}
+	r, _ := h.eng.Release(context.Background(), 1)
+	if r.State != release.Aborted || r.Weight != 0 {
+		t.Fatalf("release = %s at %v%%, want aborted at 0", r.State, r.Weight)
+	}
+	if calls := h.fake.Calls(); len(calls) != 2 || calls[1] != "abort resizer production slack:UBOB (bob)" {
+		t.Fatalf("engine calls = %q", calls)
+	}
+}
+
+func TestPromoteWithoutPermissionOnlyExplains(t *testing.T) {
+	h := newHarness(t, nil, nil)
+	h.slash(alice, testChannel, "/deploy", "resizer v2 --canary 1%")
+	h.waitCalls("paused", func(cs []slackCall) bool {
+		return strings.Contains(lastReleaseMessage(cs, "1").Text(), "paused at 1%")
+	})
+	before := len(releaseMessages(h.slack.Calls(""), "1"))
+
+	for _, u := range []user{mallory, bob} { // bob may abort, not promote
+		_, respURL := h.press(u, testChannel, ActionPromote, "resizer", "production", 1)
+		h.waitCalls("refusal for "+u.name, func(cs []slackCall) bool {
+			return hasText(responsesTo(cs, respURL), "", "You may not *promote* resizer in production")
+		})
+		got := responsesTo(h.slack.Calls(""), respURL)[0]
+		if got.JSON["response_type"] != "ephemeral" {
+			t.Errorf("refusal to %s is not ephemeral: %v", u.name, got.JSON)
+		}
+	}
+	if calls := h.fake.Calls(); len(calls) != 1 {
+		t.Fatalf("engine calls = %q, want only the deploy", calls)
+	}
+	if r, _ := h.eng.Release(context.Background(), 1); r.State != release.Paused {
+		t.Fatalf("release state %s, want still paused", r.State)
+	}
+	if after := len(releaseMessages(h.slack.Calls(""), "1")); after != before {
+		t.Fatalf("channel message changed after refused presses (%d -> %d messages)", before, after)
+	}
+	if h.bot.Stats().Refused != 2 {
+		t.Fatalf("Refused = %d, want 2", h.bot.Stats().Refused)
+	}
+	// A slash command is refused the same way, to that user only.
+	_, reply, _ := h.slash(mallory, testChannel, "/deploy", "thumbs v9")
+	if reply.ResponseType != "ephemeral" || !strings.Contains(reply.Text, "You may not *deploy* thumbs") {
+		t.Fatalf("slash refusal = %+v", reply)
+	}
+}
+
+func TestUserGroupGrantIsResolvedThroughUsergroupsListAndCached(t *testing.T) {
+	h := newHarness(t, nil, nil)
+	h.slack.SetGroup("SOPS", "UOLGA", "USOMEONE")
+	_, reply, _ := h.slash(olga, testChannel, "/ship", "scale resizer 5")
+	if !strings.Contains(reply.Text, "On it: scaling resizer in production to 5") {
+		t.Fatalf("reply = %+v", reply)
+	}
+	_, reply, _ = h.slash(olga, testChannel, "/ship", `lock resizer --reason "black friday"`)
+	if !strings.Contains(reply.Text, "On it") {
+		t.Fatalf("reply = %+v", reply)
+	}
+	// olga's group role does not include deploy.
+	_, reply, _ = h.slash(olga, testChannel, "/deploy", "resizer v2")
+	if !strings.Contains(reply.Text, "You may not *deploy*") || !strings.Contains(reply.Text, "role deployer") {
+		t.Fatalf("reply = %+v", reply)
+	}
+	calls := h.waitCalls("scale and lock announced", func(cs []slackCall) bool {
+		return hasText(cs, "chat.postMessage", "scaled to 5 — by olga") && hasText(cs, "chat.postMessage", "locked: black friday — by olga")
+	})
+	if n := count(calls, "usergroups.users.list"); n != 1 {
+		t.Fatalf("usergroups.users.list called %d times, want 1 (cached)", n)
+	}
+	want := []string{"scale resizer production slack:UOLGA (olga)", "lock resizer production slack:UOLGA (olga)"}
+	if got := h.fake.Calls(); strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("engine calls = %q", got)
+	}
+	// After the TTL the group is read again.
+	h.advance(6 * time.Minute)
+	h.slash(olga, testChannel, "/ship", "unlock resizer")
+	h.waitCalls("group re-read", func(cs []slackCall) bool { return count(cs, "usergroups.users.list") == 2 })
+}
+
+func TestButtonOnFinishedReleaseAnswersEphemerally(t *testing.T) {
+	h := newHarness(t, nil, nil)
+	h.slash(alice, testChannel, "/deploy", "resizer v2 --canary 1%")
+	h.waitCalls("paused", func(cs []slackCall) bool {
+		return strings.Contains(lastReleaseMessage(cs, "1").Text(), "paused")
+	})
+	h.press(alice, testChannel, ActionAbort, "resizer", "production", 1)
+	h.waitCalls("aborted", func(cs []slackCall) bool {
+		return strings.Contains(lastReleaseMessage(cs, "1").Text(), "aborted")
+	})
+	for _, action := range []string{ActionPromote, ActionAbort, ActionRollback} {
+		_, respURL := h.press(alice, testChannel, action, "resizer", "production", 1)
+		h.waitCalls("stale press answer", func(cs []slackCall) bool {
+			return hasText(responsesTo(cs, respURL), "", "already ended")
+		})
+	}
+	if calls := h.fake.Calls(); len(calls) != 2 {
+		t.Fatalf("engine calls = %q, want deploy and one abort", calls)
+	}
+}
+
+func TestRollbackButtonOnSucceededRelease(t *testing.T) {
+	h := newHarness(t, nil, nil)
+	h.slash(alice, testChannel, "/deploy", "resizer v2 --canary 1%")
+	h.waitCalls("paused", func(cs []slackCall) bool { return strings.Contains(lastReleaseMessage(cs, "1").Text(), "paused") })
+	h.press(alice, testChannel, ActionPromote, "resizer", "production", 1)
+	h.waitCalls("succeeded", func(cs []slackCall) bool { return strings.Contains(lastReleaseMessage(cs, "1").Text(), "succeeded") })
+	h.press(bob, testChannel, ActionRollback, "resizer", "production", 1)
+	h.waitCalls("rollback release posted", func(cs []slackCall) bool {
+		m := lastReleaseMessage(cs, "2")
+		return strings.Contains(m.Text(), "resizer v1 → production") && strings.Contains(m.Text(), "succeeded")
+	})
+	if st, _ := h.eng.Status(context.Background(), "resizer", ""); st.Stable.Version != "v1" {
+		t.Fatalf("stable = %s after rollback, want v1", st.Stable.Version)
+	}
+	// Rollback from the now outdated message of release 1 is refused.
+	_, respURL := h.press(alice, testChannel, ActionRollback, "resizer", "production", 1)
+	h.waitCalls("outdated rollback refused", func(cs []slackCall) bool {
+		return hasText(responsesTo(cs, respURL), "", "no longer the latest")
+	})
+}
+
+func TestSlashErrorsAreEphemeralUsageNever5xx(t *testing.T) {
+	h := newHarness(t, nil, nil)
+	tests := []struct{ cmd, text, want string }{
+		{"/ship", "frobnicate resizer", "/ship help"},
+		{"/deploy", "resizer", "usage"},
+		{"/deploy", "resizer v2 --canary lots", "usage"},
+		{"/ship", "status nosuchapp", "unknown app"},
+		{"/ship", "history nosuchapp", "unknown app"},
+		{"/deploy", "nosuchapp v2", "unknown app"},
+		{"/ship", "logs resizer", "ship logs resizer"},
+	}
+	for _, tt := range tests {
+		code, reply, _ := h.slash(alice, testChannel, tt.cmd, tt.text)
+		if code != http.StatusOK || reply.ResponseType != "ephemeral" || !strings.Contains(strings.ToLower(reply.Text), strings.ToLower(tt.want)) {
+			t.Errorf("%s %s = %d %q, want 200 ephemeral containing %q", tt.cmd, tt.text, code, reply.Text, tt.want)
+		}
+	}
+	if calls := h.fake.Calls(); len(calls) != 0 {
+		t.Fatalf("engine calls = %q, want none", calls)
+	}
+}
+
+func TestQuickReadsAnswerInline(t *testing.T) {
+	h := newHarness(t, nil, nil)
+	h.slash(alice, testChannel, "/deploy", "resizer v2 --canary 1%")
+	h.waitCalls("paused", func(cs []slackCall) bool { return strings.Contains(lastReleaseMessage(cs, "1").Text(), "paused") })
+	tests := []struct{ text, want string }{
+		{"status resizer", "stable v1: 3/3 ready · canary v2: 1/1 ready · canary weight 1%"},
+		{"status resizer", "release #1 v2 (1% canary, held until promoted) by alice"},
+		{"status", "*resizer* (production): stable v1, canary v2 at 1%"},
+		{"apps", "*thumbs* (production): stable v1"},
+		{"history resizer", "#1 v2 → production (deploy) by alice via slack"},
+		{"help", "deploy APP VERSION"},
+	}
+	for _, tt := range tests {
+		start := time.Now()
+		_, reply, _ := h.slash(alice, testChannel, "/ship", tt.text)
+		if !strings.Contains(reply.Text, tt.want) {
+			t.Errorf("/ship %s = %q, want it to contain %q", tt.text, reply.Text, tt.want)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("/ship %s took %s", tt.text, d)
+		}
+	}
+}
+
+func TestSlowEngineIsAckedWithinBudgetAndAnsweredThroughResponseURL(t *testing.T) {
+	h := newHarness(t, nil, func(c *Config) { c.AckBudget = 100 * time.Millisecond })
+	h.fake.Delay = 400 * time.Millisecond
+	start := time.Now()
+	_, reply, respURL := h.slash(alice, testChannel, "/ship", "status resizer")
+	if d := time.Since(start); d > 350*time.Millisecond {
+		t.Fatalf("ack took %s with a 100ms budget", d)
+	}
+	if !strings.Contains(reply.Text, "Working on it") {
+		t.Fatalf("reply = %q", reply.Text)
+	}
+	h.waitCalls("late status", func(cs []slackCall) bool {
+		return hasText(responsesTo(cs, respURL), "", "stable v1: 3/3 ready")
+	})
+}
+
+func TestChannelsAllowedPerApp(t *testing.T) {
+	h := newHarness(t, nil, func(c *Config) {
+		c.Apps["resizer"] = AppConfig{Channel: testChannel, AllowedChannels: []string{"CRELEASE"}}
+	})
+	_, reply, _ := h.slash(alice, "CRANDOM", "/deploy", "resizer v2")
+	if !strings.Contains(reply.Text, "only taken in") || !strings.Contains(reply.Text, "<#CRELEASE>") {
+		t.Fatalf("reply = %q", reply.Text)
+	}
+	_, reply, _ = h.slash(alice, "CRELEASE", "/ship", "status resizer")
+	if !strings.Contains(reply.Text, "stable v1") {
+		t.Fatalf("allowed channel refused: %q", reply.Text)
+	}
+	if calls := h.fake.Calls(); len(calls) != 0 {
+		t.Fatalf("engine calls = %q", calls)
+	}
+}
+
+func TestRateLimitedCallIsRetriedAfterRetryAfter(t *testing.T) {
+	h := newHarness(t, nil, nil)
+	h.slack.Throttle("chat.postMessage", 1, 1)
+	h.slash(alice, testChannel, "/deploy", "resizer v2 --canary 1%")
+	calls := h.waitCalls("message after 429", func(cs []slackCall) bool {
+		return len(releaseMessages(cs, "1")) > 0
+	})
+	var posts []slackCall
+	for _, c := range calls {
+		if c.Method == "chat.postMessage" {
+			posts = append(posts, c)
+		}
+	}
+	if len(posts) < 2 || posts[0].Status != http.StatusTooManyRequests || posts[1].Status != http.StatusOK {
+		t.Fatalf("postMessage calls: %s", dumpCalls(posts))
+	}
+	if gap := posts[1].At.Sub(posts[0].At); gap < 900*time.Millisecond {
+		t.Fatalf("retried after %s, Retry-After said 1s", gap)
+	}
+	if s := h.bot.Stats(); s.SlackRetries < 1 || s.SlackFailures != 0 {
+		t.Fatalf("stats = %+v", s)
+	}
+}
+
+func TestSlackDownNeverBlocksTheEngine(t *testing.T) {
+	h := newHarness(t, nil, func(c *Config) { c.MaxAttempts = 2 })
+	h.slack.SetDown(true)
+	ctx := context.Background()
+	waitSubscribed(t, h.fake)
+	start := time.Now()
+	const rounds = 300
+	for i := range rounds {
+		a := alice.actorForTest()
+		if _, err := h.fake.Deploy(ctx, a, deployReq("resizer", "v2")); err != nil {
+			t.Fatalf("deploy %d: %v", i, err)
+		}
+		if _, err := h.fake.Abort(ctx, a, "resizer", "", "test"); err != nil {
+			t.Fatalf("abort %d: %v", i, err)
+		}
+		// The notifier takes every event off the subscription at once,
+		// although each Slack call fails only after retries (>=200ms): a
+		// notifier that waited on Slack would need a minute here.
+		want := int64(len(h.fake.Events()))
+		for h.bot.notifier.observed.Load() < want {
+			if time.Since(start) > 5*time.Second {
+				t.Fatalf("round %d: notifier observed %d of %d events after %s", i, h.bot.notifier.observed.Load(), want, time.Since(start))
+			}
+			runtime.Gosched()
+		}
+	}
+	if d := h.fake.Dropped(); d != 0 {
+		t.Fatalf("engine dropped %d events for the notifier", d)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for h.bot.Stats().SlackFailures == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no Slack failure counted")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !strings.Contains(h.logs.String(), "slack call failed") {
+		t.Fatal("failures not logged")
+	}
+	// Slack comes back: the next release is posted.
+	h.slack.SetDown(false)
+	h.slash(alice, testChannel, "/deploy", "resizer v9 --canary 1%")
+	h.waitCalls("recovered", func(cs []slackCall) bool {
+		return len(releaseMessages(cs, "301")) > 0
+	})
+}
+
+func waitSubscribed(t *testing.T, e *slacktest.Engine) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for e.Subscribers() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("notifier never subscribed")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestResponseURLUsedFiveTimesWithin30MinutesThenBotToken(t *testing.T) {
+	h := newHarness(t, nil, nil)
+	ctx := context.Background()
+	u := h.slack.ResponseURL("limits")
+	r := newResponder(u, testChannel, "UALICE", h.bot.cfg.Now())
+	for i := range 7 {
+		h.bot.respond(ctx, r, ephemeral("note "+string(rune('a'+i))))
+	}
+	calls := h.slack.Calls("")
+	if n := len(responsesTo(calls, u)); n != 5 {
+		t.Fatalf("response_url used %d times, want 5", n)
+	}
+	eph := h.slack.Calls("chat.postEphemeral")
+	if len(eph) != 2 || eph[0].Form.Get("user") != "UALICE" || eph[0].Form.Get("channel") != testChannel {
+		t.Fatalf("postEphemeral calls: %s", dumpCalls(eph))
+	}
+	u2 := h.slack.ResponseURL("expired")
+	r2 := newResponder(u2, testChannel, "UALICE", h.bot.cfg.Now())
+	h.advance(31 * time.Minute)
+	h.bot.respond(ctx, r2, ephemeral("late"))
+	if n := len(responsesTo(h.slack.Calls(""), u2)); n != 0 {
+		t.Fatalf("expired response_url used %d times", n)
+	}
+	if n := len(h.slack.Calls("chat.postEphemeral")); n != 3 {
+		t.Fatalf("postEphemeral calls = %d, want 3", n)
+	}
+}
+
+func TestMattermostCommandWithToken(t *testing.T) {
+	h := newHarness(t, nil, func(c *Config) { c.MattermostToken = "mm-secret-token" })
+	post := func(token string) (int, string) {
+		body := "token=" + token + "&channel_id=" + testChannel + "&user_id=UALICE&user_name=alice&command=%2Fdeploy&text=resizer+v2+--canary+1%25&response_url=" + h.slack.ResponseURL("mm")
+		resp, err := http.Post(h.srv.URL+"/slack/commands", "application/x-www-form-urlencoded", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b := new(strings.Builder)
+		_, _ = copyN(b, resp)
+		return resp.StatusCode, b.String()
+	}
+	if code, _ := post("wrong"); code != http.StatusUnauthorized {
+		t.Fatalf("wrong token: %d", code)
+	}
+	if code, _ := post(""); code != http.StatusUnauthorized {
+		t.Fatalf("no token: %d", code)
+	}
+	code, body := post("mm-secret-token")
+	if code != http.StatusOK || !strings.Contains(body, `"text":"On it: deploying resizer v2`) {
+		t.Fatalf("mattermost: %d %s", code, body)
+	}
+	h.waitCalls("mattermost result", func(cs []slackCall) bool {
+		return hasText(cs, "response_url", "Release #1")
+	})
+	if calls := h.fake.Calls(); len(calls) != 1 || calls[0] != "deploy resizer production mattermost:UALICE (alice)" {
+		t.Fatalf("engine calls = %q", calls)
+	}
+}
+
+func TestSocketModeHandlesCommandsAndButtons(t *testing.T) {
+	h := newHarness(t, nil, func(c *Config) { c.AppToken = "xapp-1-test" })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := h.slack.WaitSocket(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(h.slack.Calls("apps.connections.open")); n != 1 {
+		t.Fatalf("apps.connections.open called %d times", n)
+	}
+	err := h.slack.SendEnvelope("env-1", "slash_commands", map[string]any{
+		"command": "/deploy", "text": "resizer v2 --canary 1%", "user_id": "UALICE", "user_name": "alice",
+		"channel_id": testChannel, "response_url": h.slack.ResponseURL("sock-1"), "team_id": "T1",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ack, err := h.slack.Ack(ctx, "env-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(ack), "On it: deploying resizer v2") {
+		t.Fatalf("ack payload = %s", ack)
+	}
+	h.waitCalls("paused", func(cs []slackCall) bool { return strings.Contains(lastReleaseMessage(cs, "1").Text(), "paused") })
+
+	var payload map[string]any
+	if err := jsonUnmarshal(pressPayload(alice, testChannel, ActionPromote, buttonValue{"resizer", "production", 1}.encode(), h.slack.ResponseURL("sock-2")), &payload); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.slack.SendEnvelope("env-2", "interactive", payload); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.slack.Ack(ctx, "env-2"); err != nil {
+		t.Fatal(err)
+	}
+	h.waitCalls("promoted over the socket", func(cs []slackCall) bool {
+		m := lastReleaseMessage(cs, "1")
+		return strings.Contains(m.Text(), "succeeded") && strings.Contains(m.Blocks(), "Promote pressed by alice")
+	})
+}

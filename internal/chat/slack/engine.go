@@ -1,0 +1,27 @@
+package slack
+
+import (
+	"context"
+
+	"github.com/shipteam/ship/internal/engine"
+	"github.com/shipteam/ship/internal/release"
+)
+
+// Engine is the part of ship's rollout engine the chat front end calls.
+// *engine.Engine satisfies it; tests use an in-memory one.
+type Engine interface {
+	Deploy(ctx context.Context, a engine.Actor, req engine.DeployRequest) (release.Release, error)
+	Promote(ctx context.Context, a engine.Actor, app, env string) (release.Release, error)
+	Abort(ctx context.Context, a engine.Actor, app, env, reason string) (release.Release, error)
+	Rollback(ctx context.Context, a engine.Actor, app, env, to string) (release.Release, error)
+	Scale(ctx context.Context, a engine.Actor, app, env string, n int) error
+	Lock(ctx context.Context, a engine.Actor, app, env, reason string) error
+	Unlock(ctx context.Context, a engine.Actor, app, env string) error
+	Status(ctx context.Context, app, env string) (engine.AppStatus, error)
+	List(ctx context.Context) ([]engine.AppStatus, error)
+	History(ctx context.Context, app, env string, limit int) ([]release.Release, error)
+	Release(ctx context.Context, id int64) (release.Release, error)
+	// Subscribe streams every event; the engine drops events for a
+	// subscriber that falls behind rather than wait for it.
+	Subscribe() (<-chan release.Event, func())
+}

@@ -1,0 +1,275 @@
+package slack
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/shipteam/ship/internal/chat/slack/slacktest"
+	"github.com/shipteam/ship/internal/engine"
+)
+
+const (
+	testSecret  = "test-signing-secret-0123456789"
+	testChannel = "CDEPLOYS"
+)
+
+// syncBuffer is a goroutine-safe log sink.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// harness runs a Bot against the fake Slack and an engine, on loopback.
+type harness struct {
+	t       *testing.T
+	slack   *slacktest.Server
+	eng     Engine
+	fake    *slacktest.Engine // nil when eng is a real engine
+	bot     *Bot
+	srv     *httptest.Server
+	logs    *syncBuffer
+	now     atomic.Pointer[time.Time]
+	nResp   atomic.Int64
+	stopRun func()
+}
+
+// defaultGrants: alice deploys anything, bob only aborts, group SOPS operates resizer.
+func defaultGrants() []Grant {
+	return []Grant{
+		{Apps: []string{"*"}, Envs: []string{"*"}, Role: "deployer", Users: []string{"UALICE"}},
+		{Apps: []string{"resizer"}, Envs: []string{"production"}, Role: "responder", Users: []string{"UBOB"}},
+		{Apps: []string{"resizer"}, Envs: []string{"*"}, Role: "operator", Groups: []string{"SOPS"}},
+	}
+}
+
+func newHarness(t *testing.T, eng Engine, mod func(*Config)) *harness {
+	t.Helper()
+	h := &harness{t: t, slack: slacktest.NewServer(), logs: &syncBuffer{}}
+	t.Cleanup(h.slack.Close)
+	h.slack.SetGroup("SOPS", "UOLGA")
+	if eng == nil {
+		h.fake = slacktest.NewEngine("resizer", "thumbs")
+		eng = h.fake
+	}
+	h.eng = eng
+	start := time.Now()
+	h.now.Store(&start)
+	cfg := Config{
+		SigningSecret:     testSecret,
+		BotToken:          "xoxb-test",
+		APIURL:            h.slack.APIURL(),
+		Apps:              map[string]AppConfig{"resizer": {Channel: testChannel}},
+		Grants:            defaultGrants(),
+		MinUpdateInterval: time.Nanosecond,
+		Now:               func() time.Time { return *h.now.Load() },
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	logger := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	bot, err := New(cfg, eng, logger)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	h.bot = bot
+	h.srv = httptest.NewServer(bot.Handler())
+	t.Cleanup(h.srv.Close)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- bot.Run(ctx) }()
+	h.stopRun = func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Errorf("Bot.Run did not stop within 10s")
+		}
+	}
+	t.Cleanup(h.stopRun)
+	return h
+}
+
+func (h *harness) advance(d time.Duration) {
+	n := h.now.Load().Add(d)
+	h.now.Store(&n)
+}
+
+// post sends a signed form to path, signed at the harness clock.
+func (h *harness) post(path string, form url.Values) (int, []byte) {
+	h.t.Helper()
+	body := form.Encode()
+	ts := strconv.FormatInt(h.now.Load().Unix(), 10)
+	req, _ := http.NewRequest(http.MethodPost, h.srv.URL+path, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("X-Slack-Request-Timestamp", ts)
+	req.Header.Set("X-Slack-Signature", SignatureHeader(testSecret, ts, []byte(body)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		h.t.Fatalf("POST %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+type user struct{ id, name string }
+
+var (
+	alice   = user{"UALICE", "alice"}
+	bob     = user{"UBOB", "bob"}
+	mallory = user{"UMALLORY", "mallory"}
+	olga    = user{"UOLGA", "olga"} // in group SOPS
+)
+
+// slash runs a slash command and returns the HTTP status, the reply and
+// the response_url it was given.
+func (h *harness) slash(u user, channel, cmd, text string) (int, message, string) {
+	h.t.Helper()
+	respURL := h.slack.ResponseURL(fmt.Sprintf("cmd-%d", h.nResp.Add(1)))
+	form := url.Values{
+		"token": {"ignored"}, "team_id": {"T1"}, "team_domain": {"ship"},
+		"channel_id": {channel}, "channel_name": {"deploys"},
+		"user_id": {u.id}, "user_name": {u.name},
+		"command": {cmd}, "text": {text},
+		"response_url": {respURL}, "trigger_id": {"1.2.3"},
+	}
+	code, body := h.post("/slack/commands", form)
+	var m message
+	if code == http.StatusOK {
+		if err := json.Unmarshal(body, &m); err != nil {
+			h.t.Fatalf("reply is not JSON: %v: %s", err, body)
+		}
+	}
+	return code, m, respURL
+}
+
+// press presses a button of release id as Slack would post it.
+func (h *harness) press(u user, channel, action, app, env string, id int64) (int, string) {
+	h.t.Helper()
+	respURL := h.slack.ResponseURL(fmt.Sprintf("press-%d", h.nResp.Add(1)))
+	form := url.Values{"payload": {pressPayload(u, channel, action, buttonValue{App: app, Env: env, Release: id}.encode(), respURL)}}
+	code, _ := h.post("/slack/interactions", form)
+	return code, respURL
+}
+
+func pressPayload(u user, channel, action, value, respURL string) string {
+	p := map[string]any{
+		"type":         "block_actions",
+		"user":         map[string]any{"id": u.id, "username": u.name, "name": u.name, "team_id": "T1"},
+		"api_app_id":   "A1",
+		"token":        "ignored",
+		"container":    map[string]any{"type": "message", "message_ts": "1764072000.000001", "channel_id": channel},
+		"trigger_id":   "1.2.3",
+		"team":         map[string]any{"id": "T1", "domain": "ship"},
+		"channel":      map[string]any{"id": channel, "name": "deploys"},
+		"response_url": respURL,
+		"actions": []map[string]any{{
+			"action_id": action, "block_id": "ship_release", "value": value,
+			"type": "button", "action_ts": "1764072001.000001",
+			"text": map[string]any{"type": "plain_text", "text": "x"},
+		}},
+	}
+	b, _ := json.Marshal(p)
+	return string(b)
+}
+
+func (h *harness) waitCalls(what string, cond func([]slacktest.Call) bool) []slacktest.Call {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := h.slack.WaitFor(ctx, cond); err != nil {
+		h.t.Fatalf("%s: %v\ncalls: %s\nlogs:\n%s", what, err, dumpCalls(h.slack.Calls("")), h.logs.String())
+	}
+	return h.slack.Calls("")
+}
+
+func dumpCalls(cs []slacktest.Call) string {
+	var b strings.Builder
+	for _, c := range cs {
+		fmt.Fprintf(&b, "\n  %s %s %d %q", c.Method, c.Path, c.Status, c.Text())
+	}
+	return b.String()
+}
+
+// responses returns what was posted to one response_url.
+func responsesTo(calls []slacktest.Call, respURL string) []slacktest.Call {
+	u, _ := url.Parse(respURL)
+	var out []slacktest.Call
+	for _, c := range calls {
+		if c.Method == "response_url" && c.Path == u.Path {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func hasText(calls []slacktest.Call, method, substr string) bool {
+	for _, c := range calls {
+		if (method == "" || c.Method == method) && strings.Contains(c.Text(), substr) {
+			return true
+		}
+	}
+	return false
+}
+
+func count(calls []slacktest.Call, method string) int {
+	n := 0
+	for _, c := range calls {
+		if c.Method == method {
+			n++
+		}
+	}
+	return n
+}
+
+// lastMessage returns the last chat.postMessage/chat.update in channel.
+func lastMessage(calls []slacktest.Call, channel string) (slacktest.Call, bool) {
+	for i := len(calls) - 1; i >= 0; i-- {
+		c := calls[i]
+		if (c.Method == "chat.postMessage" || c.Method == "chat.update") && c.Form.Get("channel") == channel && c.Status == http.StatusOK {
+			return c, true
+		}
+	}
+	return slacktest.Call{}, false
+}
+
+type slackCall = slacktest.Call
+
+func (u user) actorForTest() engine.Actor {
+	return chatUser{id: u.id, name: u.name}.actor()
+}
+
+func deployReq(app, version string) engine.DeployRequest {
+	return engine.DeployRequest{App: app, Version: version, Canary: 1}
+}
+
+func copyN(w io.Writer, resp *http.Response) (int64, error) {
+	return io.Copy(w, io.LimitReader(resp.Body, 1<<20))
+}
+
+func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }

@@ -1,0 +1,310 @@
+package slack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/shipteam/ship/internal/command"
+	"github.com/shipteam/ship/internal/engine"
+	"github.com/shipteam/ship/internal/release"
+	slackapi "github.com/slack-go/slack"
+)
+
+// historyLimit is how many releases /ship history shows.
+const historyLimit = 10
+
+// handleSlash turns one slash command into a reply, always within the ack
+// budget: quick reads answer inline, everything else answers "on it" and
+// finishes through response_url.
+func (b *Bot) handleSlash(ctx context.Context, sr slashRequest) message {
+	b.stats.commands.Add(1)
+	c, err := command.ParseSlash(sr.Command, sr.Text)
+	if err != nil {
+		return usageReply(err)
+	}
+	switch c.Verb {
+	case command.VerbHelp:
+		return helpReply(command.Verb(c.HelpTopic))
+	case command.VerbApps:
+		return b.withinBudget(ctx, sr, func(ctx context.Context) message { return b.listApps(ctx) })
+	}
+	if c.App != "" && !b.channelAllowed(c.App, sr.ChannelID) {
+		b.stats.refused.Add(1)
+		return ephemeral(b.channelRefusal(c.App))
+	}
+	switch c.Verb {
+	case command.VerbStatus:
+		return b.withinBudget(ctx, sr, func(ctx context.Context) message { return b.status(ctx, c.App, c.Env) })
+	case command.VerbHistory:
+		return b.withinBudget(ctx, sr, func(ctx context.Context) message { return b.history(ctx, c.App, c.Env, c.Lines) })
+	case command.VerbLogs:
+		return ephemeral(fmt.Sprintf("Logs stay out of Slack (they may hold user data). In a terminal: `ship logs %s`", c.App))
+	case command.VerbDeploy, command.VerbPromote, command.VerbAbort, command.VerbRollback, command.VerbScale, command.VerbLock, command.VerbUnlock:
+		return b.withinBudget(ctx, sr, func(ctx context.Context) message { return b.mutate(ctx, sr, c) })
+	}
+	return ephemeral(fmt.Sprintf("ship cannot run %q from chat. `/ship help` lists every command.", c.Verb))
+}
+
+// withinBudget runs fn as a task and waits for it up to AckBudget. A late
+// answer goes to the user through response_url instead.
+func (b *Bot) withinBudget(ctx context.Context, sr slashRequest, fn func(context.Context) message) message {
+	var (
+		mu   sync.Mutex
+		late bool
+		done = make(chan message, 1)
+	)
+	r := newResponder(sr.ResponseURL, sr.ChannelID, sr.UserID, b.cfg.Now())
+	ok := b.goAsync(func(tctx context.Context) {
+		m := fn(tctx)
+		mu.Lock()
+		if !late {
+			done <- m
+			mu.Unlock()
+			return
+		}
+		mu.Unlock()
+		b.respond(tctx, r, m)
+	})
+	if !ok {
+		return ephemeral("ship is busy right now; try again in a moment.")
+	}
+	t := time.NewTimer(b.cfg.AckBudget)
+	defer t.Stop()
+	select {
+	case m := <-done:
+		return m
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	select {
+	case m := <-done:
+		return m
+	default:
+		late = true
+		return ephemeral("Working on it… the answer will follow here.")
+	}
+}
+
+// mutate checks permissions and starts the engine work; the reply says what
+// was started, the outcome follows through response_url.
+func (b *Bot) mutate(ctx context.Context, sr slashRequest, c command.Command) message {
+	env := c.Env
+	if env == "" {
+		// Permissions are per environment, so the engine's default must be
+		// known before deciding.
+		st, err := b.eng.Status(ctx, c.App, "")
+		if err != nil {
+			return ephemeral(engineErrorText(b, err))
+		}
+		env = st.Env
+	}
+	u := userFrom(sr)
+	verb := permissionVerb(string(c.Verb))
+	if ok, why := b.perms.allowed(ctx, u.id, verb, c.App, env); !ok {
+		b.stats.refused.Add(1)
+		b.log.Info("command refused", "user", u.id, "verb", c.Verb, "app", c.App, "env", env, "why", why)
+		return ephemeral(why)
+	}
+	r := newResponder(sr.ResponseURL, sr.ChannelID, sr.UserID, b.cfg.Now())
+	if !b.goAsync(func(ctx context.Context) {
+		m := b.execute(ctx, u, sr, c, env, r)
+		b.respond(ctx, r, m)
+	}) {
+		return ephemeral("ship is busy right now; try again in a moment.")
+	}
+	return ephemeral(fmt.Sprintf("On it: %s.", describe(c, env)))
+}
+
+// execute calls the engine and says how it went.
+func (b *Bot) execute(ctx context.Context, u chatUser, sr slashRequest, c command.Command, env string, r *responder) message {
+	a := u.actor()
+	var (
+		rel release.Release
+		err error
+	)
+	log := b.log.With("app", c.App, "env", env, "actor", a.Name, "verb", c.Verb)
+	switch c.Verb {
+	case command.VerbDeploy:
+		rel, err = b.eng.Deploy(ctx, a, engine.DeployRequest{
+			App: c.App, Env: env, Version: c.Version, Canary: c.Canary, Steps: c.Steps, Rolling: c.Rolling,
+		})
+	case command.VerbPromote:
+		rel, err = b.eng.Promote(ctx, a, c.App, env)
+	case command.VerbAbort:
+		reason := c.Reason
+		if reason == "" {
+			reason = "aborted from chat by " + u.label()
+		}
+		rel, err = b.eng.Abort(ctx, a, c.App, env, reason)
+	case command.VerbRollback:
+		rel, err = b.eng.Rollback(ctx, a, c.App, env, c.To)
+	case command.VerbScale:
+		err = b.eng.Scale(ctx, a, c.App, env, c.Replicas)
+	case command.VerbLock:
+		err = b.eng.Lock(ctx, a, c.App, env, c.Reason)
+	case command.VerbUnlock:
+		err = b.eng.Unlock(ctx, a, c.App, env)
+	}
+	if err != nil {
+		log.Info("command failed", "err", err)
+		return ephemeral(engineErrorText(b, err))
+	}
+	log.Info("command done", "release", rel.ID)
+	if rel.ID != 0 {
+		b.notifier.follow(rel.ID, sr.ChannelID, r, fmt.Sprintf("%s by %s (/%s)", pastTense(string(c.Verb)), u.label(), strings.TrimPrefix(sr.Command, "/")))
+	}
+	where := ""
+	if ch := b.channelFor(c.App, ""); ch != "" && b.api.client != nil {
+		where = fmt.Sprintf(" Follow it in <#%s>.", ch)
+	}
+	switch c.Verb {
+	case command.VerbDeploy:
+		return reply(sr, fmt.Sprintf("Release #%d: %s %s → %s started (%s).%s", rel.ID, rel.App, rel.Version, rel.Env, strategyText(rel), where))
+	case command.VerbPromote:
+		return reply(sr, fmt.Sprintf("Promoting %s %s in %s (release #%d).%s", rel.App, rel.Version, rel.Env, rel.ID, where))
+	case command.VerbAbort:
+		return reply(sr, fmt.Sprintf("Aborted release #%d of %s %s in %s: canary weight is 0.", rel.ID, rel.App, rel.Version, rel.Env))
+	case command.VerbRollback:
+		return reply(sr, fmt.Sprintf("Rolling %s in %s back to %s (release #%d).%s", rel.App, rel.Env, rel.Version, rel.ID, where))
+	case command.VerbScale:
+		return reply(sr, fmt.Sprintf("Scaled %s in %s to %d instances.", c.App, env, c.Replicas))
+	case command.VerbLock:
+		return reply(sr, fmt.Sprintf("Locked %s in %s: %s", c.App, env, c.Reason))
+	case command.VerbUnlock:
+		return reply(sr, fmt.Sprintf("Unlocked %s in %s.", c.App, env))
+	}
+	return ephemeral("Done.")
+}
+
+// reply is the result of a command: for Slack the channel hears it from the
+// release message, so the result is for the sender; Mattermost has no bot
+// token, so the channel is told directly.
+func reply(sr slashRequest, text string) message {
+	if sr.Mattermost {
+		return message{ResponseType: slackapi.ResponseTypeInChannel, Text: text}
+	}
+	return ephemeral(text)
+}
+
+func describe(c command.Command, env string) string {
+	switch c.Verb {
+	case command.VerbDeploy:
+		s := fmt.Sprintf("deploying %s %s to %s", c.App, c.Version, env)
+		switch {
+		case c.Canary > 0:
+			s += fmt.Sprintf(" as a %s%% canary", trimFloat(c.Canary))
+		case c.Rolling:
+			s += " (rolling)"
+		case len(c.Steps) > 0:
+			s += " in steps " + stepsText(c.Steps)
+		}
+		return s
+	case command.VerbRollback:
+		if c.To != "" {
+			return fmt.Sprintf("rolling %s in %s back to %s", c.App, env, c.To)
+		}
+		return fmt.Sprintf("rolling %s in %s back to its last good release", c.App, env)
+	case command.VerbScale:
+		return fmt.Sprintf("scaling %s in %s to %d", c.App, env, c.Replicas)
+	}
+	return fmt.Sprintf("%s %s in %s", c.Verb, c.App, env)
+}
+
+func pastTense(verb string) string {
+	switch verb {
+	case "deploy":
+		return "Started"
+	case "promote":
+		return "Promoted"
+	case "abort":
+		return "Aborted"
+	case "rollback":
+		return "Rollback started"
+	}
+	return verb
+}
+
+func permissionVerb(verb string) string {
+	if verb == "unlock" {
+		return VerbLock
+	}
+	return verb
+}
+
+// usageReply explains a command that did not parse. The grammar's
+// UsageError already carries the verb's usage (or the list of verbs).
+func usageReply(err error) message {
+	text := err.Error()
+	var ue *command.UsageError
+	if !errors.As(err, &ue) {
+		text += "\n\n" + helpText("")
+	}
+	return ephemeral(":warning: " + codeBlocks(text) + "\n`/ship help` lists every command.")
+}
+
+// codeBlocks shows the first line as text and the rest (usage) verbatim.
+func codeBlocks(text string) string {
+	first, rest, ok := strings.Cut(strings.TrimSpace(text), "\n")
+	if !ok || strings.TrimSpace(rest) == "" {
+		return first
+	}
+	return first + "\n```" + strings.Trim(strings.ReplaceAll(rest, "```", "'''"), "\n") + "```"
+}
+
+func helpReply(topic command.Verb) message {
+	return ephemeral("```" + strings.TrimSpace(helpText(topic)) + "```")
+}
+
+// engineErrorText turns an engine error into words for the user; detail
+// beyond the engine's public message stays in the logs.
+func engineErrorText(b *Bot, err error) string {
+	var e *engine.Error
+	if errors.As(err, &e) && e.Code != engine.CodeInternal {
+		prefix := map[engine.Code]string{
+			engine.CodeInvalid: ":warning: ", engine.CodeNotFound: ":mag: ",
+			engine.CodeConflict: ":construction: ", engine.CodeLocked: ":lock: ", engine.CodeDenied: ":no_entry: ",
+		}[e.Code]
+		return prefix + e.Message
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return ":hourglass: ship did not answer in time; check `/ship status` before trying again."
+	}
+	b.log.Error("engine error", "err", err)
+	return ":x: ship hit an internal error; the details are in ship's log."
+}
+
+// chatUser is who sent a command or pressed a button.
+type chatUser struct {
+	id, name   string
+	mattermost bool
+}
+
+func userFrom(sr slashRequest) chatUser {
+	return chatUser{id: sr.UserID, name: sr.UserName, mattermost: sr.Mattermost}
+}
+
+// actor records the user in ship's history: "slack:U123 (alice)".
+func (u chatUser) actor() engine.Actor {
+	prefix := "slack"
+	if u.mattermost {
+		prefix = "mattermost"
+	}
+	name := prefix + ":" + u.id
+	if u.name != "" {
+		name += " (" + u.name + ")"
+	}
+	return engine.Actor{Name: name, Source: release.SourceSlack}
+}
+
+func (u chatUser) label() string {
+	if u.name != "" {
+		return u.name
+	}
+	return u.id
+}
