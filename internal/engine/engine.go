@@ -41,6 +41,7 @@ type Store interface {
 	LastSucceeded(ctx context.Context, app, env, version, exceptVersion string) (release.Release, error)
 	AddEvents(ctx context.Context, st *store.AppState, evs ...release.Event) ([]release.Event, error)
 	Events(ctx context.Context, q store.EventQuery) ([]release.Event, error)
+	LastEvent(ctx context.Context, releaseID int64, typ string) (release.Event, error)
 	AppState(ctx context.Context, app, env string) (store.AppState, error)
 	AppStates(ctx context.Context) ([]store.AppState, error)
 	PutLock(ctx context.Context, l release.Lock, ev release.Event) (release.Event, error)

@@ -116,6 +116,12 @@ func TestCanaryHoldPausesUntilPromote(t *testing.T) {
 	if err != nil || st.Analysis == nil || st.Analysis.Verdict != "pass" || st.Analysis.CanaryRequests == 0 {
 		t.Fatalf("status analysis %+v %v", st.Analysis, err)
 	}
+	// A restarted engine shows the recorded analysis before judging again.
+	h.open()
+	st, err = h.e.Status(context.Background(), "resizer", "")
+	if err != nil || st.Analysis == nil || st.Analysis.Verdict != "pass" || st.Analysis.CanaryRequests == 0 {
+		t.Fatalf("status analysis after restart %+v %v", st.Analysis, err)
+	}
 	bob := Actor{Name: "bob", Source: release.SourceCLI}
 	p, err := h.e.Promote(context.Background(), bob, "resizer", "production")
 	if err != nil || p.State != release.Promoting {

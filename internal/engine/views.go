@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 
 	"github.com/shipteam/ship/internal/release"
@@ -73,6 +74,9 @@ func (e *Engine) status(ctx context.Context, app spec.App, env string) (AppStatu
 		out.Analysis = &c
 	}
 	e.mu.Unlock()
+	if out.Analysis == nil && out.Release != nil {
+		out.Analysis = e.storedAnalysis(ctx, out.Release.ID)
+	}
 	l, err := e.cfg.Store.GetLock(ctx, app.Name, env)
 	switch {
 	case err == nil:
@@ -166,4 +170,22 @@ func (e *Engine) Logs(ctx context.Context, appName, env, version string, n int) 
 		return nil, internal(err, "read logs of %s/%s", app.Name, env)
 	}
 	return lines, nil
+}
+
+// storedAnalysis is the last recorded analysis of a release, for a Status
+// asked before this process has judged it (after a restart).
+func (e *Engine) storedAnalysis(ctx context.Context, id int64) *Analysis {
+	ev, err := e.cfg.Store.LastEvent(ctx, id, "release.analysis")
+	if err != nil {
+		return nil
+	}
+	raw, err := json.Marshal(ev.Data["analysis"])
+	if err != nil {
+		return nil
+	}
+	var a Analysis
+	if json.Unmarshal(raw, &a) != nil || a.Verdict == "" {
+		return nil
+	}
+	return &a
 }

@@ -87,6 +87,10 @@ func (s *Store) Events(ctx context.Context, q EventQuery) ([]release.Event, erro
 	}
 	query += " ORDER BY id LIMIT ?"
 	args = append(args, limit)
+	return s.queryEvents(ctx, query, args...)
+}
+
+func (s *Store) queryEvents(ctx context.Context, query string, args ...any) ([]release.Event, error) {
 	rows, err := s.r.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("query events: %w", err)
@@ -109,4 +113,18 @@ func (s *Store) Events(ctx context.Context, q EventQuery) ([]release.Event, erro
 		out = append(out, ev)
 	}
 	return out, rows.Err()
+}
+
+// LastEvent returns the newest event of type typ of release id, or
+// ErrNotFound.
+func (s *Store) LastEvent(ctx context.Context, releaseID int64, typ string) (release.Event, error) {
+	evs, err := s.queryEvents(ctx, `SELECT id, COALESCE(release_id, 0), app, env, type, state, step, weight, message, actor, time, data
+		FROM events WHERE release_id=? AND type=? ORDER BY id DESC LIMIT 1`, releaseID, typ)
+	if err != nil {
+		return release.Event{}, err
+	}
+	if len(evs) == 0 {
+		return release.Event{}, ErrNotFound
+	}
+	return evs[0], nil
 }

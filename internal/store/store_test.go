@@ -202,8 +202,21 @@ func TestEventsFilterAndPageByAfterID(t *testing.T) {
 	if len(page) != 3 || page[0].Step != 4 {
 		t.Fatalf("page 2 %+v", page)
 	}
-	if all, _ := s.Events(ctx, EventQuery{}); len(all) != 10 || !all[9].Time.Equal(t0.Add(9*time.Second)) {
+	if all, _ := s.Events(ctx, EventQuery{Env: "staging", App: "resizer"}); len(all) != 5 || !all[4].Time.Equal(t0.Add(9*time.Second)) {
 		t.Fatalf("all events %d", len(all))
+	}
+	r, _, err := s.CreateRelease(ctx, newRelease("resizer", "v2"), nil,
+		release.Event{App: "resizer", Env: "production", Type: "release.analysis", Message: "wait", Time: t0},
+		release.Event{App: "resizer", Env: "production", Type: "release.analysis", Message: "pass", Time: t0},
+		release.Event{App: "resizer", Env: "production", Type: "release.step", Message: "step", Time: t0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last, err := s.LastEvent(ctx, r.ID, "release.analysis"); err != nil || last.Message != "pass" {
+		t.Fatalf("last analysis %+v %v", last, err)
+	}
+	if _, err := s.LastEvent(ctx, r.ID, "release.paused"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("missing type: %v", err)
 	}
 	if st, _ := s.AppState(ctx, "resizer", "production"); st.Replicas != 4 {
 		t.Fatalf("app state %+v", st)
