@@ -144,7 +144,7 @@ func (b *backend) retire() {
 type fastConns struct {
 	mu       sync.Mutex
 	conns    map[*fastConn]struct{}
-	shutting bool
+	shutting atomic.Bool // set under mu; read without it on the hot path
 	wg       sync.WaitGroup
 }
 
@@ -192,7 +192,7 @@ func (rt *route) acceptFast(ln net.Listener, hl *handoffListener) {
 		}
 		fcs := &rt.fast
 		fcs.mu.Lock()
-		if fcs.shutting {
+		if fcs.shutting.Load() {
 			fcs.mu.Unlock()
 			c.Close()
 			return
@@ -224,7 +224,7 @@ func isTemporary(err error) bool {
 func (rt *route) shutdownFast(done <-chan struct{}) {
 	fcs := &rt.fast
 	fcs.mu.Lock()
-	fcs.shutting = true
+	fcs.shutting.Store(true)
 	for fc := range fcs.conns {
 		if fc.state.CompareAndSwap(connIdle, connClosed) {
 			fc.c.Close()
@@ -245,11 +245,7 @@ func (rt *route) shutdownFast(done <-chan struct{}) {
 	}
 }
 
-func (fcs *fastConns) isShutting() bool {
-	fcs.mu.Lock()
-	defer fcs.mu.Unlock()
-	return fcs.shutting
-}
+func (fcs *fastConns) isShutting() bool { return fcs.shutting.Load() }
 
 // serve runs requests on the connection until it closes or is handed to
 // net/http (then it returns true and must not close c).
@@ -418,7 +414,10 @@ func (fc *fastConn) proxy(isHead bool) (keep bool, class int) {
 	st.status = rs.status
 	noBody := isHead || rs.status == 204 || rs.status == 304
 	untilEOF := !noBody && !rs.chunked && rs.contentLength < 0
-	out := appendResponseHead(fc.out[:0], head, &rs, st.track.name, untilEOF)
+	// While the router shuts down, tell the client this is the
+	// connection's last answer, as net/http does.
+	closing := untilEOF || rt.fast.isShutting()
+	out := appendResponseHead(fc.out[:0], head, &rs, st.track.name, closing)
 	bc.br.Discard(len(head))
 
 	var err error
@@ -447,7 +446,7 @@ func (fc *fastConn) proxy(isHead bool) (keep bool, class int) {
 		}
 		return false, classError
 	}
-	return !untilEOF, classOf(rs.status)
+	return !closing, classOf(rs.status)
 }
 
 // flush writes out to the client and empties it.
