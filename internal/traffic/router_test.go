@@ -289,7 +289,11 @@ func TestBadGatewayWhenEveryInstanceFails(t *testing.T) {
 	s1.srv.Close()
 	c1.srv.Close()
 	for _, method := range []string{http.MethodGet, http.MethodPost} {
-		req, _ := http.NewRequest(method, "http://"+f.endpoint+"/", strings.NewReader("x"))
+		var reqBody io.Reader
+		if method == http.MethodPost {
+			reqBody = strings.NewReader("x")
+		}
+		req, _ := http.NewRequest(method, "http://"+f.endpoint+"/", reqBody)
 		code, _, body, err := f.do(req)
 		if err != nil || code != http.StatusBadGateway {
 			t.Fatalf("%s: %d %v", method, code, err)
@@ -427,6 +431,13 @@ func TestMetricsAndSampleCountWhatWasSent(t *testing.T) {
 }
 
 func TestCloseDrainsInFlightRequests(t *testing.T) {
+	// GET takes the fast path, POST the net/http one.
+	for _, method := range []string{http.MethodGet, http.MethodPost} {
+		t.Run(method, func(t *testing.T) { testCloseDrains(t, method) })
+	}
+}
+
+func testCloseDrains(t *testing.T, method string) {
 	release := make(chan struct{})
 	started := make(chan struct{}, 1)
 	reg := newFixture(t, spec.App{})
@@ -443,7 +454,12 @@ func TestCloseDrainsInFlightRequests(t *testing.T) {
 	}
 	res := make(chan result, 1)
 	go func() {
-		code, _, body, err := f.get("/")
+		var reqBody io.Reader
+		if method == http.MethodPost {
+			reqBody = strings.NewReader("x")
+		}
+		req, _ := http.NewRequest(method, "http://"+f.endpoint+"/", reqBody)
+		code, _, body, err := f.do(req)
 		res <- result{code, body, err}
 	}()
 	<-started
