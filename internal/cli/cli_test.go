@@ -1,0 +1,352 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/shipteam/ship/internal/api"
+	"github.com/shipteam/ship/internal/engine"
+	"github.com/shipteam/ship/internal/release"
+)
+
+// fakeEngine plays a scripted release: Deploy returns it pending, then the
+// script publishes its events and updates its state.
+type fakeEngine struct {
+	api.Engine // methods a test does not need panic (nil)
+	mu         sync.Mutex
+	rel        release.Release
+	events     []release.Event
+	subs       []chan release.Event
+	script     []release.Event // played after Deploy
+	deployErr  error
+	status     engine.AppStatus
+}
+
+func (f *fakeEngine) Deploy(_ context.Context, a engine.Actor, req engine.DeployRequest) (release.Release, error) {
+	if f.deployErr != nil {
+		return release.Release{}, f.deployErr
+	}
+	f.mu.Lock()
+	f.rel = release.Release{ID: 7, App: req.App, Env: "production", Version: req.Version, HoldAt: req.Canary,
+		Steps: req.Steps, State: release.Pending, Actor: a.Name, Source: a.Source}
+	rel := f.rel
+	f.mu.Unlock()
+	go func() {
+		for _, ev := range f.script {
+			time.Sleep(10 * time.Millisecond)
+			f.publish(ev)
+		}
+	}()
+	return rel, nil
+}
+
+func (f *fakeEngine) publish(ev release.Event) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ev.ID = int64(len(f.events) + 1)
+	ev.ReleaseID = f.rel.ID
+	ev.Time = time.Date(2026, 11, 25, 13, 0, 0, 0, time.Local)
+	if ev.State != "" {
+		f.rel.State = ev.State
+		f.rel.Weight = ev.Weight
+		f.rel.Reason = ev.Message
+	}
+	f.events = append(f.events, ev)
+	for _, ch := range f.subs {
+		ch <- ev
+	}
+}
+
+func (f *fakeEngine) Release(_ context.Context, id int64) (release.Release, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if id != f.rel.ID {
+		return release.Release{}, engine.Errorf(engine.CodeNotFound, "no release %d", id)
+	}
+	return f.rel, nil
+}
+
+func (f *fakeEngine) Events(_ context.Context, q engine.EventQuery) ([]release.Event, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []release.Event
+	for _, ev := range f.events {
+		if ev.ID > q.AfterID {
+			out = append(out, ev)
+		}
+	}
+	return out, nil
+}
+
+func (f *fakeEngine) Subscribe() (<-chan release.Event, func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ch := make(chan release.Event, 100)
+	f.subs = append(f.subs, ch)
+	return ch, func() {}
+}
+
+func (f *fakeEngine) Status(_ context.Context, app, env string) (engine.AppStatus, error) {
+	if app != f.status.App {
+		return engine.AppStatus{}, engine.Errorf(engine.CodeNotFound, "unknown app %q", app)
+	}
+	return f.status, nil
+}
+
+type tokens map[string]string
+
+func (t tokens) TokenUser(_ context.Context, h []byte) (string, error) {
+	if u, ok := t[string(h)]; ok {
+		return u, nil
+	}
+	return "", api.ErrUnknownToken
+}
+
+const testToken = "ship_test-token"
+
+func serve(t *testing.T, eng *fakeEngine) string {
+	t.Helper()
+	s, err := api.New(api.Config{Engine: eng, Tokens: tokens{string(api.HashToken(testToken)): "alice"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+func runCLI(t *testing.T, env map[string]string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	home := t.TempDir()
+	getenv := func(k string) string {
+		if k == "XDG_CONFIG_HOME" {
+			return filepath.Join(home, "config")
+		}
+		return env[k]
+	}
+	code := Run(ctx, args, Env{Stdout: &out, Stderr: &errb, Getenv: getenv, Dir: home})
+	return code, out.String(), errb.String()
+}
+
+func TestDeployWaitExitsOneWithTheReasonWhenTheCanaryFails(t *testing.T) {
+	eng := &fakeEngine{script: []release.Event{
+		{Type: "release.step", State: release.Progressing, Weight: 20, Message: "step 1 of 2"},
+		{Type: "release.analysis", State: release.Progressing, Weight: 20, Message: "fail: canary error rate 50.0%"},
+		{Type: "release.aborted", State: release.Aborted, Message: "analysis failed: canary error rate 50.0%"},
+	}}
+	url := serve(t, eng)
+	code, out, errs := runCLI(t, map[string]string{"SHIP_SERVER": url, "SHIP_TOKEN": testToken},
+		"deploy", "web", "v2-fail50", "--steps", "20,100", "--wait")
+	if code != ExitFailed {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
+	}
+	for _, want := range []string{"release 7: deploying web v2-fail50", "release.step", "weight 20%", "release.aborted"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("stdout lacks %q:\n%s", want, out)
+		}
+	}
+	if !strings.Contains(errs, "aborted: analysis failed: canary error rate 50.0%") {
+		t.Errorf("stderr lacks the reason:\n%s", errs)
+	}
+	if strings.Contains(out, "\r") || strings.Contains(out, "\033[") {
+		t.Error("plain output has terminal control characters")
+	}
+}
+
+func TestDeployCanaryHoldExitsZeroOncePaused(t *testing.T) {
+	eng := &fakeEngine{script: []release.Event{
+		{Type: "release.paused", State: release.Paused, Weight: 1, Message: "holding 1%"},
+	}}
+	url := serve(t, eng)
+	code, out, errs := runCLI(t, map[string]string{"SHIP_SERVER": url, "SHIP_TOKEN": testToken},
+		"deploy", "web", "v2", "--canary", "1%", "--wait", "--output", "json")
+	if code != ExitOK {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
+	}
+	var rel release.Release
+	if err := json.Unmarshal([]byte(out), &rel); err != nil {
+		t.Fatalf("json output: %v\n%s", err, out)
+	}
+	if rel.State != release.Paused || rel.HoldAt != 1 || rel.Actor != "alice" || rel.Source != release.SourceCLI {
+		t.Fatalf("release = %+v", rel)
+	}
+}
+
+func TestDeployWithoutWaitReturnsAtOnceInScripts(t *testing.T) {
+	eng := &fakeEngine{} // no script: the release would never settle
+	url := serve(t, eng)
+	code, out, _ := runCLI(t, map[string]string{"SHIP_SERVER": url, "SHIP_TOKEN": testToken}, "deploy", "web", "v2")
+	if code != ExitOK || !strings.Contains(out, "release 7") {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+}
+
+func TestExitCodes(t *testing.T) {
+	eng := &fakeEngine{status: engine.AppStatus{App: "web", Env: "production", Endpoint: "127.0.0.1:8080"}}
+	url := serve(t, eng)
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	dead := "http://" + ln.Addr().String()
+	ln.Close()
+	ok := map[string]string{"SHIP_SERVER": url, "SHIP_TOKEN": testToken}
+	cases := []struct {
+		name string
+		env  map[string]string
+		args []string
+		code int
+		msg  string
+	}{
+		{"status", ok, []string{"status", "web"}, ExitOK, ""},
+		{"unknown app", ok, []string{"status", "nope"}, ExitFailed, `unknown app "nope"`},
+		{"bad flag", ok, []string{"deploy", "web", "v2", "--bogus"}, ExitUsage, ""},
+		{"unknown command", ok, []string{"frobnicate"}, ExitUsage, ""},
+		{"wrong token", map[string]string{"SHIP_SERVER": url, "SHIP_TOKEN": "ship_nope"}, []string{"status", "web"}, ExitUnavailable, "invalid token"},
+		{"no token", map[string]string{"SHIP_SERVER": url}, []string{"status", "web"}, ExitUnavailable, "missing bearer token"},
+		{"server down", map[string]string{"SHIP_SERVER": dead, "SHIP_TOKEN": testToken}, []string{"status", "web"}, ExitUnavailable, "cannot reach ship"},
+		{"global flags anywhere", map[string]string{}, []string{"status", "web", "--server", url, "--token=" + testToken}, ExitOK, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			code, out, errs := runCLI(t, c.env, c.args...)
+			if code != c.code || !strings.Contains(errs, c.msg) {
+				t.Fatalf("exit %d (want %d), stderr %q (want %q), stdout %q", code, c.code, errs, c.msg, out)
+			}
+		})
+	}
+}
+
+func TestStatusJSONIsTheAppStatus(t *testing.T) {
+	want := engine.AppStatus{App: "web", Env: "production", Endpoint: "127.0.0.1:8080", Weight: 1,
+		Stable: engine.TrackView{Version: "v1", Ready: 2, Desired: 2}, Canary: engine.TrackView{Version: "v2", Ready: 1, Desired: 1},
+		Release: &release.Release{ID: 3, Version: "v2", State: release.Paused}}
+	url := serve(t, &fakeEngine{status: want})
+	code, out, errs := runCLI(t, map[string]string{"SHIP_SERVER": url, "SHIP_TOKEN": testToken}, "status", "web", "--output", "json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	var got map[string]any
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"app", "env", "endpoint", "stable", "canary", "weight", "release"} {
+		if _, ok := got[k]; !ok {
+			t.Errorf("status json lacks %q: %s", k, out)
+		}
+	}
+	if got["release"].(map[string]any)["state"] != "paused" || got["stable"].(map[string]any)["ready"] != 2.0 {
+		t.Errorf("status json: %s", out)
+	}
+}
+
+func TestConfigFileAndLocalTokenFallback(t *testing.T) {
+	eng := &fakeEngine{status: engine.AppStatus{App: "web"}}
+	url := serve(t, eng)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "c.yaml")
+	os.WriteFile(cfg, []byte("server: "+url+"\ntoken: "+testToken+"\n"), 0o600)
+	if code, _, errs := runCLI(t, nil, "status", "web", "--config", cfg); code != 0 {
+		t.Fatalf("config file: exit %d %s", code, errs)
+	}
+	os.WriteFile(cfg, []byte("sever: typo\n"), 0o600)
+	if code, _, errs := runCLI(t, nil, "status", "web", "--config", cfg); code != ExitUsage || !strings.Contains(errs, "sever") {
+		t.Fatalf("typo in config: exit %d %s", code, errs)
+	}
+	// The httptest server is on loopback: the admin token in SHIP_DATA is used.
+	data := t.TempDir()
+	os.WriteFile(filepath.Join(data, "admin-token"), []byte(testToken+"\n"), 0o600)
+	if code, _, errs := runCLI(t, map[string]string{"SHIP_SERVER": url, "SHIP_DATA": data}, "status", "web"); code != 0 {
+		t.Fatalf("local admin token: exit %d %s", code, errs)
+	}
+}
+
+func TestSplitGlobals(t *testing.T) {
+	cases := []struct {
+		args    []string
+		server  string
+		token   string
+		rest    string
+		wantErr bool
+		help    bool
+	}{
+		{[]string{"apps"}, "", "", "apps", false, false},
+		{[]string{"--server", "x:1", "apps"}, "x:1", "", "apps", false, false},
+		{[]string{"deploy", "web", "v2", "--token=ship_a", "--canary", "1%"}, "", "ship_a", "deploy web v2 --canary 1%", false, false},
+		{[]string{"deploy", "--", "--server"}, "", "", "deploy -- --server", false, false},
+		{[]string{"apps", "--server"}, "", "", "", true, false},
+		{[]string{"deploy", "-h"}, "", "", "deploy", false, true},
+	}
+	for _, c := range cases {
+		g, rest, err := splitGlobals(c.args)
+		if (err != nil) != c.wantErr {
+			t.Errorf("%v: err %v", c.args, err)
+			continue
+		}
+		if err == nil && (g.server != c.server || g.token != c.token || strings.Join(rest, " ") != c.rest || g.help != c.help) {
+			t.Errorf("%v: got %+v %q", c.args, g, rest)
+		}
+	}
+}
+
+func TestProgressLines(t *testing.T) {
+	st := engine.AppStatus{Weight: 10,
+		Stable:   engine.TrackView{Version: "v1", Ready: 2, Desired: 2},
+		Canary:   engine.TrackView{Version: "v2", Ready: 1, Desired: 1},
+		Release:  &release.Release{ID: 4, Version: "v2", State: release.Progressing, Steps: []float64{1, 10, 100}, Step: 1},
+		Analysis: &engine.Analysis{CanaryRequests: 40, CanaryErrorRate: 0.025, StableRequests: 400}}
+	want := "#4 v2 progressing step 2/3 | weight 10% | canary v2 1/1 | stable v1 2/2 | errors canary 2.5% (40 req) stable 0.0% (400 req)"
+	if got := statusLine(st); got != want {
+		t.Errorf("statusLine:\n got %q\nwant %q", got, want)
+	}
+	ev := release.Event{Type: "release.step", State: release.Progressing, Step: 1, Weight: 10, Message: "step 2 of 3", Actor: "ship"}
+	if got := eventSummary(ev); got != "progressing step 2 weight 10% — step 2 of 3" {
+		t.Errorf("eventSummary = %q", got)
+	}
+	for in, want := range map[float64]string{1: "1", 0.5: "0.5", 12.25: "12.25", 100: "100"} {
+		if pct(in) != want {
+			t.Errorf("pct(%v) = %q", in, pct(in))
+		}
+	}
+}
+
+func TestTerminalProgressRedrawsOneStatusLine(t *testing.T) {
+	eng := &fakeEngine{
+		status: engine.AppStatus{App: "web", Weight: 50,
+			Stable: engine.TrackView{Version: "v1", Ready: 2, Desired: 2}, Canary: engine.TrackView{Version: "v2", Ready: 1, Desired: 1}},
+	}
+	// Slow enough that the 500ms redraw ticks at least once.
+	eng.script = []release.Event{{Type: "release.step", State: release.Progressing, Weight: 50}}
+	for range 60 {
+		eng.script = append(eng.script, release.Event{Type: "release.analysis", State: release.Progressing, Weight: 50})
+	}
+	eng.script = append(eng.script, release.Event{Type: "release.succeeded", State: release.Succeeded, Message: "v2 is stable"})
+	url := serve(t, eng)
+	var out, errb bytes.Buffer
+	env := Env{Stdout: &out, Stderr: &errb, TTY: true, Dir: t.TempDir(), Getenv: envMap{
+		"SHIP_SERVER": url, "SHIP_TOKEN": testToken, "XDG_CONFIG_HOME": t.TempDir()}.get}
+	code := Run(context.Background(), []string{"deploy", "web", "v2"}, env) // a terminal waits by default
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	s := out.String()
+	if !strings.Contains(s, "\r\033[K") || !strings.Contains(s, "| weight 50% | canary v2 1/1 | stable v1 2/2") {
+		t.Fatalf("no redrawn status line in:\n%q", s)
+	}
+	if !strings.Contains(s, "release.succeeded") {
+		t.Fatalf("no final event in:\n%q", s)
+	}
+}
+
+type envMap map[string]string
+
+func (m envMap) get(k string) string { return m[k] }
