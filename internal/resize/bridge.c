@@ -222,3 +222,63 @@ int rs_strip(VipsImage *in, VipsImage **out) {
 	g_slist_free_full(names, g_free);
 	return 0;
 }
+
+// rs_resize scales by hscale×vscale with libvips' default lanczos3 kernel.
+// Alpha is premultiplied around the resize so transparent pixels do not
+// bleed dark fringes into opaque ones.
+int rs_resize(VipsImage *in, VipsImage **out, double hscale, double vscale) {
+	if (!vips_image_hasalpha(in))
+		return vips_resize(in, out, hscale, "vscale", vscale, NULL);
+	double max_alpha = in->BandFmt == VIPS_FORMAT_USHORT ? 65535 : 255;
+	VipsImage *t[3] = {NULL, NULL, NULL};
+	int ret = -1;
+	if (!vips_premultiply(in, &t[0], "max_alpha", max_alpha, NULL) &&
+		!vips_resize(t[0], &t[1], hscale, "vscale", vscale, NULL) &&
+		!vips_unpremultiply(t[1], &t[2], "max_alpha", max_alpha, NULL) &&
+		!vips_cast(t[2], out, in->BandFmt, NULL))
+		ret = 0;
+	for (int i = 0; i < 3; i++)
+		if (t[i])
+			g_object_unref(t[i]);
+	return ret;
+}
+
+// rs_smartcrop cuts width×height around the most interesting region
+// (libvips' attention strategy), which needs the whole image in memory.
+int rs_smartcrop(VipsImage *in, VipsImage **out, int width, int height) {
+	VipsImage *m = vips_image_copy_memory(in);
+	if (!m)
+		return -1;
+	int ret = vips_smartcrop(m, out, width, height,
+		"interesting", VIPS_INTERESTING_ATTENTION, NULL);
+	g_object_unref(m);
+	return ret;
+}
+
+// rs_exact crops or edge-extends in to exactly width×height, absorbing the
+// one-pixel rounding differences of vips_resize.
+int rs_exact(VipsImage *in, VipsImage **out, int width, int height) {
+	if (in->Xsize >= width && in->Ysize >= height)
+		return vips_extract_area(in, out, 0, 0, width, height, NULL);
+	VipsImage *t = NULL;
+	if (vips_embed(in, &t, 0, 0, VIPS_MAX(width, in->Xsize), VIPS_MAX(height, in->Ysize),
+		"extend", VIPS_EXTEND_COPY, NULL))
+		return -1;
+	int ret = vips_extract_area(t, out, 0, 0, width, height, NULL);
+	g_object_unref(t);
+	return ret;
+}
+
+// rs_halve box-shrinks in by two on both axes into memory: one level of
+// the Variants pyramid.
+int rs_halve(VipsImage *in, VipsImage **out) {
+	VipsImage *t = NULL;
+	if (vips_shrink(in, &t, 2.0, 2.0, NULL))
+		return -1;
+	VipsImage *m = vips_image_copy_memory(t);
+	g_object_unref(t);
+	if (!m)
+		return -1;
+	*out = m;
+	return 0;
+}

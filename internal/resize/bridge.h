@@ -23,6 +23,10 @@ int rs_header_read(const void *buf, size_t len, rs_header *h);
 int rs_load(const void *buf, size_t len, const char *options, VipsImage **out);
 int rs_autorot(VipsImage *in, VipsImage **out);
 int rs_strip(VipsImage *in, VipsImage **out);
+int rs_resize(VipsImage *in, VipsImage **out, double hscale, double vscale);
+int rs_smartcrop(VipsImage *in, VipsImage **out, int width, int height);
+int rs_exact(VipsImage *in, VipsImage **out, int width, int height);
+int rs_halve(VipsImage *in, VipsImage **out);
 int rs_thumbnail_buffer(const void *buf, size_t len, VipsImage **out,
 	int width, int height, int crop, int size, const char *load_options);
 int rs_thumbnail_image(VipsImage *in, VipsImage **out,

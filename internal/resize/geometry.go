@@ -19,44 +19,28 @@ var gravityWeights = map[Gravity][2]float64{
 	GravityNorthWest: {0, 0},
 }
 
-type cropMode int
-
-const (
-	cropNone cropMode = iota
-	cropCentre
-	cropAttention
-)
-
-type sizeMode int
-
-const (
-	sizeBoth  sizeMode = iota // scale up or down to fit
-	sizeDown                  // only ever shrink
-	sizeForce                 // exactly the box, aspect ignored
-)
-
 type postMode int
 
 const (
 	postNone    postMode = iota
-	postExtract          // cut a box out of a larger frame, by gravity
+	postExtract          // cut the box out of a larger frame, by gravity
+	postSmart            // cut the box around the most interesting region
 	postEmbed            // pad a smaller frame to the box, by gravity
 )
 
 // plan is the geometry of one output, a pure function of the source frame
-// size and the options, so it is tested without libvips.
+// size and the options, so it is tested without libvips. All sizes are in
+// display orientation (after EXIF rotation).
 type plan struct {
-	thumbW, thumbH int // what vips_thumbnail is asked for
-	crop           cropMode
-	size           sizeMode
-	post           postMode
-	boxW, boxH     int        // final frame size, for post != postNone
-	weight         [2]float64 // gravity for post
-	scale          float64    // largest source→output scale on either axis
+	resizeW, resizeH int // the frame after resizing, before cut or pad
+	post             postMode
+	boxW, boxH       int        // the final frame
+	weight           [2]float64 // gravity for post
+	scale            float64    // largest source→resize scale on either axis
 }
 
 // makePlan computes the geometry for a sw×sh source frame (already oriented).
-// animated disables libvips' own crop, which would cut across frames.
+// animated disables smart crop, which would pick a region per frame.
 func makePlan(sw, sh int, o Options, animated bool) (plan, error) {
 	if sw <= 0 || sh <= 0 {
 		return plan{}, fmt.Errorf("%w: source %dx%d", ErrCorrupt, sw, sh)
@@ -74,45 +58,37 @@ func makePlan(sw, sh int, o Options, animated bool) (plan, error) {
 		return plan{}, fmt.Errorf("%w: derived size %dx%d > %d", ErrInvalidOptions, w, h, MaxDimension)
 	}
 	sx, sy := float64(w)/float64(sw), float64(h)/float64(sh)
-	p := plan{thumbW: w, thumbH: h, boxW: w, boxH: h}
-	gw := gravityWeights[o.Gravity]
+	scaled := func(s float64, limW, limH int) (int, int) {
+		return min(limW, max(1, int(math.Round(float64(sw)*s)))), min(limH, max(1, int(math.Round(float64(sh)*s))))
+	}
+	p := plan{resizeW: w, resizeH: h, boxW: w, boxH: h}
+	p.weight = gravityWeights[o.Gravity]
 	if o.Gravity == GravitySmart || o.Gravity == "" {
-		gw = gravityWeights[GravityCentre]
+		p.weight = gravityWeights[GravityCentre]
 	}
 	switch o.Fit {
 	case FitCover, "":
 		s := max(sx, sy)
-		p.scale = s
-		switch {
-		case !animated && (o.Gravity == GravityCentre || o.Gravity == ""):
-			p.crop = cropCentre
-		case !animated && o.Gravity == GravitySmart:
-			p.crop = cropAttention
-		default:
-			// Scale to cover, then cut the box by gravity ourselves.
-			p.thumbW = max(w, int(math.Round(float64(sw)*s)))
-			p.thumbH = max(h, int(math.Round(float64(sh)*s)))
-			p.size = sizeForce
-			if p.thumbW != w || p.thumbH != h {
-				p.post, p.weight = postExtract, gw
+		p.resizeW, p.resizeH = max(w, int(math.Round(float64(sw)*s))), max(h, int(math.Round(float64(sh)*s)))
+		if p.resizeW != w || p.resizeH != h {
+			p.post = postExtract
+			if o.Gravity == GravitySmart && !animated {
+				p.post = postSmart
 			}
 		}
 	case FitContain:
-		s := min(sx, sy)
-		p.scale = s
-		p.post, p.weight = postEmbed, gw
+		p.resizeW, p.resizeH = scaled(min(sx, sy), w, h)
+		if p.resizeW != w || p.resizeH != h {
+			p.post = postEmbed
+		}
 	case FitFill:
-		p.size = sizeForce
-		p.scale = max(sx, sy)
 	case FitInside:
-		s := min(sx, sy, 1)
-		p.scale = s
-		p.size = sizeDown
-		p.boxW = max(1, int(math.Round(float64(sw)*s)))
-		p.boxH = max(1, int(math.Round(float64(sh)*s)))
+		p.resizeW, p.resizeH = scaled(min(sx, sy, 1), w, h)
+		p.boxW, p.boxH = p.resizeW, p.resizeH
 	default:
 		return plan{}, fmt.Errorf("%w: fit %q", ErrInvalidOptions, o.Fit)
 	}
+	p.scale = max(float64(p.resizeW)/float64(sw), float64(p.resizeH)/float64(sh))
 	return p, nil
 }
 
@@ -122,4 +98,17 @@ func (p plan) outputPixels() int64 { return int64(p.boxW) * int64(p.boxH) }
 // offset places a length-inner window within outer by weight (0, 0.5, 1).
 func offset(outer, inner int, weight float64) int {
 	return int(math.Round(float64(outer-inner) * weight))
+}
+
+// loadShrink is the largest power-of-two shrink (up to 8) that keeps at
+// least scale times the source: JPEG's DCT scaling and WebP's scaled decode
+// do that much for a fraction of a full decode. Unlike vips_thumbnail, which
+// leaves a factor of two to the lanczos3 resize, we shrink on load as far as
+// possible: for a 4K photo to 1080 px this halves the CPU per image.
+func loadShrink(scale float64) int {
+	f := 1
+	for f < 8 && 1/float64(f*2) >= scale {
+		f *= 2
+	}
+	return f
 }

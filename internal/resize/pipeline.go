@@ -87,8 +87,8 @@ func planJob(src []byte, hdr header, o Options, lim Limits) (*job, error) {
 	if px := j.plan.outputPixels(); px > lim.MaxOutputPixels {
 		return nil, fmt.Errorf("%w: output %dx%d > %d pixels", ErrTooLarge, j.plan.boxW, j.plan.boxH, lim.MaxOutputPixels)
 	}
-	if px := int64(j.plan.thumbW) * int64(j.plan.thumbH); px > 4*lim.MaxOutputPixels {
-		return nil, fmt.Errorf("%w: intermediate %dx%d too large", ErrTooLarge, j.plan.thumbW, j.plan.thumbH)
+	if px := int64(j.plan.resizeW) * int64(j.plan.resizeH); px > 4*lim.MaxOutputPixels {
+		return nil, fmt.Errorf("%w: intermediate %dx%d too large", ErrTooLarge, j.plan.resizeW, j.plan.resizeH)
 	}
 	return j, nil
 }
@@ -103,18 +103,93 @@ func (j *job) loadOptions() string {
 	return opts
 }
 
-// decode runs vips_thumbnail_buffer: shrink-on-load (JPEG DCT scaling, WebP
-// scaling, HEIF thumbnails), EXIF autorotation and the resize in one pass.
+// decode produces the resized frame(s) in display orientation. JPEG and WebP
+// take the fast path: a power-of-two shrink inside the decoder, then one
+// lanczos3 resize. Other formats, and animations, go through
+// vips_thumbnail_buffer, which handles pages and HEIF thumbnails.
 func (j *job) decode() error {
+	if !j.animated && (j.hdr.Format == FormatJPEG || j.hdr.Format == FormatWebP) {
+		im, err := loadShrunk(j.src, j.hdr, loadShrink(j.plan.scale), false)
+		if err != nil {
+			return err
+		}
+		defer im.close()
+		return j.resizeFrom(im.p)
+	}
 	opts := C.CString(j.loadOptions())
 	defer C.free(unsafe.Pointer(opts))
 	var out *C.VipsImage
 	p := j.plan
 	if C.rs_thumbnail_buffer(unsafe.Pointer(&j.src[0]), C.size_t(len(j.src)), &out,
-		C.int(p.thumbW), C.int(p.thumbH), vipsCrop(p.crop), vipsSize(p.size), opts) != 0 {
+		C.int(p.resizeW), C.int(p.resizeH), C.VIPS_INTERESTING_NONE, C.VIPS_SIZE_FORCE, opts) != 0 {
 		return fmt.Errorf("%w: decode %s: %w", ErrCorrupt, j.hdr.Format, vipsError())
 	}
 	j.img.p = out
+	return nil
+}
+
+// loadShrunk opens src for a sequential decode, shrunk by shrink (a power of
+// two) inside the JPEG or WebP decoder; other formats ignore shrink. With
+// memory set the pixels are decoded now, into RAM, for Variants to reuse.
+func loadShrunk(src []byte, hdr header, shrink int, memory bool) (vimage, error) {
+	opts := "fail_on=error"
+	if shrink > 1 {
+		switch hdr.Format {
+		case FormatJPEG:
+			opts += fmt.Sprintf(",shrink=%d", shrink)
+		case FormatWebP:
+			opts += fmt.Sprintf(",scale=%g", 1/float64(shrink))
+		}
+	}
+	copts := C.CString(opts)
+	defer C.free(unsafe.Pointer(copts))
+	var im vimage
+	if C.rs_load(unsafe.Pointer(&src[0]), C.size_t(len(src)), copts, &im.p) != 0 {
+		return vimage{}, fmt.Errorf("%w: decode %s: %w", ErrCorrupt, hdr.Format, vipsError())
+	}
+	if memory {
+		var out *C.VipsImage
+		if C.rs_copy_memory(im.p, &out) != 0 {
+			im.close()
+			return vimage{}, fmt.Errorf("%w: decode %s: %w", ErrCorrupt, hdr.Format, vipsError())
+		}
+		im.replace(out)
+	}
+	return im, nil
+}
+
+// resizeFrom scales in (stored orientation, any size) to the plan's resize
+// size and applies the EXIF orientation. Rotation runs on the small result,
+// from memory, since it reads its input out of order.
+func (j *job) resizeFrom(in *C.VipsImage) error {
+	tw, th := j.plan.resizeW, j.plan.resizeH
+	o := j.hdr.orientation
+	if o >= 5 && o <= 8 {
+		tw, th = th, tw
+	}
+	iw, ih := int(in.Xsize), int(in.Ysize)
+	var out *C.VipsImage
+	if C.rs_resize(in, &out, C.double(float64(tw)/float64(iw)), C.double(float64(th)/float64(ih))) != 0 {
+		return fmt.Errorf("%w: resize: %w", ErrCorrupt, vipsError())
+	}
+	j.img.p = out
+	// vips_resize rounds each axis; pin the size the plan promised.
+	if j.img.width() != tw || j.img.height() != th {
+		if C.rs_exact(j.img.p, &out, C.int(tw), C.int(th)) != 0 {
+			return fmt.Errorf("resize: %w", vipsError())
+		}
+		j.img.replace(out)
+	}
+	if o > 1 && o <= 8 {
+		if C.rs_copy_memory(j.img.p, &out) != 0 {
+			return fmt.Errorf("%w: decode: %w", ErrCorrupt, vipsError())
+		}
+		j.img.replace(out)
+		if C.rs_autorot(j.img.p, &out) != 0 {
+			return fmt.Errorf("autorotate: %w", vipsError())
+		}
+		j.img.replace(out)
+	}
 	return nil
 }
 
@@ -129,26 +204,6 @@ func (j *job) finish(ctx context.Context) (Result, error) {
 		}
 	}
 	return j.encode(ctx)
-}
-
-func vipsCrop(c cropMode) C.int {
-	switch c {
-	case cropCentre:
-		return C.VIPS_INTERESTING_CENTRE
-	case cropAttention:
-		return C.VIPS_INTERESTING_ATTENTION
-	}
-	return C.VIPS_INTERESTING_NONE
-}
-
-func vipsSize(s sizeMode) C.int {
-	switch s {
-	case sizeDown:
-		return C.VIPS_SIZE_DOWN
-	case sizeForce:
-		return C.VIPS_SIZE_FORCE
-	}
-	return C.VIPS_SIZE_BOTH
 }
 
 // frame cuts (cover with a compass gravity) or pads (contain) each frame to
@@ -172,6 +227,8 @@ func (j *job) frame() error {
 			bw, bh := min(p.boxW, fw), min(p.boxH, fh)
 			return C.rs_extract_area(in, out, C.int(offset(fw, bw, p.weight[0])),
 				C.int(offset(fh, bh, p.weight[1])), C.int(bw), C.int(bh))
+		case postSmart:
+			return C.rs_smartcrop(in, out, C.int(min(p.boxW, fw)), C.int(min(p.boxH, fh)))
 		default:
 			bg := j.o.Background
 			// Pad with transparency when the output can carry it.

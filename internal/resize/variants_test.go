@@ -11,17 +11,19 @@ import (
 	"testing"
 )
 
-// socialPresets mirror the sizes the HTTP layer ships.
-var socialPresets = []Options{
-	{Width: 1600, Height: 900, Fit: FitCover, Format: FormatJPEG},
-	{Width: 1080, Height: 1080, Fit: FitCover, Format: FormatJPEG},
-	{Width: 1080, Height: 1350, Fit: FitCover, Format: FormatJPEG},
-	{Width: 1080, Height: 1920, Fit: FitCover, Format: FormatJPEG},
-	{Width: 1200, Height: 630, Fit: FitCover, Format: FormatJPEG},
-	{Width: 1200, Height: 627, Fit: FitCover, Format: FormatJPEG},
-	{Width: 1000, Height: 1500, Fit: FitCover, Format: FormatJPEG},
-	{Width: 400, Height: 400, Fit: FitCover, Gravity: GravityNorth, Format: FormatWebP},
-}
+// socialPresets mirror the sizes the HTTP layer ships (internal/resizer
+// presets.json): fifteen presets, some of them the same size.
+var socialPresets = func() []Options {
+	var out []Options
+	for _, wh := range [][2]int{
+		{1600, 900}, {1500, 500}, {1080, 1080}, {1080, 1350}, {1080, 1920},
+		{1080, 566}, {1200, 630}, {851, 315}, {1080, 1920}, {1200, 627},
+		{1584, 396}, {1000, 1500}, {1280, 720}, {1080, 1920}, {1080, 1350},
+	} {
+		out = append(out, Options{Width: wh[0], Height: wh[1], Fit: FitCover, Format: FormatJPEG, Quality: 80})
+	}
+	return out
+}()
 
 func TestVariantsMatchProcessDimensions(t *testing.T) {
 	src := withEXIF(t, encJPEG(t, bands(1200, 800, red, green, blue)), 6, false)
