@@ -77,7 +77,7 @@ func synthetic4K(b *testing.B) []byte {
 		for y := 0; y < h; y++ {
 			for x := 0; x < w; x++ {
 				n := uint8(r.IntN(24))
-				im.SetRGBA(x, y, color.RGBA{uint8(x*255/w) ^ n, uint8(y*255/h) + n, uint8((x+y)*255/(w+h)), 255})
+				im.SetRGBA(x, y, color.RGBA{uint8(x*255/w) ^ n, uint8(y*255/h) + n, uint8((x + y) * 255 / (w + h)), 255})
 			}
 		}
 		photo4K = encJPEG(b, im)
