@@ -152,13 +152,13 @@ func (c *checker) strategy(s *Strategy, p string) {
 		w := st.Weight
 		switch {
 		case math.IsNaN(w) || w <= 0 || w > 100:
+			// Out of range: reported once, and not compared with the next.
 			c.fail(path+".weight", "must be > 0 and <= 100, got %g", w)
 		case math.Abs(w*100-math.Round(w*100)) > 1e-9:
 			c.fail(path+".weight", "must have at most two decimals, got %g", w)
 		case i > 0 && w <= prev:
 			c.fail(path+".weight", "must be greater than the previous step's weight (%g), got %g", prev, w)
-		}
-		if !math.IsNaN(w) {
+		default:
 			prev = w
 		}
 		if st.Pause < 0 {

@@ -193,3 +193,11 @@ func TestValidateOnGoValuesHasNoPositions(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+func TestAnOutOfRangeWeightIsReportedOnce(t *testing.T) {
+	_, err := Parse("a.yaml", []byte("name: a\nrun: {command: x}\nstrategy: {steps: [1, 150, 100]}\n"))
+	ps := Problems(err)
+	if len(ps) != 1 || ps[0].Field != "strategy.steps[1].weight" {
+		t.Fatalf("want one problem at steps[1], got %v", err)
+	}
+}
