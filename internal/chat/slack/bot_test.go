@@ -249,7 +249,6 @@ func TestSlashErrorsAreEphemeralUsageNever5xx(t *testing.T) {
 		{"/ship", "status nosuchapp", "unknown app"},
 		{"/ship", "history nosuchapp", "unknown app"},
 		{"/deploy", "nosuchapp v2", "unknown app"},
-		{"/ship", "logs resizer", "ship logs resizer"},
 	}
 	for _, tt := range tests {
 		code, reply, _ := h.slash(alice, testChannel, tt.cmd, tt.text)
@@ -273,6 +272,8 @@ func TestQuickReadsAnswerInline(t *testing.T) {
 		{"apps", "*thumbs* (production): stable v1"},
 		{"history resizer", "#1 v2 → production (deploy) by alice via slack"},
 		{"help", "deploy APP VERSION"},
+		{"logs resizer -n 3", "Last 3 lines of resizer (only you see this):\n```"},
+		{"logs resizer -n 3", "stable-0 v1 GET /resize 200 line 2```"},
 	}
 	for _, tt := range tests {
 		start := time.Now()

@@ -89,10 +89,9 @@ func (n *notifier) observe(ev release.Event) {
 	n.observed.Add(1)
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if ev.ReleaseID == 0 {
-		if !strings.HasPrefix(ev.Type, "app.") {
-			return
-		}
+	// App-level facts (scale, lock) are announced on their own, even when
+	// they happen during a release (the engine then links them to it).
+	if strings.HasPrefix(ev.Type, "app.") {
 		if len(n.appQueue) >= maxAppQueue {
 			n.appQueue = n.appQueue[1:]
 			n.b.stats.eventsDropped.Add(1)
@@ -100,6 +99,8 @@ func (n *notifier) observe(ev release.Event) {
 		}
 		n.appQueue = append(n.appQueue, ev)
 		n.signal()
+	}
+	if ev.ReleaseID == 0 {
 		return
 	}
 	t := n.trackLocked(ev.ReleaseID)
@@ -109,7 +110,7 @@ func (n *notifier) observe(ev release.Event) {
 	// Actions from other front ends (CLI, web, API) show in the timeline;
 	// chat presses are noted by the press handler itself.
 	if ev.Actor != "" && !strings.HasPrefix(ev.Actor, "slack:") && !strings.HasPrefix(ev.Actor, "mattermost:") && actionEvent(ev.Type) {
-		t.addLine(fmt.Sprintf("%s by %s via %s", eventLabel(ev.Type), actorLabel(ev.Actor), actorSource(ev.Actor)))
+		t.addLine(fmt.Sprintf("%s by %s", eventLabel(ev.Type), actorLabel(ev.Actor)))
 	}
 	t.dirty = true
 	n.signal()
@@ -130,13 +131,6 @@ func eventLabel(typ string) string {
 		return typ
 	}
 	return strings.ToUpper(s[:1]) + strings.ReplaceAll(s[1:], "_", " ")
-}
-
-func actorSource(a string) string {
-	if i := strings.IndexByte(a, ':'); i > 0 && !strings.Contains(a[:i], " ") {
-		return a[:i]
-	}
-	return "ship"
 }
 
 func (t *tracked) addLine(s string) {
@@ -228,13 +222,7 @@ func (n *notifier) postAppEvents(ctx context.Context) {
 		if ch == "" || n.b.api.client == nil {
 			continue
 		}
-		text := fmt.Sprintf(":information_source: %s (%s): %s", ev.App, ev.Env, ev.Message)
-		if ev.Message == "" {
-			text = fmt.Sprintf(":information_source: %s %s (%s)", eventLabel(strings.TrimPrefix(ev.Type, "app.")), ev.App, ev.Env)
-		}
-		if ev.Actor != "" {
-			text += " — by " + actorLabel(ev.Actor)
-		}
+		text := ":information_source: " + appEventText(ev)
 		if _, err := n.b.api.post(ctx, ch, message{Text: text}); err != nil {
 			n.b.log.Warn("app event not posted", "app", ev.App, "type", ev.Type, "err", err)
 		}
@@ -373,4 +361,20 @@ func (n *notifier) messageOf(id int64) (channel, ts string) {
 		return t.channel, t.ts
 	}
 	return "", ""
+}
+
+// appEventText is an app-level event in words, naming the actor once.
+func appEventText(ev release.Event) string {
+	msg := ev.Message
+	if msg == "" {
+		msg = eventLabel(strings.TrimPrefix(ev.Type, "app.")) + " " + ev.App + " (" + ev.Env + ")"
+	}
+	switch {
+	case ev.Actor == "":
+	case strings.Contains(msg, ev.Actor):
+		msg = strings.ReplaceAll(msg, ev.Actor, actorLabel(ev.Actor))
+	default:
+		msg = fmt.Sprintf("%s (%s): %s — by %s", ev.App, ev.Env, msg, actorLabel(ev.Actor))
+	}
+	return msg
 }

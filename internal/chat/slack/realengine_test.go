@@ -197,4 +197,13 @@ func TestRealEngineCanaryPromotedFromSlackAndRefusedPress(t *testing.T) {
 	if promotedBy != "slack:UALICE (alice)" {
 		t.Fatalf("promote recorded as by %q; events: %+v", promotedBy, evs)
 	}
+
+	// Scaling is announced in the app's channel with the Slack user's name.
+	_, reply, _ = h.slash(olga, testChannel, "/ship", "scale resizer 3")
+	if !strings.Contains(reply.Text, "On it: scaling resizer in production to 3") {
+		t.Fatalf("scale reply = %q", reply.Text)
+	}
+	h.waitCalls("scale announced", func(cs []slackCall) bool {
+		return hasText(cs, "chat.postMessage", "olga via slack scaled resizer/production stable to 3 instances")
+	})
 }

@@ -42,7 +42,7 @@ func (b *Bot) handleSlash(ctx context.Context, sr slashRequest) message {
 	case command.VerbHistory:
 		return b.withinBudget(ctx, sr, func(ctx context.Context) message { return b.history(ctx, c.App, c.Env, c.Lines) })
 	case command.VerbLogs:
-		return ephemeral(fmt.Sprintf("Logs stay out of Slack (they may hold user data). In a terminal: `ship logs %s`", c.App))
+		return b.withinBudget(ctx, sr, func(ctx context.Context) message { return b.logs(ctx, c) })
 	case command.VerbDeploy, command.VerbPromote, command.VerbAbort, command.VerbRollback, command.VerbScale, command.VerbLock, command.VerbUnlock:
 		return b.withinBudget(ctx, sr, func(ctx context.Context) message { return b.mutate(ctx, sr, c) })
 	}

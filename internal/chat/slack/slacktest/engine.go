@@ -9,6 +9,7 @@ import (
 
 	"github.com/shipteam/ship/internal/engine"
 	"github.com/shipteam/ship/internal/release"
+	"github.com/shipteam/ship/internal/runtime"
 )
 
 // Engine is an in-memory engine with the real one's vocabulary: one active
@@ -418,4 +419,22 @@ func (e *Engine) Subscribers() int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return len(e.subs)
+}
+
+// Logs returns n made-up lines per call, newest last.
+func (e *Engine) Logs(ctx context.Context, app, env, version string, n int) ([]runtime.LogLine, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	fa, _, err := e.appLocked(app, env)
+	if err != nil {
+		return nil, err
+	}
+	if version == "" {
+		version = fa.stable
+	}
+	var out []runtime.LogLine
+	for i := range n {
+		out = append(out, runtime.LogLine{Time: time.Unix(1764072000+int64(i), 0), Instance: "stable-0", Version: version, Stream: "stdout", Text: fmt.Sprintf("GET /resize 200 line %d", i)})
+	}
+	return out, nil
 }

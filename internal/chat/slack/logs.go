@@ -1,0 +1,63 @@
+package slack
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/shipteam/ship/internal/command"
+	"github.com/shipteam/ship/internal/runtime"
+)
+
+// LogSource is implemented by engines that keep recent instance output
+// (*engine.Engine does); without it /ship logs points to the CLI.
+type LogSource interface {
+	Logs(ctx context.Context, app, env, version string, n int) ([]runtime.LogLine, error)
+}
+
+const (
+	defaultLogLines = 20
+	maxLogLines     = 50
+	// maxLogChars keeps the reply inside one Slack message section.
+	maxLogChars = 2800
+)
+
+// logs answers /ship logs APP, to the requester only: output may hold user data.
+func (b *Bot) logs(ctx context.Context, c command.Command) message {
+	src, ok := b.eng.(LogSource)
+	if !ok {
+		return ephemeral(fmt.Sprintf("Logs are not available from chat here. In a terminal: `ship logs %s`", c.App))
+	}
+	n := c.Lines
+	if n <= 0 {
+		n = defaultLogLines
+	}
+	n = min(n, maxLogLines)
+	lines, err := src.Logs(ctx, c.App, c.Env, c.LogVersion, n)
+	if err != nil {
+		return ephemeral(engineErrorText(b, err))
+	}
+	if len(lines) == 0 {
+		return ephemeral(fmt.Sprintf("No recent output from %s.", c.App))
+	}
+	var out []string
+	size := 0
+	// Keep the newest lines that fit.
+	for i := len(lines) - 1; i >= 0; i-- {
+		l := lines[i]
+		s := fmt.Sprintf("%s %s %s %s", l.Time.UTC().Format("15:04:05"), l.Instance, l.Version, strings.ReplaceAll(l.Text, "```", "'''"))
+		if size+len(s) > maxLogChars {
+			break
+		}
+		size += len(s) + 1
+		out = append(out, s)
+	}
+	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+		out[i], out[j] = out[j], out[i]
+	}
+	head := fmt.Sprintf("Last %d lines of %s (only you see this)", len(out), c.App)
+	if c.Follow {
+		head += "; chat cannot follow, use `ship logs -f` in a terminal"
+	}
+	return ephemeral(head + ":\n```" + strings.Join(out, "\n") + "```")
+}
