@@ -167,6 +167,8 @@ func TestParseSlash(t *testing.T) {
 		{"/deploy", "help", "help deploy"},
 		{"/rollback", "resizer --to v1", "rollback resizer --to v1"},
 		{"/SHIP", "STATUS", "status"},
+		{"/help", "deploy", "help deploy"},
+		{"/status", "", "status"},
 		{"/ship", "lock resizer --reason 'a &amp; b &lt;now&gt;'", `lock resizer --reason "a & b <now>"`},
 		{"/ship", "lock resizer --reason “a &amp; b”", `lock resizer --reason "a & b"`},
 	}

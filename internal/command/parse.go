@@ -232,7 +232,7 @@ func ParseText(text string) (Command, error) {
 func ParseSlash(slashCmd, text string) (Command, error) {
 	text = slackUnescape.Replace(text)
 	name := strings.TrimPrefix(strings.TrimSpace(slashCmd), "/")
-	if v, ok := LookupVerb(name); ok && v != VerbHelp {
+	if v, ok := LookupVerb(name); ok {
 		if len(text) > MaxTextLen {
 			return Command{}, usageErr(v, "command is longer than %d characters", MaxTextLen)
 		}

@@ -124,7 +124,8 @@ func LoadDir(dir string) (*Catalog, error) {
 }
 
 // crossCheck finds what only shows across apps: a name defined twice and
-// two apps whose fixed ports (port+i per environment) collide on one host.
+// two locally runnable apps whose fixed ports (port+i per environment)
+// collide on one host.
 func crossCheck(all []parsed) error {
 	var errs []*FieldError
 	byName := map[string]parsed{}
@@ -143,7 +144,9 @@ func crossCheck(all []parsed) error {
 			continue
 		}
 		byName[a.Name] = p
-		if a.Port == 0 {
+		// Only apps the embedded runtime can start share this machine's
+		// ports; on Kubernetes every Service has its own address.
+		if a.Port == 0 || a.Run.Command == "" {
 			continue
 		}
 		for _, env := range a.Environments {
@@ -369,7 +372,8 @@ func oneApp(name string, n *yaml.Node, prefix string) (parsed, []*FieldError) {
 	return parsed{app: a, root: n, at: local}, errs
 }
 
-// NewCatalog indexes apps by name; a name given twice is an error.
+// NewCatalog indexes apps by name; a name given twice is an error. It does
+// not validate the apps (LoadDir has; call App.Validate for apps built in Go).
 func NewCatalog(apps ...App) (*Catalog, error) {
 	c := &Catalog{byName: make(map[string]App, len(apps))}
 	for _, a := range apps {

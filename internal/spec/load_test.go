@@ -308,3 +308,17 @@ func TestDurationTextRoundTrip(t *testing.T) {
 		t.Fatal("bare number accepted")
 	}
 }
+
+func TestKubernetesOnlyAppsMayShareAPort(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range []string{"a", "b"} {
+		spec := "name: " + n + "\nport: 80\nkube: {image: 'x/" + n + ":{{.Version}}'}\n"
+		if err := os.WriteFile(filepath.Join(dir, n+".yaml"), []byte(spec), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := LoadDir(dir)
+	if err != nil || c.Len() != 2 {
+		t.Fatalf("%v", err)
+	}
+}
