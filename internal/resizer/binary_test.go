@@ -11,20 +11,36 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 )
 
-// buildResizer builds cmd/resizer with a build-time version.
-func buildResizer(t *testing.T, version string) string {
+// The binary is built once per test run, with build-time version
+// "built-v1", into binDir (removed by TestMain).
+var (
+	buildOnce sync.Once
+	binDir    string
+	binErr    error
+)
+
+// buildResizer returns the path of cmd/resizer built for this test run.
+func buildResizer(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "resizer")
-	cmd := exec.Command("go", "build", "-ldflags", "-X main.version="+version, "-o", bin, "github.com/shipteam/ship/cmd/resizer")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build resizer: %v\n%s", err, out)
+	buildOnce.Do(func() {
+		if binDir, binErr = os.MkdirTemp("", "resizer-test-bin"); binErr != nil {
+			return
+		}
+		cmd := exec.Command("go", "build", "-ldflags", "-X main.version=built-v1", "-o", filepath.Join(binDir, "resizer"), "github.com/shipteam/ship/cmd/resizer")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			binErr = fmt.Errorf("build resizer: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
 	}
-	return bin
+	return filepath.Join(binDir, "resizer")
 }
 
 // startResizer runs the binary on a free loopback port and returns its base
@@ -70,7 +86,7 @@ func startResizer(t *testing.T, bin string, args ...string) (*exec.Cmd, string, 
 }
 
 func TestBinaryVersionFlagAndHelp(t *testing.T) {
-	bin := buildResizer(t, "built-v1")
+	bin := buildResizer(t)
 	out, err := exec.Command(bin, "--version").Output()
 	if err != nil || strings.TrimSpace(string(out)) != "built-v1" {
 		t.Errorf("--version: %q %v", out, err)
@@ -95,7 +111,7 @@ func TestBinaryVersionFlagAndHelp(t *testing.T) {
 // SIGTERM during a request: /readyz turns 503, the request still completes,
 // and the process exits 0.
 func TestBinaryDrainsOnSIGTERM(t *testing.T) {
-	bin := buildResizer(t, "built-v1")
+	bin := buildResizer(t)
 	cmd, base, exited := startResizer(t, bin, "--version-name", "drain-v2", "--drain-delay", "1s")
 
 	resp, body := do(t, "GET", base+"/metrics", nil)
@@ -174,5 +190,3 @@ func TestBinaryDrainsOnSIGTERM(t *testing.T) {
 		t.Error("still serving after exit")
 	}
 }
-
-var _ = fmt.Sprint

@@ -2,7 +2,6 @@ package resizer
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -190,5 +189,3 @@ func TestForbiddenReason(t *testing.T) {
 		}
 	}
 }
-
-var _ = fmt.Sprint

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"hash/crc32"
 	"image"
 	"image/color"
@@ -32,6 +31,9 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	resize.Shutdown()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
 	os.Exit(code)
 }
 
@@ -287,8 +289,6 @@ func metricValue(t *testing.T, base, prefix string) (string, bool) {
 	}
 	return "", false
 }
-
-var errTest = errors.New("test")
 
 // sourceServer serves data at any path on a loopback httptest server and
 // returns its base URL.

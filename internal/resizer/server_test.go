@@ -2,7 +2,6 @@ package resizer
 
 import (
 	"net/http"
-	"net/url"
 
 	"github.com/shipteam/ship/internal/resize"
 	"testing"
@@ -135,5 +134,3 @@ func TestRequestIDHonouredOrGenerated(t *testing.T) {
 		t.Errorf("generated X-Request-ID %q, want 24 hex digits", got)
 	}
 }
-
-var _ = url.Values{}
