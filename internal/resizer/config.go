@@ -115,6 +115,11 @@ func (c Config) Validate() error {
 			bad("%s: %v, must be positive", name, d)
 		}
 	}
+	if c.WriteTimeout > 0 && c.WriteTimeout <= c.RequestTimeout {
+		// The write deadline runs from the end of the headers: a response
+		// that may take RequestTimeout to compute could never be sent.
+		bad("write-timeout: %v, must exceed request-timeout (%v)", c.WriteTimeout, c.RequestTimeout)
+	}
 	if c.DrainDelay < 0 {
 		bad("drain-delay: %v, must not be negative", c.DrainDelay)
 	}

@@ -89,11 +89,12 @@ func TestValidateJoinsErrors(t *testing.T) {
 	c.ReadTimeout = 0
 	c.AllowedHosts = []string{"http://x"}
 	c.MaxDimension = 100000
+	c.WriteTimeout = c.RequestTimeout
 	err := c.Validate()
 	if err == nil {
 		t.Fatal("bad config accepted")
 	}
-	for _, want := range []string{"addr", "workers", "queue", "read-timeout", "allowed-hosts", "max-dimension"} {
+	for _, want := range []string{"addr", "workers", "queue", "read-timeout", "allowed-hosts", "max-dimension", "write-timeout"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not mention %s: %v", want, err)
 		}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -68,6 +69,19 @@ func TestHostileBodiesGetClearErrorsAndServiceStaysHealthy(t *testing.T) {
 			}
 		})
 	}
+	// A chunked body has no Content-Length to refuse early: the limit holds
+	// while reading.
+	req, _ := http.NewRequest("POST", ts.url+"/v1/resize?w=10", io.MultiReader(bytes.NewReader(good), bytes.NewReader(make([]byte, 2<<20))))
+	cresp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cbody, _ := io.ReadAll(cresp.Body)
+	cresp.Body.Close()
+	if cresp.StatusCode != 413 || errorCode(t, cresp, cbody) != codeTooLarge {
+		t.Errorf("chunked body over the limit: %d %s", cresp.StatusCode, cbody)
+	}
+
 	resp, body := do(t, "GET", ts.url+"/v1/resize?w=10", nil)
 	if resp.StatusCode != 400 || errorCode(t, resp, body) != codeMissingSource {
 		t.Errorf("GET without url=: %d %s", resp.StatusCode, body)
