@@ -432,7 +432,10 @@ func (fc *fastConn) proxy(isHead bool) (keep bool, class int) {
 		out, err = fc.copyUntilEOF(out, bc.br)
 	}
 	fc.out = out[:0]
-	if err != nil || untilEOF || rs.close || rs.http10 {
+	// Bytes beyond the framing (a HEAD answer with a body, a wrong
+	// length) would be read as the next answer: such a connection is not
+	// reused.
+	if err != nil || untilEOF || rs.close || rs.http10 || bc.br.Buffered() > 0 {
 		bc.c.Close()
 	} else {
 		st.backend.putIdle(bc, cfg.MaxIdleConnsPerInstance)
@@ -637,7 +640,9 @@ func readResponseHead(br *bufio.Reader) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		if len(head) > 12 && head[9] == '1' && bytes.HasPrefix(head, []byte("HTTP/1.")) {
+		// 101 is never skipped: the fast path asked for no upgrade, so
+		// parseResponse refuses it.
+		if len(head) > 12 && head[9] == '1' && string(head[9:12]) != "101" && bytes.HasPrefix(head, []byte("HTTP/1.")) {
 			br.Discard(len(head))
 			continue
 		}

@@ -19,7 +19,11 @@ import (
 
 // rawBackend answers every connection with fixed bytes after reading one
 // request head, then closes it: for responses net/http would never write.
-func rawBackend(t *testing.T, answer string) string {
+func rawBackend(t *testing.T, answer string) string { return rawBackendKeep(t, answer, false) }
+
+// rawBackendKeep is rawBackend that, when keep is set, answers every
+// request on a connection the same way instead of closing it.
+func rawBackendKeep(t *testing.T, answer string, keep bool) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -36,12 +40,20 @@ func rawBackend(t *testing.T, answer string) string {
 				defer c.Close()
 				br := bufio.NewReader(c)
 				for {
-					l, err := br.ReadString('\n')
-					if err != nil || l == "\r\n" {
-						break
+					for {
+						l, err := br.ReadString('\n')
+						if err != nil {
+							return
+						}
+						if l == "\r\n" {
+							break
+						}
+					}
+					io.WriteString(c, answer)
+					if !keep {
+						return
 					}
 				}
-				io.WriteString(c, answer)
 			}()
 		}
 	}()
@@ -156,6 +168,17 @@ func TestFastPathResponseEndingWithConnectionAndInformational(t *testing.T) {
 	code, _, body, err := f.get("/")
 	if err != nil || code != 200 || body != "ok" {
 		t.Fatalf("after 103: %d %q %v", code, body, err)
+	}
+
+	// A HEAD answer that wrongly carries a body: the client gets the head,
+	// and the connection is not reused (the body is not read as the next answer).
+	headBody := rawBackendKeep(t, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nbody", true)
+	f.r.SetBackends("web", "production", runtime.Stable, "v1", []string{headBody})
+	for i := 0; i < 3; i++ {
+		req, _ := http.NewRequest(http.MethodHead, "http://"+f.endpoint+"/", nil)
+		if code, _, _, err := f.do(req); err != nil || code != 200 {
+			t.Fatalf("HEAD %d: %d %v", i, code, err)
+		}
 	}
 
 	bad := rawBackend(t, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok")
