@@ -210,11 +210,11 @@ func check(c *Command, seen map[string]bool) error {
 // \" and \\; a backslash outside quotes escapes the next character; curly
 // quotes (“...”, ‘...’) work like straight ones, since phones type them.
 func ParseText(text string) (Command, error) {
-	if len(text) > MaxTextLen {
-		return Command{}, usageErr("", "command is longer than %d characters", MaxTextLen)
-	}
 	if !utf8.ValidString(text) {
 		return Command{}, usageErr("", "command is not valid UTF-8")
+	}
+	if utf8.RuneCountInString(text) > MaxTextLen {
+		return Command{}, usageErr("", "command is longer than %d characters", MaxTextLen)
 	}
 	words, err := split(text)
 	if err != nil {
@@ -233,15 +233,15 @@ func ParseSlash(slashCmd, text string) (Command, error) {
 	text = slackUnescape.Replace(text)
 	name := strings.TrimPrefix(strings.TrimSpace(slashCmd), "/")
 	if v, ok := LookupVerb(name); ok {
-		if len(text) > MaxTextLen {
-			return Command{}, usageErr(v, "command is longer than %d characters", MaxTextLen)
-		}
 		if !utf8.ValidString(text) {
 			return Command{}, usageErr(v, "command is not valid UTF-8")
 		}
+		if utf8.RuneCountInString(text) > MaxTextLen {
+			return Command{}, usageErr(v, "command is longer than %d characters", MaxTextLen)
+		}
 		words, err := split(text)
 		if err != nil {
-			return Command{}, &UsageError{Verb: v, Msg: err.(*UsageError).Msg}
+			return Command{}, &UsageError{Verb: v, Msg: err.Msg}
 		}
 		if len(words) == 1 && (strings.EqualFold(words[0], "help") || words[0] == "-h" || words[0] == "--help") {
 			return Command{Verb: VerbHelp, HelpTopic: string(v), Output: OutputText}, nil
@@ -255,7 +255,7 @@ func ParseSlash(slashCmd, text string) (Command, error) {
 var slackUnescape = strings.NewReplacer("&amp;", "&", "&lt;", "<", "&gt;", ">")
 
 // split breaks a line into words; see ParseText.
-func split(s string) ([]string, error) {
+func split(s string) ([]string, *UsageError) {
 	var words []string
 	var cur strings.Builder
 	in := false // inside a word (a quoted empty string is a word)
