@@ -69,6 +69,11 @@ func checkTemplate(s string, keys []string) error {
 					return fmt.Errorf("only plain substitutions are supported, got %s; %s", n, allowed)
 				}
 				if !contains(keys, key) {
+					for _, k := range keys {
+						if strings.EqualFold(k, key) {
+							return fmt.Errorf("unknown template key .%s; did you mean {{.%s}}?", key, k)
+						}
+					}
 					return fmt.Errorf("unknown template key .%s here; %s", key, allowed)
 				}
 			default:

@@ -85,6 +85,8 @@ strategy:
 			"a.yaml:3:12: run.command: invalid template: unclosed action"},
 		{"template with logic", "name: a\nrun:\n  command: '{{if .Port}}x{{end}}'\n",
 			"a.yaml:3:12: run.command: only plain substitutions are supported, got {{if .Port}}x{{end}}; use {{.Version}}, {{.Port}}, {{.App}}, {{.Env}}, {{.Instance}}"},
+		{"template key case", "name: a\nrun:\n  command: x\n  args: [\"--port={{.port}}\"]\n",
+			"a.yaml:4:10: run.args[0]: unknown template key .port; did you mean {{.Port}}?"},
 		{"port in image", "name: a\nkube:\n  image: 'r:{{.Port}}'\n",
 			"a.yaml:3:10: kube.image: unknown template key .Port here; use {{.Version}}, {{.App}}, {{.Env}}"},
 		{"bad env var name", "name: a\nrun:\n  command: x\n  env: {1X: y}\n",
