@@ -47,18 +47,23 @@ type Env struct {
 	Getenv         func(string) string
 	// TTY says whether Stdout is a terminal (progress is redrawn in place).
 	TTY bool
+	// Width is the terminal's width in columns (0 = unknown).
+	Width int
 	// Dir is the working directory (where ./.ship/admin-token is looked for).
 	Dir string
 }
 
 // Main runs ship with the real process environment and returns the exit code.
 func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	tty := false
-	if f, ok := stdout.(*os.File); ok {
-		tty = term.IsTerminal(int(f.Fd()))
+	tty, width := false, 0
+	if f, ok := stdout.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		tty = true
+		if w, _, err := term.GetSize(int(f.Fd())); err == nil {
+			width = w
+		}
 	}
 	dir, _ := os.Getwd()
-	return Run(ctx, args, Env{Stdin: stdin, Stdout: stdout, Stderr: stderr, Getenv: os.Getenv, TTY: tty, Dir: dir})
+	return Run(ctx, args, Env{Stdin: stdin, Stdout: stdout, Stderr: stderr, Getenv: os.Getenv, TTY: tty, Width: width, Dir: dir})
 }
 
 // globals are the flags every subcommand accepts.

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/shipteam/ship/internal/api"
 	"github.com/shipteam/ship/internal/engine"
@@ -26,7 +27,9 @@ const reconnectFor = 60 * time.Second
 func (r *runner) watch(ctx context.Context, rel release.Release, holdIsDone bool) (release.Release, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	p := &progress{r: r, rel: rel}
+	// Events from before the command (a promote's release has a past)
+	// are not news; both times are the server's clock.
+	p := &progress{r: r, rel: rel, since: rel.Updated.Add(-time.Millisecond)}
 
 	settled := func(cur release.Release) bool {
 		return cur.State.Terminal() || (holdIsDone && cur.State == release.Paused)
@@ -103,10 +106,12 @@ type progress struct {
 	line string // the status line currently drawn (TTY only)
 	// lastState is the state of the last event shown.
 	lastState release.State
+	since     time.Time // events before this are not shown
+	finished  bool      // no more redraws
 }
 
 func (p *progress) event(ev release.Event) {
-	if p.r.json {
+	if p.r.json || (!ev.Time.IsZero() && ev.Time.Before(p.since)) {
 		return
 	}
 	ts := ev.Time
@@ -147,6 +152,9 @@ func (p *progress) refresh(ctx context.Context) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.finished {
+		return
+	}
 	p.line = statusLine(st)
 	p.clearLocked()
 	p.drawLocked()
@@ -159,8 +167,13 @@ func (p *progress) clearLocked() {
 }
 
 func (p *progress) drawLocked() {
-	if p.r.env.TTY && p.line != "" {
-		fmt.Fprint(p.r.env.Stdout, p.line)
+	if p.r.env.TTY && p.line != "" && !p.finished {
+		line := p.line
+		// A wrapped line cannot be redrawn in place: cut it to the width.
+		if w := p.r.env.Width; w > 1 && utf8.RuneCountInString(line) > w-1 {
+			line = string([]rune(line)[:w-2]) + "…"
+		}
+		fmt.Fprint(p.r.env.Stdout, line)
 	}
 }
 
@@ -169,6 +182,7 @@ func (p *progress) done() {
 	defer p.mu.Unlock()
 	p.clearLocked()
 	p.line = ""
+	p.finished = true
 }
 
 // statusLine is the one-line live view: step, weight, ready instances,

@@ -83,6 +83,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		cfg.ShutdownTimeout = 30 * time.Second
 	}
 	log := cfg.Logger
+	defer func() { log.Info("ship stopped", "err", err) }()
 
 	// 1. Specs first: a malformed spec stops ship before it touches anything.
 	catalog, err := spec.LoadDir(cfg.AppsDir)
