@@ -502,3 +502,33 @@ func TestSocketModeHandlesCommandsAndButtons(t *testing.T) {
 		return strings.Contains(m.Text(), "succeeded") && strings.Contains(m.Blocks(), "Promote pressed by alice")
 	})
 }
+
+func TestSlashPromoteAndRollbackCommands(t *testing.T) {
+	h := newHarness(t, nil, nil)
+	h.slash(alice, testChannel, "/deploy", "resizer v2 --canary 10%")
+	h.waitCalls("paused", func(cs []slackCall) bool { return strings.Contains(lastReleaseMessage(cs, "1").Text(), "paused at 10%") })
+	_, reply, respURL := h.slash(alice, testChannel, "/ship", "promote resizer")
+	if !strings.Contains(reply.Text, "On it: promote resizer in production") {
+		t.Fatalf("reply = %q", reply.Text)
+	}
+	h.waitCalls("promoted", func(cs []slackCall) bool {
+		m := lastReleaseMessage(cs, "1")
+		return strings.Contains(m.Text(), "succeeded") && strings.Contains(m.Blocks(), "Promoted by alice (/ship)") &&
+			hasText(responsesTo(cs, respURL), "", "Promoting resizer v2 in production (release #1)")
+	})
+	_, reply, _ = h.slash(bob, testChannel, "/ship", "rollback resizer")
+	if !strings.Contains(reply.Text, "rolling resizer in production back to its last good release") {
+		t.Fatalf("reply = %q", reply.Text)
+	}
+	h.waitCalls("rollback message", func(cs []slackCall) bool {
+		m := lastReleaseMessage(cs, "2")
+		return strings.Contains(m.Text(), "resizer v1 → production") && strings.Contains(m.Blocks(), "Rollback started by bob (/ship)")
+	})
+	// Another deploy while none is active works; a second one is refused with the engine's reason.
+	h.slash(alice, testChannel, "/deploy", "resizer v3 --canary 1%")
+	h.waitCalls("v3 paused", func(cs []slackCall) bool { return strings.Contains(lastReleaseMessage(cs, "3").Text(), "paused") })
+	_, _, respURL = h.slash(alice, testChannel, "/deploy", "resizer v4")
+	h.waitCalls("conflict explained", func(cs []slackCall) bool {
+		return hasText(responsesTo(cs, respURL), "", "release #3 of resizer (v3) by slack:UALICE (alice) is still paused")
+	})
+}

@@ -157,7 +157,11 @@ func (b *Bot) execute(ctx context.Context, u chatUser, sr slashRequest, c comman
 	}
 	log.Info("command done", "release", rel.ID)
 	if rel.ID != 0 {
-		b.notifier.follow(rel.ID, sr.ChannelID, r, fmt.Sprintf("%s by %s (/%s)", pastTense(string(c.Verb)), u.label(), strings.TrimPrefix(sr.Command, "/")))
+		line := "" // the message already says who started a deploy
+		if c.Verb != command.VerbDeploy {
+			line = fmt.Sprintf("%s by %s (/%s)", pastTense(string(c.Verb)), u.label(), strings.TrimPrefix(sr.Command, "/"))
+		}
+		b.notifier.follow(rel.ID, sr.ChannelID, r, line)
 	}
 	where := ""
 	if ch := b.channelFor(c.App, ""); ch != "" && b.api.client != nil {
@@ -165,28 +169,28 @@ func (b *Bot) execute(ctx context.Context, u chatUser, sr slashRequest, c comman
 	}
 	switch c.Verb {
 	case command.VerbDeploy:
-		return reply(sr, fmt.Sprintf("Release #%d: %s %s → %s started (%s).%s", rel.ID, rel.App, rel.Version, rel.Env, strategyText(rel), where))
+		return b.reply(sr, fmt.Sprintf("Release #%d: %s %s → %s started (%s).%s", rel.ID, rel.App, rel.Version, rel.Env, strategyText(rel), where))
 	case command.VerbPromote:
-		return reply(sr, fmt.Sprintf("Promoting %s %s in %s (release #%d).%s", rel.App, rel.Version, rel.Env, rel.ID, where))
+		return b.reply(sr, fmt.Sprintf("Promoting %s %s in %s (release #%d).%s", rel.App, rel.Version, rel.Env, rel.ID, where))
 	case command.VerbAbort:
-		return reply(sr, fmt.Sprintf("Aborted release #%d of %s %s in %s: canary weight is 0.", rel.ID, rel.App, rel.Version, rel.Env))
+		return b.reply(sr, fmt.Sprintf("Aborted release #%d of %s %s in %s: canary weight is 0.", rel.ID, rel.App, rel.Version, rel.Env))
 	case command.VerbRollback:
-		return reply(sr, fmt.Sprintf("Rolling %s in %s back to %s (release #%d).%s", rel.App, rel.Env, rel.Version, rel.ID, where))
+		return b.reply(sr, fmt.Sprintf("Rolling %s in %s back to %s (release #%d).%s", rel.App, rel.Env, rel.Version, rel.ID, where))
 	case command.VerbScale:
-		return reply(sr, fmt.Sprintf("Scaled %s in %s to %d instances.", c.App, env, c.Replicas))
+		return b.reply(sr, fmt.Sprintf("Scaled %s in %s to %d instances.", c.App, env, c.Replicas))
 	case command.VerbLock:
-		return reply(sr, fmt.Sprintf("Locked %s in %s: %s", c.App, env, c.Reason))
+		return b.reply(sr, fmt.Sprintf("Locked %s in %s: %s", c.App, env, c.Reason))
 	case command.VerbUnlock:
-		return reply(sr, fmt.Sprintf("Unlocked %s in %s.", c.App, env))
+		return b.reply(sr, fmt.Sprintf("Unlocked %s in %s.", c.App, env))
 	}
 	return ephemeral("Done.")
 }
 
-// reply is the result of a command: for Slack the channel hears it from the
-// release message, so the result is for the sender; Mattermost has no bot
-// token, so the channel is told directly.
-func reply(sr slashRequest, text string) message {
-	if sr.Mattermost {
+// reply is the result of a command: with a bot token the channel hears it
+// from the release message, so the result is for the sender; without one
+// (Mattermost, or Slack over HTTP without a bot) the channel is told directly.
+func (b *Bot) reply(sr slashRequest, text string) message {
+	if sr.Mattermost || b.api.client == nil {
 		return message{ResponseType: slackapi.ResponseTypeInChannel, Text: text}
 	}
 	return ephemeral(text)
@@ -218,8 +222,6 @@ func describe(c command.Command, env string) string {
 
 func pastTense(verb string) string {
 	switch verb {
-	case "deploy":
-		return "Started"
 	case "promote":
 		return "Promoted"
 	case "abort":
