@@ -506,7 +506,9 @@ func TestSocketModeHandlesCommandsAndButtons(t *testing.T) {
 func TestSlashPromoteAndRollbackCommands(t *testing.T) {
 	h := newHarness(t, nil, nil)
 	h.slash(alice, testChannel, "/deploy", "resizer v2 --canary 10%")
-	h.waitCalls("paused", func(cs []slackCall) bool { return strings.Contains(lastReleaseMessage(cs, "1").Text(), "paused at 10%") })
+	h.waitCalls("paused", func(cs []slackCall) bool {
+		return strings.Contains(lastReleaseMessage(cs, "1").Text(), "paused at 10%")
+	})
 	_, reply, respURL := h.slash(alice, testChannel, "/ship", "promote resizer")
 	if !strings.Contains(reply.Text, "On it: promote resizer in production") {
 		t.Fatalf("reply = %q", reply.Text)
