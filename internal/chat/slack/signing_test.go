@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Slack's published example from "Verifying requests from Slack".
@@ -175,5 +177,27 @@ func TestUnsignedOrForgedRequestsGet401AndDoNothing(t *testing.T) {
 		if strings.Contains(logs, secret) {
 			t.Errorf("log contains a secret or signature %q", secret)
 		}
+	}
+}
+
+func TestStatsAreExportedAsPrometheusCounters(t *testing.T) {
+	h := newHarness(t, nil, nil)
+	resp, err := http.Post(h.srv.URL+"/slack/commands", "application/x-www-form-urlencoded", strings.NewReader("command=%2Fship"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(h.bot.Collector())
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		got[mf.GetName()] = mf.GetMetric()[0].GetCounter().GetValue()
+	}
+	if len(got) != len(statsDescs) || got["ship_slack_unauthorized_total"] != 1 {
+		t.Fatalf("metrics = %v", got)
 	}
 }
