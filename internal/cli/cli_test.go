@@ -350,3 +350,27 @@ func TestTerminalProgressRedrawsOneStatusLine(t *testing.T) {
 type envMap map[string]string
 
 func (m envMap) get(k string) string { return m[k] }
+
+func TestHelpAndVersionNeedNoServer(t *testing.T) {
+	cases := []struct {
+		args []string
+		code int
+		out  string
+	}{
+		{[]string{"help", "deploy"}, 0, "usage: ship deploy APP VERSION"},
+		{[]string{"deploy", "web", "v2", "--help"}, 0, "usage: ship deploy APP VERSION"},
+		{[]string{"--help"}, 0, "ship serve"},
+		{[]string{"version"}, 0, "ship "},
+		{nil, ExitUsage, "commands:"},
+	}
+	for _, c := range cases {
+		code, out, errs := runCLI(t, map[string]string{"SHIP_SERVER": "http://127.0.0.1:1"}, c.args...)
+		if code != c.code || !strings.Contains(out, c.out) {
+			t.Errorf("ship %v: exit %d, stdout %q, stderr %q", c.args, code, out, errs)
+		}
+	}
+	code, _, errs := runCLI(t, nil, "deploy", "web")
+	if code != ExitUsage || !strings.Contains(errs, "usage: ship deploy") {
+		t.Errorf("missing version: exit %d, %q", code, errs)
+	}
+}

@@ -97,12 +97,14 @@ func Run(ctx context.Context, args []string, env Env) int {
 		return ExitOK
 	}
 	if g.help {
-		rest = append([]string{"help"}, rest...)
+		rest = []string{"help", rest[0]} // `ship deploy x --help`: the verb's usage
 	}
 	cmd, err := command.Parse(rest)
 	if err != nil {
-		// A UsageError's text already ends with the verb's usage.
-		fmt.Fprintf(env.Stderr, "ship: %s\n", strings.TrimRight(err.Error(), "\n"))
+		// A UsageError's text already ends with the verb's usage; the
+		// grammar leaves the program name to the front end.
+		msg := strings.Replace(strings.TrimRight(err.Error(), "\n"), "\n\nusage: ", "\n\nusage: ship ", 1)
+		fmt.Fprintf(env.Stderr, "ship: %s\n", msg)
 		return ExitUsage
 	}
 	if cmd.Verb == command.VerbHelp {
