@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/shipteam/ship/internal/engine"
 	"github.com/shipteam/ship/internal/release"
@@ -32,12 +33,26 @@ func (v buttonValue) encode() string {
 	return string(b)
 }
 
+// maxBlockText stays under Block Kit's 3000-character limit per text object.
+const maxBlockText = 2900
+
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}
+
 func mrkdwn(s string) *slackapi.TextBlockObject {
-	return slackapi.NewTextBlockObject(slackapi.MarkdownType, s, false, false)
+	return slackapi.NewTextBlockObject(slackapi.MarkdownType, clip(s, maxBlockText), false, false)
 }
 
 func plain(s string) *slackapi.TextBlockObject {
-	return slackapi.NewTextBlockObject(slackapi.PlainTextType, s, true, false)
+	return slackapi.NewTextBlockObject(slackapi.PlainTextType, clip(s, 150), true, false)
 }
 
 func trimFloat(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
