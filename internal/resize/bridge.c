@@ -282,3 +282,9 @@ int rs_halve(VipsImage *in, VipsImage **out) {
 	*out = m;
 	return 0;
 }
+
+// rs_shrink box-shrinks by an integer factor: the shrink-on-load that PNG,
+// GIF and HEIF decoders cannot do themselves, applied as rows arrive.
+int rs_shrink(VipsImage *in, VipsImage **out, int factor) {
+	return vips_shrink(in, out, (double) factor, (double) factor, NULL);
+}

@@ -27,6 +27,7 @@ int rs_resize(VipsImage *in, VipsImage **out, double hscale, double vscale);
 int rs_smartcrop(VipsImage *in, VipsImage **out, int width, int height);
 int rs_exact(VipsImage *in, VipsImage **out, int width, int height);
 int rs_halve(VipsImage *in, VipsImage **out);
+int rs_shrink(VipsImage *in, VipsImage **out, int factor);
 int rs_thumbnail_buffer(const void *buf, size_t len, VipsImage **out,
 	int width, int height, int crop, int size, const char *load_options);
 int rs_thumbnail_image(VipsImage *in, VipsImage **out,

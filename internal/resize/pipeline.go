@@ -103,13 +103,15 @@ func (j *job) loadOptions() string {
 	return opts
 }
 
-// decode produces the resized frame(s) in display orientation. JPEG and WebP
-// take the fast path: a power-of-two shrink inside the decoder, then one
-// lanczos3 resize. Other formats, and animations, go through
-// vips_thumbnail_buffer, which handles pages and HEIF thumbnails.
+// decode produces the resized frame(s) in display orientation. A still
+// image is shrunk by the largest power of two that keeps the detail the plan
+// needs — inside the decoder for JPEG (DCT scaling) and WebP, by a box filter
+// as rows arrive for the others — and then resized once with lanczos3.
+// Animations go through vips_thumbnail_buffer, which handles pages.
 func (j *job) decode() error {
-	if !j.animated && (j.hdr.Format == FormatJPEG || j.hdr.Format == FormatWebP) {
-		im, err := loadShrunk(j.src, j.hdr, loadShrink(j.plan.scale), false)
+	if !j.animated {
+		f := loadShrink(j.plan.scale)
+		im, err := loadShrunk(j.src, j.hdr, f, false)
 		if err != nil {
 			return err
 		}
@@ -129,16 +131,20 @@ func (j *job) decode() error {
 }
 
 // loadShrunk opens src for a sequential decode, shrunk by shrink (a power of
-// two) inside the JPEG or WebP decoder; other formats ignore shrink. With
-// memory set the pixels are decoded now, into RAM, for Variants to reuse.
+// two): inside the decoder for JPEG and WebP, by a 2^n box filter for the
+// others. With memory set the pixels are decoded now, into RAM, for Variants
+// to reuse.
 func loadShrunk(src []byte, hdr header, shrink int, memory bool) (vimage, error) {
 	opts := "fail_on=error"
+	boxShrink := 1
 	if shrink > 1 {
 		switch hdr.Format {
 		case FormatJPEG:
 			opts += fmt.Sprintf(",shrink=%d", shrink)
 		case FormatWebP:
 			opts += fmt.Sprintf(",scale=%g", 1/float64(shrink))
+		default:
+			boxShrink = shrink
 		}
 	}
 	copts := C.CString(opts)
@@ -147,8 +153,15 @@ func loadShrunk(src []byte, hdr header, shrink int, memory bool) (vimage, error)
 	if C.rs_load(unsafe.Pointer(&src[0]), C.size_t(len(src)), copts, &im.p) != 0 {
 		return vimage{}, fmt.Errorf("%w: decode %s: %w", ErrCorrupt, hdr.Format, vipsError())
 	}
+	var out *C.VipsImage
+	if boxShrink > 1 {
+		if C.rs_shrink(im.p, &out, C.int(boxShrink)) != 0 {
+			im.close()
+			return vimage{}, fmt.Errorf("%w: shrink %s: %w", ErrCorrupt, hdr.Format, vipsError())
+		}
+		im.replace(out)
+	}
 	if memory {
-		var out *C.VipsImage
 		if C.rs_copy_memory(im.p, &out) != 0 {
 			im.close()
 			return vimage{}, fmt.Errorf("%w: decode %s: %w", ErrCorrupt, hdr.Format, vipsError())
@@ -169,6 +182,16 @@ func (j *job) resizeFrom(in *C.VipsImage) error {
 	}
 	iw, ih := int(in.Xsize), int(in.Ysize)
 	var out *C.VipsImage
+	if j.o.Format == FormatJPEG && C.vips_image_hasalpha(in) != 0 {
+		// JPEG drops alpha anyway: flatten first so the resize runs on
+		// 8-bit pixels instead of premultiplied floats.
+		bg := j.o.Background
+		if C.rs_flatten(in, &out, C.double(bg[0]), C.double(bg[1]), C.double(bg[2])) != 0 {
+			return fmt.Errorf("%w: flatten: %w", ErrCorrupt, vipsError())
+		}
+		defer C.rs_unref(out)
+		in = out
+	}
 	if C.rs_resize(in, &out, C.double(float64(tw)/float64(iw)), C.double(float64(th)/float64(ih))) != 0 {
 		return fmt.Errorf("%w: resize: %w", ErrCorrupt, vipsError())
 	}

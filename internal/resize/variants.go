@@ -104,9 +104,6 @@ func (l *levels) decode(shrink int) error {
 	if err != nil {
 		return err
 	}
-	if l.hdr.Format != FormatJPEG && l.hdr.Format != FormatWebP {
-		shrink = 1 // the decoder did not shrink
-	}
 	l.first = shrink
 	l.images = map[int]*vimage{shrink: &im}
 	return nil
