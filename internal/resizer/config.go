@@ -51,7 +51,7 @@ func DefaultConfig() Config {
 		Addr:              "127.0.0.1:8080",
 		Version:           "dev",
 		Workers:           runtime.NumCPU(),
-		Queue:             64,
+		Queue:             16,
 		RetryAfter:        time.Second,
 		MaxInputBytes:     32 << 20,
 		MaxInputPixels:    50_000_000,
