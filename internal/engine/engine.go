@@ -190,12 +190,14 @@ type Engine struct {
 	removing map[trackKey]time.Time // when Remove was last started
 	inflight map[trackKey]bool      // Remove still running
 	weights  map[appKey]weightMark  // what the router reported after our last SetWeight
+	busy     map[appKey]bool        // a step of this app/env is running
+	sem      chan struct{}          // bounds steps running at once (Parallel)
 	idle     map[appKey]bool        // app/envs without a release to reconcile
 	subs     map[chan release.Event]struct{}
 	running  bool
 
 	kick chan struct{}
-	bg   sync.WaitGroup // background Remove calls
+	bg   sync.WaitGroup // steps and background Remove calls
 }
 
 // New validates cfg and builds an engine; Run starts it.
@@ -214,6 +216,8 @@ func New(cfg Config) (*Engine, error) {
 		removing: map[trackKey]time.Time{},
 		inflight: map[trackKey]bool{},
 		weights:  map[appKey]weightMark{},
+		busy:     map[appKey]bool{},
+		sem:      make(chan struct{}, cfg.Parallel),
 		idle:     map[appKey]bool{},
 		subs:     map[chan release.Event]struct{}{},
 		kick:     make(chan struct{}, 1),
@@ -237,9 +241,10 @@ func (e *Engine) Run(ctx context.Context) error {
 		e.log.Error("resume", "err", err)
 	}
 	for {
-		if err := e.Step(ctx); err != nil && ctx.Err() == nil {
+		if _, err := e.stepReleases(ctx); err != nil && ctx.Err() == nil {
 			e.log.Error("engine step", "err", err)
 		}
+		e.stepIdle(ctx)
 		select {
 		case <-ctx.Done():
 			return nil

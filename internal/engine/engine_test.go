@@ -856,12 +856,21 @@ func TestRepeatedRestartsStillFinishTheReleaseWithEachStepRecordedOnce(t *testin
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- h.e.Run(ctx) }()
-		for i := 0; i < 1+restarts%7; i++ {
-			h.clock.Advance(4 * time.Second)
+		// Traffic flows once the new engine has put the weight back (the
+		// fake clock must not run ahead of an engine that has not resumed,
+		// or a slow machine fails the step for want of traffic).
+		for cur := h.release(r.ID); !cur.State.Terminal() && h.router.weight("resizer", "production") != cur.Weight; cur = h.release(r.ID) {
+			if time.Now().After(deadline) {
+				t.Fatal("engine did not resume the weight")
+			}
+			time.Sleep(time.Millisecond)
+		}
+		for i := 0; i < 2+restarts%5; i++ {
+			h.clock.Advance(2 * time.Second)
 			w := h.router.weight("resizer", "production")
 			h.metrics.add(runtime.Canary, "v2", int64(40*w), 0)
 			h.metrics.add(runtime.Stable, "v1", 4000, 0)
-			time.Sleep(time.Duration(1+restarts%5) * time.Millisecond)
+			time.Sleep(time.Duration(2+restarts%7) * time.Millisecond)
 		}
 		cancel()
 		if err := <-done; err != nil {
@@ -890,4 +899,53 @@ func TestRepeatedRestartsStillFinishTheReleaseWithEachStepRecordedOnce(t *testin
 		t.Fatalf("stable %+v", s)
 	}
 	t.Logf("finished after %d restarts", restarts)
+}
+
+// One app whose runtime never answers must not hold up another app's abort.
+func TestAHungAppDoesNotDelayAnotherAppsAbort(t *testing.T) {
+	h := newHarness(t)
+	slow := testApp()
+	slow.Name = "slow"
+	h.apps["slow"] = slow
+	h.stableAt("v1")
+	ctx := context.Background()
+	rs, err := h.e.Deploy(ctx, alice, DeployRequest{App: "slow", Version: "v1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.rt.mu.Lock()
+	h.rt.hang["slow"] = true
+	h.rt.mu.Unlock()
+
+	e, err := New(Config{Store: h.store, Apps: h.apps, Runtime: h.rt, Router: h.router, Metrics: h.metrics})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- e.Run(runCtx) }()
+	defer func() { cancel(); <-done }()
+	r, err := e.Deploy(ctx, alice, DeployRequest{App: "resizer", Version: "v2", Canary: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for h.router.weight("resizer", "production") != 10 {
+		if time.Now().After(deadline) {
+			t.Fatalf("canary never reached 10%% while another app hangs: %+v", h.release(r.ID))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond)
+	evidence := time.Now()
+	h.metrics.add(runtime.Canary, "v2", 40, 20)
+	for h.router.weight("resizer", "production") != 0 {
+		if time.Since(evidence) > 2*time.Second {
+			t.Fatal("weight still up 2s after the evidence while another app hangs")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if got, _ := e.Release(ctx, rs.ID); got.State.Terminal() {
+		t.Fatalf("the hung app's release ended: %s", got.State)
+	}
 }

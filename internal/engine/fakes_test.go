@@ -47,10 +47,11 @@ type fakeRuntime struct {
 	applies    []string
 	removes    []string
 	statusErr  error
+	hang       map[string]bool // apps whose Status never returns
 }
 
 func newFakeRuntime() *fakeRuntime {
-	return &fakeRuntime{tracks: map[string]map[runtime.Track]*runtime.TrackStatus{}, failing: map[string]string{}, neverReady: map[string]bool{}}
+	return &fakeRuntime{tracks: map[string]map[runtime.Track]*runtime.TrackStatus{}, failing: map[string]string{}, neverReady: map[string]bool{}, hang: map[string]bool{}}
 }
 
 func (f *fakeRuntime) track(app, env string, t runtime.Track) *runtime.TrackStatus {
@@ -80,8 +81,13 @@ func (f *fakeRuntime) Apply(_ context.Context, app spec.App, env string, t runti
 
 // Status makes instances ready one observation after they were asked for,
 // unless their version fails or never gets ready.
-func (f *fakeRuntime) Status(_ context.Context, app spec.App, env string) (map[runtime.Track]runtime.TrackStatus, error) {
+func (f *fakeRuntime) Status(ctx context.Context, app spec.App, env string) (map[runtime.Track]runtime.TrackStatus, error) {
 	f.mu.Lock()
+	if f.hang[app.Name] {
+		f.mu.Unlock()
+		<-ctx.Done() // a runtime call that never returns on its own
+		return nil, ctx.Err()
+	}
 	defer f.mu.Unlock()
 	if f.statusErr != nil {
 		return nil, f.statusErr

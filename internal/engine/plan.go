@@ -23,6 +23,9 @@ const (
 	// report yet is left alone before it is repeated.
 	reapplyAfter = 5 * time.Second
 	maxReplicas  = 1000
+	// stepCallTimeout bounds one step of one app (its runtime, router and
+	// store calls), so a call that never returns cannot hold an app forever.
+	stepCallTimeout = 30 * time.Second
 )
 
 var defaultWeights = []float64{1, 10, 50, 100}
