@@ -534,3 +534,16 @@ func TestSlashPromoteAndRollbackCommands(t *testing.T) {
 		return hasText(responsesTo(cs, respURL), "", "release #3 of resizer (v3) by slack:UALICE (alice) is still paused")
 	})
 }
+
+func TestTooMuchWorkInFlightIsRefusedPolitely(t *testing.T) {
+	h := newHarness(t, nil, func(c *Config) { c.MaxInFlight = 1; c.AckBudget = 50 * time.Millisecond })
+	h.fake.Delay = 500 * time.Millisecond
+	_, first, _ := h.slash(alice, testChannel, "/ship", "status resizer")
+	_, second, _ := h.slash(alice, testChannel, "/ship", "status resizer")
+	if !strings.Contains(first.Text, "Working on it") || !strings.Contains(second.Text, "busy") {
+		t.Fatalf("replies = %q, %q", first.Text, second.Text)
+	}
+	if h.bot.Stats().Busy != 1 {
+		t.Fatalf("Busy = %d", h.bot.Stats().Busy)
+	}
+}

@@ -99,8 +99,10 @@ func (b *Bot) handlePress(p press) {
 			b.respond(ctx, r, m)
 		}
 	}) {
-		b.log.Warn("button press dropped: busy", "user", p.UserID, "action", p.Action)
-		go b.respond(context.Background(), r, ephemeral("ship is busy right now; press again in a moment."))
+		// Counted in Stats.Busy. No reply: that would need the very
+		// goroutine the bot has no room for.
+		b.log.Warn("button press dropped: too much work in flight", "user", p.UserID, "action", p.Action,
+			"app", p.Value.App, "release", p.Value.Release)
 	}
 }
 

@@ -70,7 +70,7 @@ func (b *Bot) withinBudget(ctx context.Context, sr slashRequest, fn func(context
 		b.respond(tctx, r, m)
 	})
 	if !ok {
-		return ephemeral("ship is busy right now; try again in a moment.")
+		return b.busyReply()
 	}
 	t := time.NewTimer(b.cfg.AckBudget)
 	defer t.Stop()
@@ -116,7 +116,7 @@ func (b *Bot) mutate(ctx context.Context, sr slashRequest, c command.Command) me
 		m := b.execute(ctx, u, sr, c, env, r)
 		b.respond(ctx, r, m)
 	}) {
-		return ephemeral("ship is busy right now; try again in a moment.")
+		return b.busyReply()
 	}
 	return ephemeral(fmt.Sprintf("On it: %s.", describe(c, env)))
 }
@@ -309,4 +309,11 @@ func (u chatUser) label() string {
 		return u.name
 	}
 	return u.id
+}
+
+func (b *Bot) busyReply() message {
+	if b.baseCtx.Err() != nil {
+		return ephemeral("ship is restarting; try again in a moment.")
+	}
+	return ephemeral("ship is busy right now; try again in a moment.")
 }
