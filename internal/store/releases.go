@@ -56,6 +56,11 @@ func (s *Store) CreateRelease(ctx context.Context, r release.Release, st *AppSta
 	return r, out, nil
 }
 
+// ErrEnded is returned by UpdateRelease for a release already in a terminal
+// state: an ended release never changes again, so a writer working from a
+// stale copy (a second engine, a step racing a command) cannot revive it.
+var ErrEnded = errors.New("release already ended")
+
 // UpdateRelease writes r (found by ID), the app state st when not nil, and
 // evs in one transaction, so a transition and its record never part.
 func (s *Store) UpdateRelease(ctx context.Context, r release.Release, st *AppState, evs ...release.Event) ([]release.Event, error) {
@@ -65,7 +70,7 @@ func (s *Store) UpdateRelease(ctx context.Context, r release.Release, st *AppSta
 	}
 	var out []release.Event
 	err = s.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE releases SET kind=?, version=?, from_version=?, strategy=?, steps=?, hold_at=?, state=?, active=?, step=?, weight=?, reason=?, actor=?, source=?, updated=?, step_started=? WHERE id=?`,
+		res, err := tx.ExecContext(ctx, `UPDATE releases SET kind=?, version=?, from_version=?, strategy=?, steps=?, hold_at=?, state=?, active=?, step=?, weight=?, reason=?, actor=?, source=?, updated=?, step_started=? WHERE id=? AND active=1`,
 			r.Kind, r.Version, r.FromVersion, r.Strategy, string(steps), r.HoldAt, r.State, boolInt(r.Active()),
 			r.Step, r.Weight, r.Reason, r.Actor, r.Source, nanos(r.Updated), nanos(r.StepStarted), r.ID)
 		if isUniqueViolation(err) {
@@ -75,7 +80,11 @@ func (s *Store) UpdateRelease(ctx context.Context, r release.Release, st *AppSta
 			return err
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			return ErrNotFound
+			var one int
+			if err := tx.QueryRowContext(ctx, `SELECT 1 FROM releases WHERE id=?`, r.ID).Scan(&one); errors.Is(err, sql.ErrNoRows) {
+				return ErrNotFound
+			}
+			return ErrEnded
 		}
 		if st != nil {
 			if err := putAppState(ctx, tx, *st); err != nil {

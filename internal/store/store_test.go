@@ -129,6 +129,14 @@ func TestOneActiveReleasePerAppAndEnv(t *testing.T) {
 	if _, err := s.ActiveRelease(ctx, "resizer", "production"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("active after abort: %v", err)
 	}
+	stale := r
+	stale.State = release.Progressing
+	if _, err := s.UpdateRelease(ctx, stale, nil); !errors.Is(err, ErrEnded) {
+		t.Fatalf("reviving an ended release: %v", err)
+	}
+	if got, _ := s.GetRelease(ctx, r.ID); got.State != release.Aborted {
+		t.Fatalf("ended release changed to %s", got.State)
+	}
 	if _, _, err := s.CreateRelease(ctx, newRelease("resizer", "v3"), nil); err != nil {
 		t.Fatalf("new release after abort: %v", err)
 	}
@@ -155,7 +163,7 @@ func TestHistoryIsNewestFirstAndLastSucceededSkipsAVersion(t *testing.T) {
 		if v == "v2" {
 			r.State = release.Failed
 		}
-		if _, err := s.UpdateRelease(ctx, r, nil); err != nil {
+		if _, err := s.UpdateRelease(ctx, r, nil); err != nil { // the last write of each
 			t.Fatal(err)
 		}
 	}
