@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -947,5 +948,32 @@ func TestAHungAppDoesNotDelayAnotherAppsAbort(t *testing.T) {
 	}
 	if got, _ := e.Release(ctx, rs.ID); got.State.Terminal() {
 		t.Fatalf("the hung app's release ended: %s", got.State)
+	}
+}
+
+type fakeLogs struct{ asked string }
+
+func (f *fakeLogs) Logs(_ context.Context, app spec.App, env, version string, n int) ([]runtime.LogLine, error) {
+	f.asked = fmt.Sprintf("%s/%s %s %d", app.Name, env, version, n)
+	return []runtime.LogLine{{Instance: "canary-0", Version: version, Stream: "stdout", Text: "hello"}}, nil
+}
+
+func TestLogsComeFromTheRuntimeWhenItKeepsThem(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	if _, err := h.e.Logs(ctx, "resizer", "", "", 10); CodeOf(err) != CodeInvalid {
+		t.Fatalf("logs without a reader: %v", err)
+	}
+	logs := &fakeLogs{}
+	h.e.cfg.Logs = logs
+	lines, err := h.e.Logs(ctx, "resizer", "", "v2", 0)
+	if err != nil || len(lines) != 1 || lines[0].Text != "hello" || logs.asked != "resizer/production v2 100" {
+		t.Fatalf("logs %+v %v (asked %q)", lines, err, logs.asked)
+	}
+	if _, err := h.e.Logs(ctx, "nope", "", "", 1); CodeOf(err) != CodeNotFound {
+		t.Fatalf("logs of unknown app: %v", err)
+	}
+	if _, err := h.e.Events(ctx, EventQuery{App: "nope"}); CodeOf(err) != CodeNotFound {
+		t.Fatalf("events of unknown app: %v", err)
 	}
 }
