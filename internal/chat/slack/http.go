@@ -84,6 +84,11 @@ func writeJSON(w http.ResponseWriter, m any) {
 func (b *Bot) serveCommand(w http.ResponseWriter, r *http.Request) {
 	in := r.Context().Value(formKey).(inbound)
 	f := in.form
+	if f.Get("ssl_check") == "1" {
+		// Slack checking the certificate of a slash command URL: no command.
+		w.WriteHeader(http.StatusOK)
+		return
+	}
 	sc := slashRequest{
 		Command: f.Get("command"), Text: f.Get("text"),
 		UserID: f.Get("user_id"), UserName: f.Get("user_name"),
