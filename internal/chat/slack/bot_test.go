@@ -547,3 +547,27 @@ func TestTooMuchWorkInFlightIsRefusedPolitely(t *testing.T) {
 		t.Fatalf("Busy = %d", h.bot.Stats().Busy)
 	}
 }
+
+func TestAppWithoutChannelPostsWhereTheCommandCameFrom(t *testing.T) {
+	h := newHarness(t, nil, nil) // only resizer has a channel
+	h.slash(alice, "CTHUMBS", "/deploy", "thumbs v2 --canary 1%")
+	calls := h.waitCalls("thumbs message", func(cs []slackCall) bool {
+		return strings.Contains(lastReleaseMessage(cs, "1").Text(), "paused")
+	})
+	for _, m := range releaseMessages(calls, "1") {
+		if m.Form.Get("channel") != "CTHUMBS" {
+			t.Fatalf("thumbs message went to %q", m.Form.Get("channel"))
+		}
+	}
+	// A release started elsewhere (CLI) for an app without channel or
+	// default is not posted anywhere; with a default channel it is.
+	h2 := newHarness(t, nil, func(c *Config) { c.DefaultChannel = "CDEFAULT" })
+	waitSubscribed(t, h2.fake)
+	if _, err := h2.fake.Deploy(context.Background(), engineActor("bob", "cli"), deployReq("thumbs", "v3")); err != nil {
+		t.Fatal(err)
+	}
+	calls = h2.waitCalls("default channel", func(cs []slackCall) bool { return len(releaseMessages(cs, "1")) > 0 })
+	if m := releaseMessages(calls, "1")[0]; m.Form.Get("channel") != "CDEFAULT" || !strings.Contains(m.Blocks(), "Started by bob via cli") {
+		t.Fatalf("message to %q: %s", m.Form.Get("channel"), m.Blocks())
+	}
+}

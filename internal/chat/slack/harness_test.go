@@ -19,6 +19,7 @@ import (
 
 	"github.com/shipteam/ship/internal/chat/slack/slacktest"
 	"github.com/shipteam/ship/internal/engine"
+	"github.com/shipteam/ship/internal/release"
 )
 
 const (
@@ -273,3 +274,7 @@ func copyN(w io.Writer, resp *http.Response) (int64, error) {
 }
 
 func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
+
+func engineActor(name, source string) engine.Actor {
+	return engine.Actor{Name: name, Source: release.Source(source)}
+}
