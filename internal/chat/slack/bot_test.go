@@ -570,4 +570,12 @@ func TestAppWithoutChannelPostsWhereTheCommandCameFrom(t *testing.T) {
 	if m := releaseMessages(calls, "1")[0]; m.Form.Get("channel") != "CDEFAULT" || !strings.Contains(m.Blocks(), "Started by bob via cli") {
 		t.Fatalf("message to %q: %s", m.Form.Get("channel"), m.Blocks())
 	}
+	// Actions from the CLI show in the message's timeline too.
+	if _, err := h2.fake.Promote(context.Background(), engineActor("carol", "cli"), "thumbs", ""); err != nil {
+		t.Fatal(err)
+	}
+	h2.waitCalls("cli promote in timeline", func(cs []slackCall) bool {
+		m := lastReleaseMessage(cs, "1")
+		return strings.Contains(m.Text(), "succeeded") && strings.Contains(m.Blocks(), "Promoted by carol")
+	})
 }

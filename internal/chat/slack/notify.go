@@ -126,6 +126,9 @@ func actionEvent(typ string) bool {
 }
 
 func eventLabel(typ string) string {
+	if typ == "release.promoting" {
+		return "Promoted"
+	}
 	s := strings.TrimPrefix(typ, "release.")
 	if s == "" {
 		return typ
