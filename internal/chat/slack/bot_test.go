@@ -579,3 +579,30 @@ func TestAppWithoutChannelPostsWhereTheCommandCameFrom(t *testing.T) {
 		return strings.Contains(m.Text(), "succeeded") && strings.Contains(m.Blocks(), "Promoted by carol")
 	})
 }
+
+func TestSocketModeReconnectsAfterSlackDropsTheConnection(t *testing.T) {
+	h := newHarness(t, nil, func(c *Config) { c.AppToken = "xapp-1-test" })
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := h.slack.WaitSocket(ctx); err != nil {
+		t.Fatal(err)
+	}
+	h.slack.DropSocket()
+	h.waitCalls("reconnect", func(cs []slackCall) bool {
+		return count(cs, "apps.connections.open") == 2 && count(cs, "socket.connect") == 2
+	})
+	err := h.slack.SendEnvelope("env-after", "slash_commands", map[string]any{
+		"command": "/ship", "text": "status resizer", "user_id": "UALICE", "user_name": "alice",
+		"channel_id": testChannel, "response_url": h.slack.ResponseURL("sock-3"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ack, err := h.slack.Ack(ctx, "env-after")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(ack), "stable v1: 3/3 ready") {
+		t.Fatalf("ack after reconnect = %s", ack)
+	}
+}

@@ -264,6 +264,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	_ = conn.WriteJSON(map[string]any{"type": "hello", "num_connections": 1})
 	s.wsMu.Unlock()
 	s.wsOnce.Do(func() { close(s.wsUp) })
+	s.record(Call{Method: "socket.connect", Path: "/ws", At: time.Now(), Status: http.StatusSwitchingProtocols})
 	for {
 		var ack struct {
 			EnvelopeID string          `json:"envelope_id"`
@@ -317,4 +318,15 @@ func (s *Server) Ack(ctx context.Context, envelopeID string) (json.RawMessage, e
 		return ok
 	})
 	return out, err
+}
+
+// DropSocket closes the current Socket Mode connection, as Slack does when
+// it moves a client to another server.
+func (s *Server) DropSocket() {
+	s.wsMu.Lock()
+	defer s.wsMu.Unlock()
+	if s.ws != nil {
+		_ = s.ws.Close()
+		s.ws = nil
+	}
 }
