@@ -106,30 +106,33 @@ func (e *Engine) ensureRemoved(ctx context.Context, app spec.App, env string, tr
 	}()
 }
 
-// ensureWeight sets the canary weight unless the router already has it. A
-// router may round a weight (traffic's split resolution, replica ratios on
-// Kubernetes): what it reported right after our SetWeight counts as in sync,
-// so a rounded weight is not set again every tick.
+// ensureWeight sets the canary weight unless the router already has it.
+// The router is asked at most every reapplyAfter once a weight is confirmed
+// (on Kubernetes, Weight reads an HTTPRoute: not something to do 10 times a
+// second per app). A router may round a weight (traffic's split resolution,
+// replica ratios): what it reported right after our SetWeight counts as in
+// sync, so a rounded weight is not set again every tick.
 func (e *Engine) ensureWeight(ctx context.Context, app spec.App, env string, w float64) error {
 	k := appKey{app.Name, env}
+	e.mu.Lock()
+	m, ok := e.weights[k]
+	e.mu.Unlock()
+	if ok && m.desired == w && e.now().Sub(m.at) < reapplyAfter {
+		return nil
+	}
 	cur, _, err := e.cfg.Router.Weight(ctx, app, env)
-	if err == nil {
-		if math.Abs(cur-w) < 1e-9 {
-			return nil
-		}
+	if err == nil && (math.Abs(cur-w) < 1e-9 || (ok && m.desired == w && math.Abs(cur-m.observed) < 1e-9)) {
 		e.mu.Lock()
-		m, ok := e.weights[k]
+		e.weights[k] = weightMark{desired: w, observed: cur, at: e.now()}
 		e.mu.Unlock()
-		if ok && m.desired == w && math.Abs(cur-m.observed) < 1e-9 {
-			return nil
-		}
+		return nil
 	}
 	if err := e.cfg.Router.SetWeight(ctx, app, env, w); err != nil {
 		return err
 	}
 	if got, _, err := e.cfg.Router.Weight(ctx, app, env); err == nil {
 		e.mu.Lock()
-		e.weights[k] = weightMark{desired: w, observed: got}
+		e.weights[k] = weightMark{desired: w, observed: got, at: e.now()}
 		e.mu.Unlock()
 	}
 	return nil

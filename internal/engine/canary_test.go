@@ -363,9 +363,12 @@ func TestARouterThatRoundsTheWeightIsNotSetAgainEveryTick(t *testing.T) {
 	r := h.deploy(DeployRequest{Version: "v2", Canary: 14}) // in force: 10%
 	h.until(r.ID, release.Paused, time.Second, 0, 0, 5)
 	h.step(time.Second, 0, 0)
-	n := len(h.router.history)
+	n, reads := len(h.router.history), h.router.readCount()
 	for i := 0; i < 20; i++ {
 		h.step(time.Second, 0, 0)
+	}
+	if got := h.router.readCount() - reads; got > 5 {
+		t.Fatalf("router asked %d times in 20 one-second ticks, want at most one per 5s", got)
 	}
 	if types := h.eventTypes(r.ID); !slices.Contains(types, "release.weight_rounded") {
 		t.Fatalf("no release.weight_rounded event in %v", types)
@@ -377,7 +380,7 @@ func TestARouterThatRoundsTheWeightIsNotSetAgainEveryTick(t *testing.T) {
 	h.router.mu.Lock()
 	h.router.weights = nil
 	h.router.mu.Unlock()
-	h.step(time.Second, 0, 0)
+	h.step(6*time.Second, 0, 0) // the router is re-checked every 5s
 	if len(h.router.history) != n+1 {
 		t.Fatalf("lost weight not re-set: %v", h.router.history)
 	}

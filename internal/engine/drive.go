@@ -222,7 +222,7 @@ func (e *Engine) startStep(ctx context.Context, app spec.App, r release.Release)
 	}
 	if got, _, err := e.cfg.Router.Weight(ctx, app, r.Env); err == nil {
 		e.mu.Lock()
-		e.weights[appKey{r.App, r.Env}] = weightMark{desired: r.Weight, observed: got}
+		e.weights[appKey{r.App, r.Env}] = weightMark{desired: r.Weight, observed: got, at: e.now()}
 		e.mu.Unlock()
 		if math.Abs(got-r.Weight) > 1e-9 {
 			// Say so in history: the canary gets another share than asked.

@@ -170,7 +170,12 @@ type trackKey struct {
 	track runtime.Track
 }
 
-type weightMark struct{ desired, observed float64 }
+// weightMark is what the router reported after the engine's last SetWeight
+// of an app/env, and when that was last confirmed.
+type weightMark struct {
+	desired, observed float64
+	at                time.Time
+}
 
 type applied struct {
 	want runtime.Want

@@ -131,6 +131,7 @@ type fakeRouter struct {
 	weights map[string]float64
 	history []float64 // every SetWeight, in order
 	round   float64   // when set, weights are kept as multiples of it
+	reads   int       // Weight calls by the engine
 }
 
 func (r *fakeRouter) SetWeight(_ context.Context, app spec.App, env string, w float64) error {
@@ -150,12 +151,21 @@ func (r *fakeRouter) SetWeight(_ context.Context, app spec.App, env string, w fl
 func (r *fakeRouter) Weight(_ context.Context, app spec.App, env string) (float64, string, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.reads++
 	return r.weights[app.Name+"/"+env], "127.0.0.1:8080", nil
 }
 
+// weight is the test's own look at the router (not counted in reads).
 func (r *fakeRouter) weight(app, env string) float64 {
-	w, _, _ := r.Weight(context.Background(), spec.App{Name: app}, env)
-	return w
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.weights[app+"/"+env]
+}
+
+func (r *fakeRouter) readCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.reads
 }
 
 // fakeMetrics keeps cumulative samples per track, as the router does.
