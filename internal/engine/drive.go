@@ -158,6 +158,14 @@ func (e *Engine) drive(ctx context.Context, id int64) error {
 	if err := e.ensureWeight(ctx, app, r.Env, r.Weight); err != nil {
 		e.log.Error("set weight", "app", r.App, "env", r.Env, "release", r.ID, "weight", r.Weight, "err", err)
 	}
+	if !stableMoving(r) && st.Stable != "" {
+		// While a canary runs, stable is what the store says (it may still
+		// be coming back from a failed release that ended just before).
+		want := runtime.Want{Version: st.Stable, Replicas: st.Replicas}
+		if err := e.ensureApply(ctx, app, r.Env, runtime.Stable, want, status[runtime.Stable]); err != nil {
+			e.log.Error("keep stable", "app", r.App, "env", r.Env, "release", r.ID, "err", err)
+		}
+	}
 	if r.Strategy == string(spec.StrategyRolling) {
 		e.ensureRemoved(ctx, app, r.Env, runtime.Canary, status[runtime.Canary])
 		if r.State == release.Pending {

@@ -219,3 +219,42 @@ func TestAHungAppDoesNotDelayAnotherAppsAbort(t *testing.T) {
 		t.Fatalf("the hung app's release ended: %s", got.State)
 	}
 }
+
+// A deploy right after a failed promotion (before any idle step put v1
+// back) still gets stable v1 under its canary.
+func TestADeployRightAfterAFailedPromotionRestoresStable(t *testing.T) {
+	h := newHarness(t)
+	h.stableAt("v1")
+	h.rt.failing["v2"] = "crash loop"
+	r := h.deploy(DeployRequest{Version: "v2", Canary: 5})
+	h.rt.mu.Lock()
+	delete(h.rt.failing, "v2") // the canary runs; only the full stable set will fail
+	h.rt.mu.Unlock()
+	h.until(r.ID, release.Paused, time.Second, 0, 0, 5)
+	if _, err := h.e.Promote(context.Background(), alice, "resizer", ""); err != nil {
+		t.Fatal(err)
+	}
+	h.rt.mu.Lock()
+	h.rt.failing["v2"] = "crash loop"
+	h.rt.mu.Unlock()
+	// Step the release alone (no idle step) until it fails.
+	for i := 0; i < 5 && !h.release(r.ID).State.Terminal(); i++ {
+		h.clock.Advance(time.Second)
+		wg, err := h.e.stepReleases(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Wait()
+	}
+	if got := h.release(r.ID); got.State != release.Failed {
+		t.Fatalf("promotion %s %q", got.State, got.Reason)
+	}
+	if s := h.rt.get("resizer", "production", runtime.Stable); s.Version != "v2" {
+		t.Fatalf("precondition: stable %+v", s)
+	}
+	r3 := h.deploy(DeployRequest{Version: "v3", Canary: 5})
+	h.until(r3.ID, release.Paused, time.Second, 0, 0, 5)
+	if s := h.rt.get("resizer", "production", runtime.Stable); s.Version != "v1" || s.Desired != 2 {
+		t.Fatalf("stable under the new canary %+v, want v1×2", s)
+	}
+}
