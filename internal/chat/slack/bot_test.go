@@ -465,6 +465,21 @@ func TestMattermostCommandWithToken(t *testing.T) {
 	if calls := h.fake.Calls(); len(calls) != 1 || calls[0] != "deploy resizer production mattermost:UALICE (alice)" {
 		t.Fatalf("engine calls = %q", calls)
 	}
+	// Mattermost also sends the token as "Authorization: Token …".
+	req, _ := http.NewRequest(http.MethodPost, h.srv.URL+"/slack/commands",
+		strings.NewReader("channel_id=C1&user_id=UALICE&user_name=alice&command=%2Fship&text=status+resizer"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Authorization", "Token mm-secret-token")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := new(strings.Builder)
+	_, _ = copyN(b, resp)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(b.String(), "stable v1") {
+		t.Fatalf("header token: %d %s", resp.StatusCode, b)
+	}
 }
 
 func TestSocketModeHandlesCommandsAndButtons(t *testing.T) {
