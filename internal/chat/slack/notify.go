@@ -39,6 +39,7 @@ type tracked struct {
 	origin    string // channel of the command that started it (fallback)
 	follower  *responder
 	told      release.State // last state the follower heard about
+	toldStep  int           // and the step, for releases walking --steps
 	timeline  []string
 	done      bool // terminal state rendered and posted
 	lastSent  time.Time
@@ -281,7 +282,7 @@ func (n *notifier) sync(ctx context.Context, id int64) (again time.Duration) {
 		channel = n.b.channelFor(rel.App, t.origin)
 	}
 	timeline := slices.Clone(t.timeline)
-	follower, told := t.follower, t.told
+	follower, told, toldStep := t.follower, t.told, t.toldStep
 	n.mu.Unlock()
 
 	var st *engine.AppStatus
@@ -290,7 +291,7 @@ func (n *notifier) sync(ctx context.Context, id int64) (again time.Duration) {
 			st = &s
 		}
 	}
-	if follower != nil && rel.State != told && (rel.State == release.Paused || rel.State.Terminal()) {
+	if follower != nil && worthTelling(rel, told, toldStep) {
 		n.tellFollower(ctx, id, follower, rel)
 	}
 	if channel == "" || n.b.api.client == nil {
@@ -314,7 +315,7 @@ func (n *notifier) sync(ctx context.Context, id int64) (again time.Duration) {
 func (n *notifier) tellFollower(ctx context.Context, id int64, r *responder, rel release.Release) {
 	n.mu.Lock()
 	if t, ok := n.items[id]; ok {
-		t.told = rel.State
+		t.told, t.toldStep = rel.State, rel.Step
 	}
 	n.mu.Unlock()
 	text := fmt.Sprintf("%s %s → %s (release #%d): %s", rel.App, rel.Version, rel.Env, rel.ID, stateText(rel))
@@ -380,4 +381,17 @@ func appEventText(ev release.Event) string {
 		msg = fmt.Sprintf("%s (%s): %s — by %s", ev.App, ev.Env, msg, actorLabel(ev.Actor))
 	}
 	return msg
+}
+
+// worthTelling says whether the follower should hear about rel: a pause
+// waiting for them, a new step of a walking canary, or the outcome.
+// Routine states (pending, promoting) are left to the channel message.
+func worthTelling(rel release.Release, told release.State, toldStep int) bool {
+	switch {
+	case rel.State.Terminal() || rel.State == release.Paused:
+		return rel.State != told
+	case rel.State == release.Progressing:
+		return rel.Step > 0 && (told != release.Progressing || rel.Step != toldStep)
+	}
+	return false
 }

@@ -88,3 +88,30 @@ func TestReleaseMessageShowsProgressAndStaysWithinBlockLimits(t *testing.T) {
 		}
 	}
 }
+
+func TestFollowerHearsPausesStepsAndOutcomeOnly(t *testing.T) {
+	r := func(s release.State, step int) release.Release { return release.Release{State: s, Step: step} }
+	tests := []struct {
+		rel      release.Release
+		told     release.State
+		toldStep int
+		want     bool
+	}{
+		{r(release.Pending, 0), release.Pending, 0, false},
+		{r(release.Progressing, 0), release.Pending, 0, false}, // "started" already said so
+		{r(release.Progressing, 1), release.Pending, 0, true},
+		{r(release.Progressing, 1), release.Progressing, 1, false},
+		{r(release.Progressing, 2), release.Progressing, 1, true},
+		{r(release.Paused, 0), release.Pending, 0, true},
+		{r(release.Paused, 0), release.Paused, 0, false},
+		{r(release.Promoting, 3), release.Progressing, 3, false},
+		{r(release.Succeeded, 3), release.Progressing, 3, true},
+		{r(release.Aborted, 0), release.Paused, 0, true},
+		{r(release.Failed, 0), release.Failed, 0, false},
+	}
+	for _, tt := range tests {
+		if got := worthTelling(tt.rel, tt.told, tt.toldStep); got != tt.want {
+			t.Errorf("%s step %d after %s/%d: %v, want %v", tt.rel.State, tt.rel.Step, tt.told, tt.toldStep, got, tt.want)
+		}
+	}
+}
