@@ -627,3 +627,20 @@ func TestSocketModeReconnectsAfterSlackDropsTheConnection(t *testing.T) {
 		t.Fatalf("ack after reconnect = %s", ack)
 	}
 }
+
+func TestWalkingCanaryUpdatesTheMessageAndTellsTheDeployer(t *testing.T) {
+	h := newHarness(t, nil, nil)
+	_, _, respURL := h.slash(alice, testChannel, "/deploy", "resizer v2 --steps 1,10,50,100")
+	h.waitCalls("step 1", func(cs []slackCall) bool {
+		return strings.Contains(lastReleaseMessage(cs, "1").Text(), "canary at 1%, step 1 of 4")
+	})
+	h.fake.Advance(1)
+	h.fake.Advance(1)
+	calls := h.waitCalls("step 3", func(cs []slackCall) bool {
+		return strings.Contains(lastReleaseMessage(cs, "1").Text(), "canary at 50%, step 3 of 4") &&
+			hasText(responsesTo(cs, respURL), "", "canary at 50%")
+	})
+	if n := count(calls, "chat.postMessage"); n != 1 {
+		t.Fatalf("%d chat.postMessage calls, want 1 (then updates)", n)
+	}
+}
