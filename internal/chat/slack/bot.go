@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	slackapi "github.com/slack-go/slack"
@@ -39,6 +40,7 @@ type Bot struct {
 	taskSlots chan struct{}
 	tasks     sync.WaitGroup
 	closeOnce sync.Once
+	running   atomic.Bool
 }
 
 // New validates cfg and builds a Bot. It starts nothing; see Run.
@@ -80,6 +82,12 @@ func (b *Bot) Stats() Stats { return b.stats.snapshot() }
 // holds the Socket Mode connection. It returns when ctx ends, after the
 // work it owns has stopped; asynchronous command work is cancelled then.
 func (b *Bot) Run(ctx context.Context) error {
+	if !b.running.CompareAndSwap(false, true) {
+		return errors.New("slack: Run called twice")
+	}
+	if b.baseCtx.Err() != nil {
+		return errors.New("slack: Run after Close")
+	}
 	var wg sync.WaitGroup
 	errc := make(chan error, 1)
 	wg.Go(func() { b.notifier.run(ctx) })
