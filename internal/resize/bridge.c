@@ -1,5 +1,8 @@
 #include "bridge.h"
 #include <string.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 // Drop libvips/glib warnings: they go to stderr from any thread and would
 // flood the service log with per-image noise; errors come back through
@@ -7,7 +10,15 @@
 static void rs_quiet(const gchar *domain, GLogLevelFlags level,
 	const gchar *msg, gpointer user) {}
 
-int rs_startup(int concurrency, int cache_max_ops, size_t cache_max_mem) {
+int rs_startup(int concurrency, int cache_max_ops, size_t cache_max_mem, int arenas) {
+#ifdef __GLIBC__
+	// glibc gives each thread that mallocs its own arena (up to 8 per
+	// core); libvips' pixel buffers then fragment across them and the
+	// process keeps far more RSS than it uses. Set before libvips starts
+	// its threads.
+	if (arenas > 0)
+		mallopt(M_ARENA_MAX, arenas);
+#endif
 	if (VIPS_INIT("resize"))
 		return -1;
 	g_log_set_handler("VIPS", G_LOG_LEVEL_WARNING | G_LOG_LEVEL_MESSAGE, rs_quiet, NULL);

@@ -8,6 +8,7 @@ import "C"
 import (
 	"context"
 	"fmt"
+	"math"
 	"runtime"
 	"unsafe"
 )
@@ -191,6 +192,22 @@ func (j *job) resizeFrom(in *C.VipsImage) error {
 		}
 		defer C.rs_unref(out)
 		in = out
+	}
+	if p := j.plan; p.post == postExtract && (o <= 1 || o > 8) {
+		// Cut the cover crop out of the source before resizing, mapped
+		// back through the scale: the resize then computes only pixels
+		// that are kept. (A crop after the resize would not save that
+		// work: libvips caches whole rows of sequentially loaded images.)
+		hs, vs := float64(tw)/float64(iw), float64(th)/float64(ih)
+		cx := int(float64(offset(tw, p.boxW, p.weight[0])) / hs)
+		cy := int(float64(offset(th, p.boxH, p.weight[1])) / vs)
+		cw := min(iw-cx, max(1, int(math.Round(float64(p.boxW)/hs))))
+		ch := min(ih-cy, max(1, int(math.Round(float64(p.boxH)/vs))))
+		if C.rs_extract_area(in, &out, C.int(cx), C.int(cy), C.int(cw), C.int(ch)) != 0 {
+			return fmt.Errorf("%w: crop: %w", ErrCorrupt, vipsError())
+		}
+		defer C.rs_unref(out)
+		in, iw, ih, tw, th = out, cw, ch, p.boxW, p.boxH
 	}
 	if C.rs_resize(in, &out, C.double(float64(tw)/float64(iw)), C.double(float64(th)/float64(ih))) != 0 {
 		return fmt.Errorf("%w: resize: %w", ErrCorrupt, vipsError())
