@@ -95,6 +95,11 @@ func (c oneApp) All() []spec.App {
 }
 
 func newRealEngine(t *testing.T) *engine.Engine {
+	e, _ := newRealEngineWithRouter(t)
+	return e
+}
+
+func newRealEngineWithRouter(t *testing.T) (*engine.Engine, *weightRouter) {
 	t.Helper()
 	ctx := context.Background()
 	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "ship.db"))
@@ -109,9 +114,10 @@ func newRealEngine(t *testing.T) *engine.Engine {
 		}},
 		Analysis: spec.Analysis{MaxErrorRate: 0.05, MinRequests: 20, Interval: spec.Duration(100 * time.Millisecond)},
 	}
+	router := &weightRouter{}
 	e, err := engine.New(engine.Config{
 		Store: st, Apps: oneApp{"resizer": app},
-		Runtime: &readyRuntime{tracks: map[runtime.Track]runtime.TrackStatus{}}, Router: &weightRouter{},
+		Runtime: &readyRuntime{tracks: map[runtime.Track]runtime.TrackStatus{}}, Router: router,
 		Metrics: &healthyTraffic{}, Tick: 20 * time.Millisecond,
 	})
 	if err != nil {
@@ -127,7 +133,7 @@ func newRealEngine(t *testing.T) *engine.Engine {
 		t.Fatal(err)
 	}
 	waitState(t, e, r.ID, release.Succeeded)
-	return e
+	return e, router
 }
 
 func waitState(t *testing.T, e Engine, id int64, want release.State) release.Release {
@@ -206,4 +212,43 @@ func TestRealEngineCanaryPromotedFromSlackAndRefusedPress(t *testing.T) {
 	h.waitCalls("scale announced", func(cs []slackCall) bool {
 		return hasText(cs, "chat.postMessage", "olga via slack scaled resizer/production stable to 3 instances")
 	})
+}
+
+func TestRealEngineCanaryAbortedFromButton(t *testing.T) {
+	e, router := newRealEngineWithRouter(t)
+	h := newHarness(t, e, nil)
+	h.slash(alice, testChannel, "/deploy", "resizer v2 --canary 5%")
+	waitState(t, e, 2, release.Paused)
+	h.waitCalls("paused message", func(cs []slackCall) bool {
+		return strings.Contains(lastReleaseMessage(cs, "2").Text(), "paused at 5%")
+	})
+	router.mu.Lock()
+	w := router.w
+	router.mu.Unlock()
+	if w != 5 {
+		t.Fatalf("canary weight %v before abort, want 5", w)
+	}
+	h.press(bob, testChannel, ActionAbort, "resizer", "production", 2)
+	r := waitState(t, e, 2, release.Aborted)
+	h.waitCalls("aborted message", func(cs []slackCall) bool {
+		m := lastReleaseMessage(cs, "2")
+		return strings.Contains(m.Text(), "aborted") && strings.Contains(m.Blocks(), "Abort pressed by bob") &&
+			!strings.Contains(m.Blocks(), ActionPromote)
+	})
+	if !strings.Contains(r.Reason, "bob") {
+		t.Fatalf("abort reason %q does not name bob", r.Reason)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		router.mu.Lock()
+		w = router.w
+		router.mu.Unlock()
+		if w == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("canary weight still %v after abort", w)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
