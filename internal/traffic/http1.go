@@ -213,6 +213,10 @@ func parseRequest(head []byte, stickyName string, rh *reqHead) bool {
 			}
 		case eqFold(name, "transfer-encoding"), eqFold(name, "expect"), eqFold(name, "upgrade"):
 			return false
+		case eqFold(name, "accept") && bytes.Contains(bytes.ToLower(value), []byte("text/event-stream")):
+			// An event stream can stay silent for long: net/http notices
+			// a client that left while the fast path would not.
+			return false
 		case eqFold(name, "connection"):
 			for _, tok := range bytes.Split(value, []byte(",")) {
 				tok = bytes.Trim(tok, " \t")

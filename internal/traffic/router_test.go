@@ -508,14 +508,22 @@ func TestStreamingResponseIsFlushedAsWritten(t *testing.T) {
 		case <-r.Context().Done():
 		}
 	}))
-	resp, err := f.client.Get("http://" + f.endpoint + "/events")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	line, err := bufio.NewReader(resp.Body).ReadString('\n')
-	if err != nil || line != "data: first\n" {
-		t.Fatalf("first event %q %v", line, err)
+	// Both paths stream: without Accept the GET takes the fast path, an
+	// EventSource's Accept sends it to net/http.
+	for _, accept := range []string{"", "text/event-stream"} {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+f.endpoint+"/events", nil)
+		if accept != "" {
+			req.Header.Set("Accept", accept)
+		}
+		resp, err := f.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		line, err := bufio.NewReader(resp.Body).ReadString('\n')
+		if err != nil || line != "data: first\n" {
+			t.Fatalf("accept %q: first event %q %v", accept, line, err)
+		}
 	}
 }
 
