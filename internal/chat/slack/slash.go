@@ -26,11 +26,14 @@ func (b *Bot) handleSlash(ctx context.Context, sr slashRequest) message {
 	if err != nil {
 		return usageReply(err)
 	}
+	// One responder per command: Slack's 5 uses of its response_url are
+	// shared by a late answer, the result and the progress notes.
+	r := newResponder(sr.ResponseURL, sr.ChannelID, sr.UserID, b.cfg.Now())
 	switch c.Verb {
 	case command.VerbHelp:
 		return helpReply(command.Verb(c.HelpTopic))
 	case command.VerbApps:
-		return b.withinBudget(ctx, sr, func(ctx context.Context) message { return b.listApps(ctx) })
+		return b.withinBudget(ctx, r, func(ctx context.Context) message { return b.listApps(ctx) })
 	}
 	if c.App != "" && !b.channelAllowed(c.App, sr.ChannelID) {
 		b.stats.refused.Add(1)
@@ -38,26 +41,25 @@ func (b *Bot) handleSlash(ctx context.Context, sr slashRequest) message {
 	}
 	switch c.Verb {
 	case command.VerbStatus:
-		return b.withinBudget(ctx, sr, func(ctx context.Context) message { return b.status(ctx, c.App, c.Env) })
+		return b.withinBudget(ctx, r, func(ctx context.Context) message { return b.status(ctx, c.App, c.Env) })
 	case command.VerbHistory:
-		return b.withinBudget(ctx, sr, func(ctx context.Context) message { return b.history(ctx, c.App, c.Env, c.Lines) })
+		return b.withinBudget(ctx, r, func(ctx context.Context) message { return b.history(ctx, c.App, c.Env, c.Lines) })
 	case command.VerbLogs:
-		return b.withinBudget(ctx, sr, func(ctx context.Context) message { return b.logs(ctx, c) })
+		return b.withinBudget(ctx, r, func(ctx context.Context) message { return b.logs(ctx, c) })
 	case command.VerbDeploy, command.VerbPromote, command.VerbAbort, command.VerbRollback, command.VerbScale, command.VerbLock, command.VerbUnlock:
-		return b.withinBudget(ctx, sr, func(ctx context.Context) message { return b.mutate(ctx, sr, c) })
+		return b.withinBudget(ctx, r, func(ctx context.Context) message { return b.mutate(ctx, sr, c, r) })
 	}
 	return ephemeral(fmt.Sprintf("ship cannot run %q from chat. `/ship help` lists every command.", c.Verb))
 }
 
 // withinBudget runs fn as a task and waits for it up to AckBudget. A late
 // answer goes to the user through response_url instead.
-func (b *Bot) withinBudget(ctx context.Context, sr slashRequest, fn func(context.Context) message) message {
+func (b *Bot) withinBudget(ctx context.Context, r *responder, fn func(context.Context) message) message {
 	var (
 		mu   sync.Mutex
 		late bool
 		done = make(chan message, 1)
 	)
-	r := newResponder(sr.ResponseURL, sr.ChannelID, sr.UserID, b.cfg.Now())
 	ok := b.goAsync(func(tctx context.Context) {
 		m := fn(tctx)
 		mu.Lock()
@@ -93,7 +95,7 @@ func (b *Bot) withinBudget(ctx context.Context, sr slashRequest, fn func(context
 
 // mutate checks permissions and starts the engine work; the reply says what
 // was started, the outcome follows through response_url.
-func (b *Bot) mutate(ctx context.Context, sr slashRequest, c command.Command) message {
+func (b *Bot) mutate(ctx context.Context, sr slashRequest, c command.Command, r *responder) message {
 	env := c.Env
 	if env == "" {
 		// Permissions are per environment, so the engine's default must be
@@ -111,7 +113,6 @@ func (b *Bot) mutate(ctx context.Context, sr slashRequest, c command.Command) me
 		b.log.Info("command refused", "user", u.id, "verb", c.Verb, "app", c.App, "env", env, "why", why)
 		return ephemeral(why)
 	}
-	r := newResponder(sr.ResponseURL, sr.ChannelID, sr.UserID, b.cfg.Now())
 	if !b.goAsync(func(ctx context.Context) {
 		m := b.execute(ctx, u, sr, c, env, r)
 		b.respond(ctx, r, m)
