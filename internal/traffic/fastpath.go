@@ -12,7 +12,7 @@ import (
 )
 
 // The fast path serves the common request — a well-formed HTTP/1.1 GET or
-// HEAD without a body, upgrade or cookie stickiness — by passing bytes
+// HEAD without a body, upgrade or event stream — by passing bytes
 // between the client and a pooled instance connection on one goroutine,
 // without net/http's per-request allocations, goroutine hand-offs and
 // header maps. Measured on the benchmark machine, net/http's server plus
@@ -184,9 +184,6 @@ func (fc *fastConn) serve(hl *handoffListener) (handed bool) {
 func (fc *fastConn) serveOne() (keep bool, err error) {
 	rt := fc.rt
 	t := rt.table.Load()
-	if t.sticky.Cookie != "" {
-		return false, errHandoff // cookies are parsed and set by the net/http path
-	}
 	head, err := readHead(fc.br)
 	if err != nil {
 		if errors.Is(err, bufio.ErrBufferFull) {
@@ -195,13 +192,13 @@ func (fc *fastConn) serveOne() (keep bool, err error) {
 		return false, err
 	}
 	var rh reqHead
-	if !parseRequest(head, t.sticky.Header, &rh) {
+	if !parseRequest(head, t.sticky.Header, t.sticky.Cookie, &rh) {
 		return false, errHandoff
 	}
 	start := time.Now()
 	st := &fc.st
 	*st = reqState{rt: rt, t: t}
-	tt := t.available(chooseTrackIdx(rt, t, rh.sticky, rh.sticky != nil))
+	tt := fc.chooseTrack(t, &rh)
 	if tt == nil {
 		rt.noBackends.Inc()
 		fc.out = appendErrorResponse(fc.out[:0], 503, "Service Unavailable", "no_backends", rt.app+" in "+rt.env+" has no ready instances")
@@ -220,6 +217,35 @@ func (fc *fastConn) serveOne() (keep bool, err error) {
 	first.inFlight.Dec()
 	st.track.stats.observe(time.Since(start), class)
 	return keep && !rh.wantClose, nil
+}
+
+// chooseTrack is route.choose for the fast path: sticky header, else
+// sticky cookie, else the exact split.
+func (fc *fastConn) chooseTrack(t *table, rh *reqHead) *trackTable {
+	if rh.sticky != nil {
+		return t.available(chooseTrackIdx(fc.rt, t, rh.sticky, true))
+	}
+	if t.sticky.Cookie != "" {
+		fc.st.cookie = true
+		if rh.hasCookie {
+			fc.st.cookieTrack = cookieTrackName(rh.cookie)
+			if i, ok := trackIndex(fc.st.cookieTrack); ok && t.weightOf(i) > 0 && len(t.tracks[i].backends) > 0 {
+				return t.tracks[i]
+			}
+		}
+	}
+	return t.available(chooseTrackIdx(fc.rt, t, "", false))
+}
+
+// cookieTrackName returns the track a cookie value names without
+// allocating, or "?" for anything else.
+func cookieTrackName(v []byte) string {
+	for _, n := range trackNames {
+		if string(v) == n {
+			return n
+		}
+	}
+	return "?"
 }
 
 // proxy sends fc.out to an instance, with retries, and copies the answer
@@ -304,7 +330,11 @@ func (fc *fastConn) proxy(isHead bool) (keep bool, class int) {
 	// While the router shuts down, tell the client this is the
 	// connection's last answer, as net/http does.
 	closing := untilEOF || rt.fast.isShutting()
-	out := appendResponseHead(fc.out[:0], head, &rs, st.track.name, closing)
+	setCookie := ""
+	if st.cookie && st.cookieTrack != st.track.name {
+		setCookie = st.t.setCookie[st.track.idx]
+	}
+	out := appendResponseHead(fc.out[:0], head, &rs, st.track.name, setCookie, closing)
 	bc.br.Discard(len(head))
 
 	var err error

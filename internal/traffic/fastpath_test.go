@@ -283,6 +283,7 @@ func FuzzParseRequest(f *testing.F) {
 	for _, s := range []string{
 		"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
 		"HEAD /x?y HTTP/1.1\r\nHost: a\r\nConnection: close\r\nX-User-ID: 7\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: a\r\nCookie: a=1; ship_track=canary\r\nCookie: ship_track=stable\r\n\r\n",
 		"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
 		"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
 		"GET / HTTP/1.1\nHost: a\n\n",
@@ -297,12 +298,18 @@ func FuzzParseRequest(f *testing.F) {
 			return
 		}
 		var rh reqHead
-		if !parseRequest(head, "X-User-ID", &rh) {
+		if !parseRequest(head, "X-User-ID", "ship_track", &rh) {
 			return
 		}
 		req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(head)))
 		if err != nil {
 			t.Fatalf("fast path accepted what net/http refuses (%v): %q", err, head)
+		}
+		// Where the fast path reads a track from the cookie, net/http reads the same.
+		if _, ok := trackIndex(cookieTrackName(rh.cookie)); ok && rh.hasCookie {
+			if c, err := req.Cookie("ship_track"); err != nil || c.Value != string(rh.cookie) {
+				t.Fatalf("cookie: net/http %v %v, fast %q: %q", c, err, rh.cookie, head)
+			}
 		}
 		if req.Method != string(rh.method) || req.Host != string(rh.host) || req.ContentLength > 0 ||
 			len(req.TransferEncoding) > 0 || req.Header.Get("X-User-ID") != string(rh.sticky) && len(req.Header.Values("X-User-ID")) < 2 {
@@ -335,7 +342,7 @@ func FuzzParseResponse(f *testing.F) {
 		if rs.chunked && rs.contentLength >= 0 || rs.status < 200 {
 			t.Fatalf("accepted %+v from %q", rs, head)
 		}
-		out := appendResponseHead(nil, head, &rs, "stable", false)
+		out := appendResponseHead(nil, head, &rs, "stable", "", false)
 		resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(out)), nil)
 		if err != nil {
 			t.Fatalf("rewritten head unreadable (%v): %q", err, out)

@@ -18,7 +18,9 @@ type reqHead struct {
 	head      []byte // the raw head, aliasing the connection's buffer
 	method    []byte
 	host      []byte
-	sticky    []byte
+	sticky    []byte // the sticky header's value
+	cookie    []byte // the sticky cookie's value
+	hasCookie bool
 	wantClose bool
 }
 
@@ -171,8 +173,9 @@ func eqFold(b []byte, lower string) bool {
 }
 
 // parseRequest checks that head is a request the fast path serves and
-// fills rh. stickyName is the sticky header's name ("" = none).
-func parseRequest(head []byte, stickyName string, rh *reqHead) bool {
+// fills rh. stickyName is the sticky header's name and cookieName the
+// sticky cookie's ("" = none).
+func parseRequest(head []byte, stickyName, cookieName string, rh *reqHead) bool {
 	*rh = reqHead{head: head}
 	eol := bytes.IndexByte(head, '\n')
 	if eol < 1 {
@@ -229,11 +232,33 @@ func parseRequest(head []byte, stickyName string, rh *reqHead) bool {
 				}
 			}
 		}
-		if stickyName != "" && len(name) == len(stickyName) && bytes.EqualFold(name, []byte(stickyName)) && len(value) > 0 {
+		if stickyName != "" && len(name) == len(stickyName) && bytes.EqualFold(name, []byte(stickyName)) && len(value) > 0 && rh.sticky == nil {
 			rh.sticky = value
+		}
+		if cookieName != "" && !rh.hasCookie && eqFold(name, "cookie") {
+			rh.cookie, rh.hasCookie = findCookie(value, cookieName)
 		}
 		return true
 	}) && hosts == 1
+}
+
+// findCookie returns the value of the cookie called name in a Cookie
+// header value ("a=1; b=2"), as net/http's Request.Cookie reads it.
+func findCookie(header []byte, name string) ([]byte, bool) {
+	for len(header) > 0 {
+		var part []byte
+		part, header, _ = bytes.Cut(header, []byte(";"))
+		part = bytes.Trim(part, " \t")
+		k, v, ok := bytes.Cut(part, []byte("="))
+		if !ok || string(k) != name {
+			continue
+		}
+		if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
+			v = v[1 : len(v)-1]
+		}
+		return v, true
+	}
+	return nil, false
 }
 
 // dropRequestHeader reports headers the router does not forward: hop-by-hop
@@ -362,7 +387,7 @@ func parseResponse(head []byte, rs *respHead) bool {
 // appendResponseHead writes the response head as the client gets it:
 // HTTP/1.1, hop-by-hop headers dropped, X-Ship-Track added, and
 // "Connection: close" when the body ends with the connection.
-func appendResponseHead(out, head []byte, rs *respHead, track string, closing bool) []byte {
+func appendResponseHead(out, head []byte, rs *respHead, track, setCookie string, closing bool) []byte {
 	eol := bytes.IndexByte(head, '\n')
 	out = append(out, "HTTP/1.1"...)
 	out = append(out, head[8:eol+1]...)
@@ -377,6 +402,11 @@ func appendResponseHead(out, head []byte, rs *respHead, track string, closing bo
 		}
 		return true
 	})
+	if setCookie != "" {
+		out = append(out, "Set-Cookie: "...)
+		out = append(out, setCookie...)
+		out = append(out, '\r', '\n')
+	}
 	out = append(out, TrackHeader+": "...)
 	out = append(out, track...)
 	if closing {

@@ -298,8 +298,7 @@ func (f *forwarder) modifyResponse(resp *http.Response) error {
 	st.status = resp.StatusCode
 	resp.Header.Set(TrackHeader, st.track.name)
 	if st.cookie && st.cookieTrack != st.track.name {
-		c := &http.Cookie{Name: st.t.sticky.Cookie, Value: st.track.name, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode}
-		resp.Header.Add("Set-Cookie", c.String())
+		resp.Header.Add("Set-Cookie", st.t.setCookie[st.track.idx])
 	}
 	return nil
 }
@@ -317,6 +316,11 @@ func (f *forwarder) errorHandler(w http.ResponseWriter, req *http.Request, err e
 		"version", st.track.version, "instance", st.backend.addr, "attempts", len(st.tried), "err", err)
 	writeError(w, http.StatusBadGateway, "bad_gateway",
 		fmt.Sprintf("no instance of %s in %s could be reached", st.rt.app, st.rt.env))
+}
+
+// stickyCookie is the cookie that keeps a browser on track.
+func stickyCookie(name, track string) *http.Cookie {
+	return &http.Cookie{Name: name, Value: track, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode}
 }
 
 func jsonError(code, msg string) ([]byte, error) {

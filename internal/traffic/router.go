@@ -107,6 +107,11 @@ func (r *Router) route(app, env string, create bool) *route {
 // it. rt.mu must be held.
 func (rt *route) rebuildLocked() {
 	t := &table{weight: rt.weight, sticky: rt.sticky}
+	if rt.sticky.Cookie != "" {
+		for i := range t.setCookie {
+			t.setCookie[i] = stickyCookie(rt.sticky.Cookie, trackNames[i]).String()
+		}
+	}
 	live := map[string]bool{}
 	for i := range t.tracks {
 		tt := &trackTable{idx: i, name: trackNames[i], version: rt.versions[i]}

@@ -174,7 +174,22 @@ func TestStickyHeaderKeepsUserOnOneTrack(t *testing.T) {
 }
 
 func TestStickyCookieKeepsBrowserOnOneTrack(t *testing.T) {
+	// GET takes the fast path, POST the net/http one.
+	for _, method := range []string{http.MethodGet, http.MethodPost} {
+		t.Run(method, func(t *testing.T) { testStickyCookie(t, method) })
+	}
+}
+
+func testStickyCookie(t *testing.T, method string) {
 	f := newFixture(t, spec.App{Stickiness: spec.Stickiness{Cookie: "ship_track"}})
+	newReq := func() *http.Request {
+		var body io.Reader
+		if method == http.MethodPost {
+			body = strings.NewReader("form")
+		}
+		req, _ := http.NewRequest(method, "http://"+f.endpoint+"/", body)
+		return req
+	}
 	f.setBackends(runtime.Stable, "v1", newBackend(t, "s1", nil))
 	f.setBackends(runtime.Canary, "v2", newBackend(t, "c1", nil))
 	f.setWeight(50)
@@ -183,7 +198,7 @@ func TestStickyCookieKeepsBrowserOnOneTrack(t *testing.T) {
 	type browser struct{ cookie, track string }
 	var bs []browser
 	for i := 0; i < 20; i++ {
-		resp, err := f.client.Get("http://" + f.endpoint + "/")
+		resp, err := f.client.Do(newReq())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -206,7 +221,7 @@ func TestStickyCookieKeepsBrowserOnOneTrack(t *testing.T) {
 		f.setWeight(w)
 		for _, b := range bs {
 			for i := 0; i < 3; i++ {
-				req, _ := http.NewRequest(http.MethodGet, "http://"+f.endpoint+"/", nil)
+				req := newReq()
 				req.AddCookie(&http.Cookie{Name: "ship_track", Value: b.cookie})
 				resp, err := f.client.Do(req)
 				if err != nil {
@@ -225,7 +240,7 @@ func TestStickyCookieKeepsBrowserOnOneTrack(t *testing.T) {
 	}
 	// At weight 0 the canary cookie is no longer honoured, and is rewritten.
 	f.setWeight(0)
-	req, _ := http.NewRequest(http.MethodGet, "http://"+f.endpoint+"/", nil)
+	req := newReq()
 	req.AddCookie(&http.Cookie{Name: "ship_track", Value: "canary"})
 	resp, err := f.client.Do(req)
 	if err != nil {

@@ -35,6 +35,9 @@ type table struct {
 	weight int // canary share out of scale
 	sticky spec.Stickiness
 	tracks [2]*trackTable
+	// setCookie is the Set-Cookie value naming each track, when cookie
+	// stickiness is on.
+	setCookie [2]string
 }
 
 // trackTable is one track's ready instances and the counters of the
