@@ -46,6 +46,12 @@ func makePlan(sw, sh int, o Options, animated bool) (plan, error) {
 		return plan{}, fmt.Errorf("%w: source %dx%d", ErrCorrupt, sw, sh)
 	}
 	w, h := o.Width, o.Height
+	fit := o.Fit
+	if (w == 0) != (h == 0) && fit != FitInside {
+		// One side given: scale to it keeping aspect. Rounding the other
+		// side must not turn into a crop (a 10000×10 strip to width 100).
+		fit = FitFill
+	}
 	switch {
 	case w == 0 && h == 0:
 		w, h = sw, sh
@@ -66,7 +72,7 @@ func makePlan(sw, sh int, o Options, animated bool) (plan, error) {
 	if o.Gravity == GravitySmart || o.Gravity == "" {
 		p.weight = gravityWeights[GravityCentre]
 	}
-	switch o.Fit {
+	switch fit {
 	case FitCover, "":
 		s := max(sx, sy)
 		p.resizeW, p.resizeH = max(w, int(math.Round(float64(sw)*s))), max(h, int(math.Round(float64(sh)*s)))
@@ -86,7 +92,7 @@ func makePlan(sw, sh int, o Options, animated bool) (plan, error) {
 		p.resizeW, p.resizeH = scaled(min(sx, sy, 1), w, h)
 		p.boxW, p.boxH = p.resizeW, p.resizeH
 	default:
-		return plan{}, fmt.Errorf("%w: fit %q", ErrInvalidOptions, o.Fit)
+		return plan{}, fmt.Errorf("%w: fit %q", ErrInvalidOptions, fit)
 	}
 	p.scale = max(float64(p.resizeW)/float64(sw), float64(p.resizeH)/float64(sh))
 	return p, nil
