@@ -1,0 +1,148 @@
+package kube
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/shipteam/ship/internal/runtime"
+	"github.com/shipteam/ship/internal/spec"
+)
+
+// Waiting reasons of a container that will not get better by waiting.
+var fatalWaiting = map[string]bool{
+	"CrashLoopBackOff": true, "ImagePullBackOff": true, "ErrImagePull": true,
+	"InvalidImageName": true, "CreateContainerConfigError": true, "CreateContainerError": true,
+}
+
+// Status reports both tracks the way `kubectl rollout status` judges a
+// Deployment: Ready counts only once the controller has observed the
+// current generation, and only pods of the current version.
+func (r *Runtime) Status(ctx context.Context, app spec.App, env string) (map[runtime.Track]runtime.TrackStatus, error) {
+	_, ns, err := where(app, env)
+	if err != nil {
+		return nil, err
+	}
+	out := map[runtime.Track]runtime.TrackStatus{}
+	for _, t := range runtime.Tracks {
+		ts, err := r.trackStatus(ctx, app, ns, t)
+		if err != nil {
+			return nil, err
+		}
+		out[t] = ts
+	}
+	if app.Kube.Gateway == nil {
+		c := out[runtime.Canary]
+		if note, err := r.ratioNote(ctx, app, ns); err != nil {
+			return nil, err
+		} else if note != "" && c.Version != "" {
+			c.Note = note
+			out[runtime.Canary] = c
+		}
+	}
+	return out, nil
+}
+
+func (r *Runtime) trackStatus(ctx context.Context, app spec.App, ns string, t runtime.Track) (runtime.TrackStatus, error) {
+	ts := runtime.TrackStatus{Track: t}
+	d, err := r.cs.AppsV1().Deployments(ns).Get(ctx, trackName(app, t), metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return ts, nil
+	}
+	if err != nil {
+		return ts, fmt.Errorf("get deployment %s/%s: %w", ns, trackName(app, t), err)
+	}
+	if d.DeletionTimestamp != nil {
+		return ts, nil // being removed: no instances to count on
+	}
+	version := d.Spec.Template.Labels[LabelVersion]
+	ts.Version = version
+	ts.Desired = 1
+	if d.Spec.Replicas != nil {
+		ts.Desired = int(*d.Spec.Replicas)
+	}
+	done, ready := rollout(d)
+	if done {
+		ts.Ready = ts.Desired
+	} else {
+		ts.Ready = ready
+	}
+	for _, c := range d.Status.Conditions {
+		switch {
+		case c.Type == appsv1.DeploymentProgressing && c.Reason == "ProgressDeadlineExceeded" && d.Status.ObservedGeneration >= d.Generation:
+			ts.Failed, ts.Reason = true, c.Reason+": "+c.Message
+		case c.Type == appsv1.DeploymentReplicaFailure && c.Status == corev1.ConditionTrue:
+			ts.Failed, ts.Reason = true, c.Reason+": "+c.Message
+		}
+	}
+	pods, err := r.cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: labels.SelectorFromSet(labels.Set{
+		LabelApp: app.Name, LabelTrack: string(t), LabelVersion: version,
+	}).String()})
+	if err != nil {
+		return ts, fmt.Errorf("list pods of %s/%s: %w", ns, trackName(app, t), err)
+	}
+	for _, p := range pods.Items {
+		for _, cs := range p.Status.ContainerStatuses {
+			ts.Restarts += int(cs.RestartCount)
+			if w := cs.State.Waiting; w != nil && fatalWaiting[w.Reason] && !ts.Failed {
+				ts.Failed, ts.Reason = true, fmt.Sprintf("pod %s: %s: %s", p.Name, w.Reason, w.Message)
+			}
+		}
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable && !ts.Failed {
+				ts.Failed, ts.Reason = true, fmt.Sprintf("pod %s: %s: %s", p.Name, c.Reason, strings.TrimSpace(c.Message))
+			}
+		}
+	}
+	return ts, nil
+}
+
+// rollout mirrors kubectl rollout status: done when the controller has seen
+// the current generation and every desired pod is updated and available
+// with no old pod left; otherwise the count of updated pods that are ready.
+func rollout(d *appsv1.Deployment) (done bool, ready int) {
+	st := d.Status
+	ready = int(min(st.UpdatedReplicas, st.ReadyReplicas, st.AvailableReplicas))
+	if st.ObservedGeneration < d.Generation {
+		return false, 0
+	}
+	want := int32(1)
+	if d.Spec.Replicas != nil {
+		want = *d.Spec.Replicas
+	}
+	if st.UpdatedReplicas < want || st.Replicas > st.UpdatedReplicas || st.AvailableReplicas < st.UpdatedReplicas {
+		return false, ready
+	}
+	return true, int(want)
+}
+
+// ratioNote says what share the replica counts give when it is not the
+// share asked of the router.
+func (r *Runtime) ratioNote(ctx context.Context, app spec.App, ns string) (string, error) {
+	svc, err := r.cs.CoreV1().Services(ns).Get(ctx, app.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("get service %s/%s: %w", ns, app.Name, err)
+	}
+	sh, err := r.replicaShare(ctx, app, ns, svc)
+	if err != nil {
+		return "", err
+	}
+	if sh.asked <= 0 || sh.asked >= 100 || sh.effective == sh.asked {
+		return "", nil
+	}
+	return fmt.Sprintf("weight %s asked, %s given by replica counts (%d canary of %d instances; no gateway)",
+		pct(sh.asked), pct(sh.effective), sh.canary, sh.stable+sh.canary), nil
+}
+
+func pct(f float64) string {
+	return strings.TrimSuffix(strings.TrimRight(fmt.Sprintf("%.2f", f), "0"), ".") + "%"
+}
