@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/shipteam/ship/internal/api"
+	"github.com/shipteam/ship/internal/chat/slack"
 	"github.com/shipteam/ship/internal/engine"
 	"github.com/shipteam/ship/internal/runtime/local"
 	"github.com/shipteam/ship/internal/spec"
@@ -42,6 +43,10 @@ type Config struct {
 	Heartbeat time.Duration
 	// Ready, when set, is called once the API is listening, with its address.
 	Ready func(apiAddr string)
+	// SlackConfig is the ChatOps config file ("" = environment only, see
+	// docs/slack.md). Slack is served when a signing secret, an app token or
+	// a Mattermost token is configured.
+	SlackConfig string
 }
 
 // Validate reports every problem with cfg at once.
@@ -85,10 +90,15 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	log := cfg.Logger
 	defer func() { log.Info("ship stopped", "err", err) }()
 
-	// 1. Specs first: a malformed spec stops ship before it touches anything.
+	// 1. Specs and chat config first: a malformed one stops ship before it
+	// touches anything.
 	catalog, err := spec.LoadDir(cfg.AppsDir)
 	if err != nil {
 		return fmt.Errorf("load apps from %s: %w", cfg.AppsDir, err)
+	}
+	slackCfg, err := slack.LoadConfig(cfg.SlackConfig)
+	if err != nil {
+		return err
 	}
 
 	// 2. The API port: taken now, so a clash fails before any app starts.
@@ -188,12 +198,44 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		<-engDone
 		return fmt.Errorf("api: %w", err)
 	}
+	// 8. ChatOps, outside the API's bearer-token auth: Slack and Mattermost
+	// sign or token-check their own requests.
+	handler := apiSrv.Handler()
+	botDone := make(chan error, 1)
+	stopBot := func() {}
+	if slackCfg.Enabled() {
+		bot, err := slack.New(slackCfg, eng, log.With("part", "slack"))
+		if err != nil {
+			stopEngine()
+			<-engDone
+			return fmt.Errorf("slack: %w", err)
+		}
+		reg.MustRegister(bot.Collector())
+		mux := http.NewServeMux()
+		mux.Handle("/slack/", bot.Handler())
+		mux.Handle("/", handler)
+		handler = mux
+		botCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		stopBot = cancel
+		go func() {
+			err := bot.Run(botCtx)
+			if err != nil {
+				log.Error("slack stopped", "err", err)
+			}
+			botDone <- err
+		}()
+		log.Info("chatops enabled", "socket_mode", slackCfg.SocketMode())
+	} else {
+		botDone <- nil
+	}
+	defer stopBot()
+
 	// Streams (SSE) never end on their own; cancelling their base context
 	// at shutdown lets http.Server.Shutdown finish.
 	reqCtx, cancelRequests := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelRequests()
 	httpSrv := &http.Server{
-		Handler:           apiSrv.Handler(),
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		BaseContext:       func(net.Listener) context.Context { return reqCtx },
@@ -228,6 +270,8 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		log.Error("API shutdown", "err", err)
 	}
 	<-apiDone
+	stopBot() // the bot reads from the engine: stop it first
+	<-botDone
 	stopEngine()
 	select {
 	case err := <-engDone:
