@@ -298,4 +298,29 @@ func TestISRGBProfileDetection(t *testing.T) {
 	}
 }
 
-var _ = color.RGBA{}
+
+
+func TestSixteenBitPNGWithAlphaComesOutEightBit(t *testing.T) {
+	im := image.NewNRGBA64(image.Rect(0, 0, 64, 64))
+	for y := 0; y < 64; y++ {
+		for x := 0; x < 64; x++ {
+			a := uint16(0xFFFF)
+			if x < 32 {
+				a = 0
+			}
+			im.SetNRGBA64(x, y, color.NRGBA64{R: 0xFFFF, G: 0x8000, A: a})
+		}
+	}
+	src := encPNG(t, im)
+	r := process(t, src, Options{Width: 32, Height: 32, Format: FormatPNG})
+	out := decodeAny(t, r.Data)
+	if _, ok := out.(*image.NRGBA); !ok {
+		t.Errorf("output is %T, want 8-bit NRGBA", out)
+	}
+	if _, _, _, a := out.At(4, 16).RGBA(); a != 0 {
+		t.Errorf("transparent half has alpha %d", a>>8)
+	}
+	if cr, cg, _, a := out.At(28, 16).RGBA(); a>>8 != 255 || cr>>8 < 250 || cg>>8 < 120 || cg>>8 > 136 {
+		t.Errorf("opaque half is r%d g%d a%d, want 255,128,255", cr>>8, cg>>8, a>>8)
+	}
+}
