@@ -28,10 +28,18 @@ import (
 // net/http's.
 
 const (
-	fastBufSize = 16 << 10 // request and response heads larger than this go to net/http / fail
+	// A client connection keeps a 4 KiB read buffer, as net/http does; a
+	// request head larger than that goes to net/http (which allows 1 MiB).
+	clientBufSize = 4 << 10
+	// An instance's response head must fit this buffer (else 502).
+	instanceBufSize = 32 << 10
+	// Output buffers are lent per request, so idle client connections
+	// hold only their read buffer.
 	outBufSize  = 32 << 10
 	idleConnTTL = 30 * time.Second // pooled instance connections older than this are not reused
 )
+
+var outPool = sync.Pool{New: func() any { b := make([]byte, 0, outBufSize); return &b }}
 
 // errHandoff says the request must be served by net/http.
 var errHandoff = errors.New("hand off to net/http")
@@ -148,8 +156,7 @@ func (fcs *fastConns) isShutting() bool { return fcs.shutting.Load() }
 func (fc *fastConn) serve(hl *handoffListener) (handed bool) {
 	rt := fc.rt
 	cfg := &rt.r.cfg
-	fc.br = bufio.NewReaderSize(fc.c, fastBufSize)
-	fc.out = make([]byte, 0, outBufSize)
+	fc.br = bufio.NewReaderSize(fc.c, clientBufSize)
 	for {
 		fc.c.SetReadDeadline(time.Now().Add(cfg.IdleTimeout))
 		if _, err := fc.br.Peek(1); err != nil {
@@ -183,6 +190,13 @@ func (fc *fastConn) serve(hl *handoffListener) (handed bool) {
 // may serve another one.
 func (fc *fastConn) serveOne() (keep bool, err error) {
 	rt := fc.rt
+	buf := outPool.Get().(*[]byte)
+	fc.out = (*buf)[:0]
+	defer func() {
+		*buf = fc.out[:0]
+		fc.out = nil
+		outPool.Put(buf)
+	}()
 	t := rt.table.Load()
 	head, err := readHead(fc.br)
 	if err != nil {
@@ -274,7 +288,7 @@ func (fc *fastConn) proxy(isHead bool) (keep bool, class int) {
 			if err != nil {
 				st.backend.downUntil.Store(time.Now().Add(cfg.DownFor).UnixNano())
 			} else {
-				bc = &bconn{c: c, br: bufio.NewReaderSize(c, fastBufSize)}
+				bc = &bconn{c: c, br: bufio.NewReaderSize(c, instanceBufSize)}
 			}
 		}
 		if err == nil {

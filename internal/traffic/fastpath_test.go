@@ -209,6 +209,21 @@ func TestConnectionMovesToNetHTTPForRequestsWithBodies(t *testing.T) {
 	}
 }
 
+func TestLargeRequestHeadMovesToNetHTTP(t *testing.T) {
+	f := newFixture(t, spec.App{})
+	f.setBackends(runtime.Stable, "v1", newBackend(t, "b", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, len(r.Header.Get("X-Big")))
+	}))
+	big := strings.Repeat("x", 3*clientBufSize) // more than the fast path's buffer
+	rc := dialRaw(t, f.endpoint)
+	rc.send("GET / HTTP/1.1\r\nHost: app\r\nX-Big: " + big + "\r\n\r\nGET / HTTP/1.1\r\nHost: app\r\n\r\n")
+	for _, want := range []string{fmt.Sprint(len(big)), "0"} {
+		if resp, body := rc.read("GET"); resp.StatusCode != 200 || body != want {
+			t.Fatalf("%d %q, want %q", resp.StatusCode, body, want)
+		}
+	}
+}
+
 func TestClientConnectionCloseIsHonoured(t *testing.T) {
 	f := newFixture(t, spec.App{})
 	f.setBackends(runtime.Stable, "v1", newBackend(t, "b", nil))
