@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/shipteam/ship/internal/analysis"
 	"github.com/shipteam/ship/internal/runtime"
@@ -676,4 +677,44 @@ func (f *fixture) waitSample(cond func(st, ca analysis.Sample) bool) (st, ca ana
 		return cond(st, ca)
 	})
 	return st, ca
+}
+
+func TestRoutersShareARegistryAndWorkBeforeListen(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	r1, err := New(Config{Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := New(Config{Registerer: reg})
+	if err != nil {
+		t.Fatalf("second router on one registry: %v", err)
+	}
+	ctx := context.Background()
+	defer r1.Close(ctx)
+	defer r2.Close(ctx)
+	app := spec.App{Name: "early"}
+	// The engine may set weights and the runtime instances before the
+	// listener exists (e.g. after a restart).
+	r2.SetBackends("early", "production", runtime.Stable, "v1", addrs(newBackend(t, "s", nil)))
+	if err := r2.SetWeight(ctx, app, "production", 2.5); err != nil {
+		t.Fatal(err)
+	}
+	if w, ep, err := r2.Weight(ctx, app, "production"); w != 2.5 || ep != "" || err != nil {
+		t.Fatalf("Weight before Listen = %v %q %v", w, ep, err)
+	}
+	ep, err := r2.Listen(ctx, app, "production", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get("http://" + ep + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	if st, ca, err := r1.Sample(ctx, "unknown", "production"); err != nil || st.Requests != 0 || ca.Requests != 0 || len(st.Bounds) == 0 {
+		t.Fatalf("unknown app sample %+v %+v %v", st, ca, err)
+	}
 }
