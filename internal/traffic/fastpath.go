@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -106,7 +108,20 @@ func (rt *route) acceptFast(ln net.Listener, hl *handoffListener) {
 		fcs.mu.Unlock()
 		go func() {
 			defer fcs.wg.Done()
-			handed := fc.serve(hl)
+			handed := false
+			defer func() {
+				// As net/http does: a bug hit by one connection must not
+				// take ship down with it.
+				if p := recover(); p != nil {
+					rt.r.log.Error("router: panic serving a connection", "app", rt.app, "env", rt.env,
+						"panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+					fcs.mu.Lock()
+					delete(fcs.conns, fc)
+					fcs.mu.Unlock()
+					fc.c.Close()
+				}
+			}()
+			handed = fc.serve(hl)
 			fcs.mu.Lock()
 			delete(fcs.conns, fc)
 			fcs.mu.Unlock()
@@ -197,7 +212,6 @@ func (fc *fastConn) serveOne() (keep bool, err error) {
 		fc.out = nil
 		outPool.Put(buf)
 	}()
-	t := rt.table.Load()
 	head, err := readHead(fc.br)
 	if err != nil {
 		if errors.Is(err, bufio.ErrBufferFull) {
@@ -205,6 +219,7 @@ func (fc *fastConn) serveOne() (keep bool, err error) {
 		}
 		return false, err
 	}
+	t := rt.table.Load()
 	var rh reqHead
 	if !parseRequest(head, t.sticky.Header, t.sticky.Cookie, &rh) {
 		return false, errHandoff
