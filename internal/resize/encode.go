@@ -35,22 +35,11 @@ var saveFormats = map[Format]saveFormat{
 func (j *job) encode(ctx context.Context) (Result, error) {
 	sf := saveFormats[j.o.Format]
 	img := j.img.p
-	var mu sync.Mutex
-	done := false
-	stop := context.AfterFunc(ctx, func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if !done {
-			C.vips_image_set_kill(img, 1)
-		}
-	})
 	var buf unsafe.Pointer
 	var n C.size_t
-	rc := C.rs_save(img, sf.code, C.int(j.o.Quality), cbool(!j.o.KeepMetadata), C.int(sf.effort), &buf, &n)
-	stop()
-	mu.Lock()
-	done = true // img may be freed after this; the watcher must not touch it
-	mu.Unlock()
+	rc := evaluate(ctx, img, func() C.int {
+		return C.rs_save(img, sf.code, C.int(j.o.Quality), cbool(!j.o.KeepMetadata), C.int(sf.effort), &buf, &n)
+	})
 	if rc != 0 {
 		err := vipsError()
 		if ctx.Err() != nil {
@@ -73,6 +62,26 @@ func (j *job) encode(ctx context.Context) (Result, error) {
 		Width:  j.img.width(),
 		Height: j.img.height() / n0,
 	}, nil
+}
+
+// evaluate runs fn, which computes img's pixels, and sets libvips' kill flag
+// on img if ctx ends first, so the evaluation stops within a few scanlines.
+func evaluate(ctx context.Context, img *C.VipsImage, fn func() C.int) C.int {
+	var mu sync.Mutex
+	done := false
+	stop := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !done {
+			C.vips_image_set_kill(img, 1)
+		}
+	})
+	rc := fn()
+	stop()
+	mu.Lock()
+	done = true // img may be freed after this; the watcher must not touch it
+	mu.Unlock()
+	return rc
 }
 
 // isSRGBProfile reports whether an ICC profile describes sRGB, so the common

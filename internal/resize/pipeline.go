@@ -112,7 +112,7 @@ func (j *job) loadOptions() string {
 func (j *job) decode() error {
 	if !j.animated {
 		f := loadShrink(j.plan.scale)
-		im, err := loadShrunk(j.src, j.hdr, f, false)
+		im, err := loadShrunk(context.Background(), j.src, j.hdr, f, false)
 		if err != nil {
 			return err
 		}
@@ -134,8 +134,8 @@ func (j *job) decode() error {
 // loadShrunk opens src for a sequential decode, shrunk by shrink (a power of
 // two): inside the decoder for JPEG and WebP, by a 2^n box filter for the
 // others. With memory set the pixels are decoded now, into RAM, for Variants
-// to reuse.
-func loadShrunk(src []byte, hdr header, shrink int, memory bool) (vimage, error) {
+// to reuse, and ctx can stop that decode; otherwise decoding is lazy.
+func loadShrunk(ctx context.Context, src []byte, hdr header, shrink int, memory bool) (vimage, error) {
 	opts := "fail_on=error"
 	boxShrink := 1
 	if shrink > 1 {
@@ -163,9 +163,14 @@ func loadShrunk(src []byte, hdr header, shrink int, memory bool) (vimage, error)
 		im.replace(out)
 	}
 	if memory {
-		if C.rs_copy_memory(im.p, &out) != 0 {
+		rc := evaluate(ctx, im.p, func() C.int { return C.rs_copy_memory(im.p, &out) })
+		if rc != 0 {
 			im.close()
-			return vimage{}, fmt.Errorf("%w: decode %s: %w", ErrCorrupt, hdr.Format, vipsError())
+			err := vipsError()
+			if ctx.Err() != nil {
+				return vimage{}, fmt.Errorf("resize decode %s: %w", hdr.Format, ctx.Err())
+			}
+			return vimage{}, fmt.Errorf("%w: decode %s: %w", ErrCorrupt, hdr.Format, err)
 		}
 		im.replace(out)
 	}

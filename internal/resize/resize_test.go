@@ -298,8 +298,6 @@ func TestISRGBProfileDetection(t *testing.T) {
 	}
 }
 
-
-
 func TestSixteenBitPNGWithAlphaComesOutEightBit(t *testing.T) {
 	im := image.NewNRGBA64(image.Rect(0, 0, 64, 64))
 	for y := 0; y < 64; y++ {

@@ -56,7 +56,7 @@ func Variants(ctx context.Context, src []byte, opts []Options, lim Limits) ([]Re
 	lv := levels{src: src, hdr: hdr}
 	defer lv.close()
 	if scale > 0 {
-		if err := lv.decode(loadShrink(scale)); err != nil {
+		if err := lv.decode(ctx, loadShrink(scale)); err != nil {
 			return nil, err
 		}
 	}
@@ -99,8 +99,8 @@ type levels struct {
 	images map[int]*vimage
 }
 
-func (l *levels) decode(shrink int) error {
-	im, err := loadShrunk(l.src, l.hdr, shrink, true)
+func (l *levels) decode(ctx context.Context, shrink int) error {
+	im, err := loadShrunk(ctx, l.src, l.hdr, shrink, true)
 	if err != nil {
 		return err
 	}

@@ -3,12 +3,12 @@ package resize
 import (
 	"context"
 	"errors"
-	"fmt"
 	"image"
 	"os"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // socialPresets mirror the sizes the HTTP layer ships (internal/resizer
@@ -163,8 +163,23 @@ func rssKB(t *testing.T) int64 {
 	return 0
 }
 
-func ExampleVariants() {
-	// A real caller passes the uploaded bytes.
-	fmt.Println(len(socialPresets) > 0)
-	// Output: true
+func TestVariantsDecodeStopsAtTheDeadline(t *testing.T) {
+	big := encPNG(t, bands(3000, 3000, red, blue))
+	opts := []Options{{Width: 2900, Height: 2900, Format: FormatPNG}, {Width: 100, Format: FormatPNG}}
+	start := time.Now()
+	if _, err := Variants(context.Background(), big, opts, DefaultLimits()); err != nil {
+		t.Fatal(err)
+	}
+	full := time.Since(start)
+	ctx, cancel := context.WithTimeout(context.Background(), full/10)
+	defer cancel()
+	start = time.Now()
+	_, err := Variants(ctx, big, opts, DefaultLimits())
+	took := time.Since(start)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want DeadlineExceeded", err)
+	}
+	if took > full*6/10 {
+		t.Fatalf("deadline of %v honoured only after %v (full run %v)", full/10, took, full)
+	}
 }
