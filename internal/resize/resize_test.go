@@ -7,6 +7,10 @@ import (
 	"image"
 	"image/color"
 	"image/gif"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -320,5 +324,35 @@ func TestSixteenBitPNGWithAlphaComesOutEightBit(t *testing.T) {
 	}
 	if cr, cg, _, a := out.At(28, 16).RGBA(); a>>8 != 255 || cr>>8 < 250 || cg>>8 < 120 || cg>>8 > 136 {
 		t.Errorf("opaque half is r%d g%d a%d, want 255,128,255", cr>>8, cg>>8, a>>8)
+	}
+}
+
+func TestEmbeddedDisplayP3ProfileIsConvertedToSRGB(t *testing.T) {
+	vips, err := exec.LookPath("vips") // Debian libvips-tools, installed for tests
+	if err != nil {
+		t.Skip("vips command not installed")
+	}
+	dir := t.TempDir()
+	srgb := filepath.Join(dir, "srgb.png")
+	if err := os.WriteFile(srgb, encPNG(t, bands(32, 32, color.RGBA{200, 60, 40, 255})), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p3 := filepath.Join(dir, "p3.jpg")
+	if out, err := exec.Command(vips, "icc_transform", srgb, p3+"[Q=95]", "p3", "--input-profile", "srgb").CombinedOutput(); err != nil {
+		t.Fatalf("make a Display P3 JPEG: %v: %s", err, out)
+	}
+	src, err := os.ReadFile(p3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The stored values are P3 numbers, visibly different from the sRGB ones;
+	// shown without the profile (stripped) they would be wrong colours.
+	if r, g, _ := meanRGB(decodeAny(t, src), image.Rect(8, 8, 24, 24)); r > 192 || g < 65 {
+		t.Fatalf("test input is not in P3 (r %.0f g %.0f)", r, g)
+	}
+	out := process(t, src, Options{Width: 16, Height: 16, Format: FormatJPEG})
+	r, g, b := meanRGB(decodeAny(t, out.Data), image.Rect(4, 4, 12, 12))
+	if math.Abs(r-200) > 5 || math.Abs(g-60) > 5 || math.Abs(b-40) > 5 {
+		t.Fatalf("output is %.0f,%.0f,%.0f; want the sRGB 200,60,40", r, g, b)
 	}
 }
