@@ -3,6 +3,8 @@ package traffic
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -10,6 +12,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -377,4 +380,39 @@ func FuzzParseResponse(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestSlowAndIdleClientsAreCutOff(t *testing.T) {
+	r, err := New(Config{ReadHeaderTimeout: 100 * time.Millisecond, IdleTimeout: 1500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	defer r.Close(ctx)
+	app := spec.App{Name: "web"}
+	ep, err := r.Listen(ctx, app, "production", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.SetBackends("web", "production", runtime.Stable, "v1", addrs(newBackend(t, "b", nil)))
+
+	closedWithin := func(c *rawClient, d time.Duration) bool {
+		c.c.SetReadDeadline(time.Now().Add(d))
+		_, err := c.br.ReadByte()
+		return err == io.EOF || errors.Is(err, syscall.ECONNRESET)
+	}
+	// A head that never ends is cut at ReadHeaderTimeout, well before
+	// IdleTimeout.
+	slow := dialRaw(t, ep)
+	slow.send("GET / HTTP/1.1\r\nHost: app\r\n")
+	if !closedWithin(slow, time.Second) {
+		t.Fatal("slow head not cut off")
+	}
+	// A kept-alive connection with nothing to do is closed at IdleTimeout.
+	idle := dialRaw(t, ep)
+	idle.send("GET / HTTP/1.1\r\nHost: app\r\n\r\n")
+	idle.read("GET")
+	if !closedWithin(idle, 5*time.Second) {
+		t.Fatal("idle connection not closed")
+	}
 }
