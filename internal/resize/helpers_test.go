@@ -124,6 +124,33 @@ func withEXIF(t testing.TB, jpg []byte, orientation uint16, gps bool) []byte {
 	return append(out, jpg[2:]...)
 }
 
+// exifOrientation reads the Orientation value in IFD0, 0 when absent.
+func exifOrientation(jpg []byte) int {
+	i := bytes.Index(jpg, []byte("Exif\x00\x00"))
+	if i < 0 || len(jpg) < i+6+8 {
+		return 0
+	}
+	t := jpg[i+6:]
+	var bo binary.ByteOrder = binary.LittleEndian
+	if t[0] == 'M' {
+		bo = binary.BigEndian
+	}
+	off := int(bo.Uint32(t[4:]))
+	if off+2 > len(t) {
+		return 0
+	}
+	for k := 0; k < int(bo.Uint16(t[off:])); k++ {
+		e := off + 2 + 12*k
+		if e+12 > len(t) {
+			return 0
+		}
+		if bo.Uint16(t[e:]) == 0x0112 {
+			return int(bo.Uint16(t[e+8:]))
+		}
+	}
+	return 0
+}
+
 // exifTags lists the tag numbers of IFD0 and the GPS IFD in a JPEG's Exif
 // segment, or nil when there is none.
 func exifTags(jpg []byte) map[uint16]bool {

@@ -116,6 +116,14 @@ func TestEXIFOrientationIsApplied(t *testing.T) {
 	if tags := exifTags(r.Data); tags[0x0112] {
 		t.Errorf("orientation tag still present after autorotation")
 	}
+	// Kept metadata must not make viewers rotate the rotated pixels again.
+	kept := process(t, src, Options{Width: 50, Format: FormatJPEG, KeepMetadata: true})
+	if o := exifOrientation(kept.Data); o > 1 {
+		t.Errorf("KeepMetadata output says orientation %d after autorotation, want 1 or none", o)
+	}
+	if exifOrientation(src) != 6 {
+		t.Fatalf("helper cannot read the input's orientation")
+	}
 }
 
 func TestGPSIsStrippedByDefault(t *testing.T) {
