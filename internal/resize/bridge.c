@@ -10,7 +10,7 @@
 static void rs_quiet(const gchar *domain, GLogLevelFlags level,
 	const gchar *msg, gpointer user) {}
 
-int rs_startup(int concurrency, int cache_max_ops, size_t cache_max_mem, int arenas) {
+int rs_startup(int concurrency, int cache_max_ops, size_t cache_max_mem, int arenas, int mmap_threshold) {
 #ifdef __GLIBC__
 	// glibc gives each thread that mallocs its own arena (up to 8 per
 	// core); libvips' pixel buffers then fragment across them and the
@@ -18,6 +18,11 @@ int rs_startup(int concurrency, int cache_max_ops, size_t cache_max_mem, int are
 	// its threads.
 	if (arenas > 0)
 		mallopt(M_ARENA_MAX, arenas);
+	// Whole decoded images and libjpeg's coefficient buffers for progressive
+	// JPEGs (tens of MB) go straight to mmap and back to the kernel when
+	// freed, instead of staying in an arena as RSS.
+	if (mmap_threshold > 0)
+		mallopt(M_MMAP_THRESHOLD, mmap_threshold);
 #endif
 	if (VIPS_INIT("resize"))
 		return -1;

@@ -13,7 +13,7 @@ typedef struct {
 	const char *loader;
 } rs_header;
 
-int rs_startup(int concurrency, int cache_max_ops, size_t cache_max_mem, int arenas);
+int rs_startup(int concurrency, int cache_max_ops, size_t cache_max_mem, int arenas, int mmap_threshold);
 int rs_block_loaders(void);
 char *rs_error(void);
 void rs_free(void *p);
