@@ -1,8 +1,10 @@
 package resize
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"image"
 	"os"
 	"strconv"
@@ -181,5 +183,52 @@ func TestVariantsDecodeStopsAtTheDeadline(t *testing.T) {
 	}
 	if took > full*6/10 {
 		t.Fatalf("deadline of %v honoured only after %v (full run %v)", full/10, took, full)
+	}
+}
+
+func TestConcurrentCallsAgree(t *testing.T) {
+	jpg := withEXIF(t, encJPEG(t, bands(640, 400, red, green, blue)), 6, true)
+	png := encPNG(t, bands(300, 300, clear, blue))
+	gifSrc := animatedGIF(t, 40, 30, 3)
+	type call struct {
+		src []byte
+		o   Options
+	}
+	calls := []call{
+		{jpg, Options{Width: 100, Height: 100, Format: FormatJPEG}},
+		{png, Options{Width: 64, Height: 32, Fit: FitContain, Format: FormatWebP}},
+		{gifSrc, Options{Width: 20, Height: 20, Gravity: GravityWest, Format: FormatGIF, Animated: true}},
+		{jpg, Options{Width: 80, Gravity: GravitySmart, Format: FormatPNG}},
+	}
+	want := make([]Result, len(calls))
+	for i, c := range calls {
+		want[i] = process(t, c.src, c.o)
+	}
+	errs := make(chan error, 64)
+	done := make(chan struct{})
+	for g := 0; g < 8; g++ {
+		go func(g int) {
+			defer func() { done <- struct{}{} }()
+			for k := 0; k < 6; k++ {
+				i := (g + k) % len(calls)
+				r, err := Process(context.Background(), calls[i].src, calls[i].o, DefaultLimits())
+				if err == nil && (r.Width != want[i].Width || r.Height != want[i].Height || !bytes.Equal(r.Data, want[i].Data)) {
+					err = fmt.Errorf("call %d: %dx%d, %d bytes; alone it gave %dx%d, %d bytes", i, r.Width, r.Height, len(r.Data), want[i].Width, want[i].Height, len(want[i].Data))
+				}
+				if err == nil && k%3 == 0 {
+					_, err = Variants(context.Background(), jpg, []Options{calls[0].o, calls[3].o}, DefaultLimits())
+				}
+				if err != nil {
+					errs <- err
+				}
+			}
+		}(g)
+	}
+	for g := 0; g < 8; g++ {
+		<-done
+	}
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }
