@@ -83,12 +83,6 @@ int rs_thumbnail_buffer(const void *buf, size_t len, VipsImage **out,
 		"option_string", load_options, NULL);
 }
 
-int rs_thumbnail_image(VipsImage *in, VipsImage **out,
-	int width, int height, int crop, int size) {
-	return vips_thumbnail_image(in, out, width, "height", height,
-		"crop", crop, "size", size, NULL);
-}
-
 int rs_extract_area(VipsImage *in, VipsImage **out, int left, int top, int width, int height) {
 	return vips_extract_area(in, out, left, top, width, height, NULL);
 }

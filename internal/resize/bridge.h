@@ -30,8 +30,6 @@ int rs_halve(VipsImage *in, VipsImage **out);
 int rs_shrink(VipsImage *in, VipsImage **out, int factor);
 int rs_thumbnail_buffer(const void *buf, size_t len, VipsImage **out,
 	int width, int height, int crop, int size, const char *load_options);
-int rs_thumbnail_image(VipsImage *in, VipsImage **out,
-	int width, int height, int crop, int size);
 int rs_extract_area(VipsImage *in, VipsImage **out, int left, int top, int width, int height);
 int rs_embed(VipsImage *in, VipsImage **out, int x, int y, int width, int height,
 	double r, double g, double b, int transparent);
