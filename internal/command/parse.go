@@ -6,6 +6,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/shipteam/ship/internal/suggest"
 )
 
 // occurrence is one flag as written.
@@ -420,53 +422,15 @@ func suggestVerb(s string) string {
 	for _, v := range Verbs() {
 		names = append(names, string(v))
 	}
-	if m := nearest(strings.ToLower(s), names); m != "" {
+	if m := suggest.Closest(strings.ToLower(s), names); m != "" {
 		return "; did you mean " + m + "?"
 	}
 	return ""
 }
 
 func suggestFlag(name string) string {
-	if m := nearest(strings.ToLower(name), flagOrder); m != "" {
+	if m := suggest.Closest(strings.ToLower(name), flagOrder); m != "" {
 		return "; did you mean --" + m + "?"
 	}
 	return ""
-}
-
-// nearest returns the candidate within edit distance 2 of s (1 for short
-// words), if any.
-func nearest(s string, candidates []string) string {
-	if len(s) > 32 {
-		return ""
-	}
-	best, bestD := "", 3
-	if len(s) <= 4 {
-		bestD = 2
-	}
-	for _, c := range candidates {
-		if d := editDistance(s, c); d < bestD {
-			best, bestD = c, d
-		}
-	}
-	return best
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/shipteam/ship/internal/suggest"
 )
 
 // decoder walks a yaml.Node tree into an App by reflection over the yaml
@@ -260,7 +262,7 @@ func (d *decoder) structure(path string, at, n *yaml.Node, v reflect.Value) {
 		f, ok := fields[k.Value]
 		if !ok {
 			msg := fmt.Sprintf("unknown field %q", k.Value)
-			if s := suggest(k.Value, names); s != "" {
+			if s := suggest.Closest(k.Value, names); s != "" {
 				msg += fmt.Sprintf("; did you mean %q?", s)
 			} else {
 				msg += fmt.Sprintf(" (known: %s)", strings.Join(names, ", "))
@@ -392,49 +394,4 @@ func parsePercent(s string) (float64, error) {
 		return 0, fmt.Errorf("must be a percentage, got %q", s)
 	}
 	return w, nil
-}
-
-// suggest returns the known name closest to an unknown one, if any is
-// close: same letters ignoring case and '-'/'_', or an edit distance of at
-// most 2 (1 for short names).
-func suggest(got string, known []string) string {
-	norm := func(s string) string {
-		return strings.NewReplacer("-", "", "_", "").Replace(strings.ToLower(s))
-	}
-	best, bestD := "", 3
-	if len(got) <= 4 {
-		bestD = 2
-	}
-	for _, k := range known {
-		if norm(k) == norm(got) {
-			return k
-		}
-		if dist := levenshtein(strings.ToLower(got), strings.ToLower(k)); dist < bestD {
-			best, bestD = k, dist
-		}
-	}
-	return best
-}
-
-func levenshtein(a, b string) int {
-	if len(a) > 64 || len(b) > 64 {
-		return 1 << 30
-	}
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
