@@ -59,6 +59,70 @@ const (
 // NodeName is the kwok node pods are scheduled on.
 const NodeName = "kwok-node-0"
 
+// NeverReadyVersion is a version whose pods kwok runs but never marks
+// ready (a stage of the harness's own, keyed on ship's version label): a
+// release of it must fail with the cluster's ProgressDeadlineExceeded.
+const NeverReadyVersion = "never-ready"
+
+// neverReadyStage runs pods labelled ship.dev/version=NeverReadyVersion
+// without ever making them Ready; its weight wins over kwok's pod-ready.
+const neverReadyStage = `apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: ship-pod-never-ready
+spec:
+  resourceRef:
+    apiGroup: v1
+    kind: Pod
+  selector:
+    matchExpressions:
+    - key: '.metadata.labels["ship.dev/version"]'
+      operator: 'In'
+      values: ['` + NeverReadyVersion + `']
+    - key: '.metadata.deletionTimestamp'
+      operator: 'DoesNotExist'
+    - key: '.status.phase'
+      operator: 'In'
+      values: ['Pending']
+  weight: 10000
+  next:
+    statusTemplate: |
+      {{ $now := Now }}
+      conditions:
+      - lastTransitionTime: {{ $now | Quote }}
+        status: "True"
+        type: Initialized
+      - lastTransitionTime: {{ $now | Quote }}
+        status: "False"
+        reason: ContainersNotReady
+        message: "containers with unready status: [app]"
+        type: Ready
+      - lastTransitionTime: {{ $now | Quote }}
+        status: "False"
+        reason: ContainersNotReady
+        type: ContainersReady
+      containerStatuses:
+      {{ range .spec.containers }}
+      - image: {{ .image | Quote }}
+        name: {{ .name | Quote }}
+        ready: false
+        started: true
+        restartCount: 0
+        state:
+          running:
+            startedAt: {{ $now | Quote }}
+      {{ end }}
+      hostIP: {{ NodeIPWith .spec.nodeName | Quote }}
+      podIP: {{ PodIPWith .spec.nodeName ( or .spec.hostNetwork false ) ( or .metadata.uid "" ) ( or .metadata.name "" ) ( or .metadata.namespace "" ) | Quote }}
+      phase: Running
+      startTime: {{ $now | Quote }}
+`
+
+// FailLabel on a pod (value "true") makes kwok fail its container right
+// after it starts running, so it never becomes ready: a version that
+// cannot start.
+const FailLabel = "pod-container-running-failed.stage.kwok.x-k8s.io"
+
 // Options tune Start; the zero value is fine.
 type Options struct {
 	// Dir holds data, certificates and process logs; default a new temp
@@ -167,6 +231,10 @@ func Start(ctx context.Context, opt Options) (c *Cluster, err error) {
 		"--initial-advertise-peer-urls", fmt.Sprintf("http://127.0.0.1:%d", c.ports["etcd-peer"]),
 		"--initial-cluster", fmt.Sprintf("default=http://127.0.0.1:%d", c.ports["etcd-peer"]),
 		"--unsafe-no-fsync", // test data: durability across machine crashes is not needed
+		// etcd 3.4 cannot answer the apiserver's progress requests
+		// (RequestWatchProgress); periodic progress notifications let its
+		// watch cache catch up with a quiet etcd sooner.
+		"--experimental-watch-progress-notify-interval=200ms",
 	); err != nil {
 		return c, err
 	}
@@ -378,6 +446,7 @@ func (c *Cluster) kwokStages() ([]byte, error) {
 	for _, f := range []string{
 		"node/fast/node-initialize.yaml", "node/heartbeat/node-heartbeat.yaml",
 		"pod/fast/pod-ready.yaml", "pod/fast/pod-complete.yaml", "pod/fast/pod-delete.yaml",
+		"pod/chaos/pod-container-running-failed.yaml", // only for pods labelled FailLabel
 	} {
 		data, err := os.ReadFile(filepath.Join(c.BinDir, "kwok-stages", f))
 		if err != nil {
@@ -387,6 +456,7 @@ func (c *Cluster) kwokStages() ([]byte, error) {
 		b.Write(data)
 		b.WriteString("\n")
 	}
+	b.WriteString("---\n" + neverReadyStage)
 	return b.Bytes(), nil
 }
 

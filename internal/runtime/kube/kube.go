@@ -27,6 +27,7 @@ import (
 	"log/slog"
 	"math"
 	"strconv"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -206,7 +207,26 @@ func (r *Runtime) ensureNamespace(ctx context.Context, ns, env string) error {
 	if _, err := r.cs.CoreV1().Namespaces().Apply(ctx, nsac, r.applyOpts()); err != nil {
 		return applyErr("namespace", "", ns, err)
 	}
-	return nil
+	// Pods are refused until the controller manager has made the default
+	// ServiceAccount, and the ReplicaSet controller then retries with a
+	// growing backoff (tens of seconds): wait for it here instead.
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		_, err := r.cs.CoreV1().ServiceAccounts(ns).Get(wctx, "default", metav1.GetOptions{})
+		if err == nil {
+			return nil
+		}
+		if !apierrors.IsNotFound(err) {
+			return fmt.Errorf("namespace %s: default service account: %w", ns, err)
+		}
+		select {
+		case <-wctx.Done():
+			r.log.Warn("default service account not created yet; first pods may be delayed", "namespace", ns)
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // progressDeadline is the step timeout: a version whose pods are not
@@ -228,15 +248,18 @@ func (r *Runtime) deployment(app spec.App, env, ns string, track runtime.Track, 
 	if err != nil {
 		return nil, err
 	}
+	// The same variables the embedded runtime sets; the spec's own win.
 	var envs []*corev1ac.EnvVarApplyConfiguration
-	hasPort := false
+	set := map[string]bool{}
 	for _, kv := range vars {
 		k, v, _ := cut(kv)
-		hasPort = hasPort || k == "PORT"
+		set[k] = true
 		envs = append(envs, corev1ac.EnvVar().WithName(k).WithValue(v))
 	}
-	if !hasPort {
-		envs = append(envs, corev1ac.EnvVar().WithName("PORT").WithValue(strconv.Itoa(ContainerPort)))
+	for _, kv := range [][2]string{{"PORT", strconv.Itoa(ContainerPort)}, {"SHIP_APP", app.Name}, {"SHIP_ENV", env}, {"SHIP_VERSION", w.Version}} {
+		if !set[kv[0]] {
+			envs = append(envs, corev1ac.EnvVar().WithName(kv[0]).WithValue(kv[1]))
+		}
 	}
 	health := app.HealthPath
 	if health == "" {
