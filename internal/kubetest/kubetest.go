@@ -188,13 +188,13 @@ func Start(ctx context.Context, opt Options) (c *Cluster, err error) {
 	if opt.Timeout == 0 {
 		opt.Timeout = 5 * time.Minute
 	}
-	etcd, err := exec.LookPath("etcd")
-	if err != nil {
-		return nil, errors.New("kubetest: etcd not found in PATH; install the Debian package etcd-server (./dev setup does)")
-	}
-	ctx, cancel := context.WithTimeout(ctx, opt.Timeout+20*time.Minute) // the first build is slow
+	ctx, cancel := context.WithTimeout(ctx, opt.Timeout+30*time.Minute) // the first build is slow
 	defer cancel()
 	bin, err := Binaries(ctx)
+	if err != nil {
+		return nil, err
+	}
+	etcd, legacyEtcd, err := etcdPath(bin)
 	if err != nil {
 		return nil, err
 	}
@@ -224,21 +224,24 @@ func Start(ctx context.Context, opt Options) (c *Cluster, err error) {
 	}
 
 	etcdURL := fmt.Sprintf("http://127.0.0.1:%d", c.ports["etcd"])
-	if err := c.start(etcd,
+	etcdArgs := []string{
 		"--data-dir", filepath.Join(c.Dir, "etcd"),
 		"--listen-client-urls", etcdURL, "--advertise-client-urls", etcdURL,
 		"--listen-peer-urls", fmt.Sprintf("http://127.0.0.1:%d", c.ports["etcd-peer"]),
 		"--initial-advertise-peer-urls", fmt.Sprintf("http://127.0.0.1:%d", c.ports["etcd-peer"]),
 		"--initial-cluster", fmt.Sprintf("default=http://127.0.0.1:%d", c.ports["etcd-peer"]),
 		"--unsafe-no-fsync", // test data: durability across machine crashes is not needed
+	}
+	if legacyEtcd {
 		// etcd 3.4 cannot answer the apiserver's progress requests
 		// (RequestWatchProgress); periodic progress notifications let its
 		// watch cache catch up with a quiet etcd sooner.
-		"--experimental-watch-progress-notify-interval=200ms",
-	); err != nil {
+		etcdArgs = append(etcdArgs, "--experimental-watch-progress-notify-interval=200ms")
+	}
+	if err := c.start(etcd, etcdArgs...); err != nil {
 		return c, err
 	}
-	if err := waitHTTP(ctx, etcdURL+"/health", nil); err != nil {
+	if err := c.waitHTTP(ctx, etcdURL+"/health", nil); err != nil {
 		return c, fmt.Errorf("etcd: %w", err)
 	}
 	if err := c.startAPIServer(); err != nil {
@@ -288,6 +291,30 @@ func Start(ctx context.Context, opt Options) (c *Cluster, err error) {
 	return c, nil
 }
 
+// etcdPath prefers the etcd built with the control plane (3.7: it
+// supports the watch progress requests kube-apiserver and kwok's watch-list
+// streams rely on) and falls back to the Debian etcd-server's 3.4, with
+// which kwok sees new pods seconds late.
+func etcdPath(bin string) (path string, legacy bool, err error) {
+	if p := os.Getenv("SHIP_KUBE_ETCD"); p != "" {
+		out, _ := exec.Command(p, "--version").Output()
+		return p, strings.Contains(string(out), "Version: 3.4."), nil
+	}
+	if p := filepath.Join(bin, "bin", "etcd"); fileExists(p) {
+		return p, false, nil
+	}
+	p, err := exec.LookPath("etcd")
+	if err != nil {
+		return "", false, errors.New("kubetest: no etcd: scripts/kube-build did not build one and none is in PATH (Debian package etcd-server)")
+	}
+	return p, true, nil
+}
+
+func fileExists(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && !st.IsDir()
+}
+
 func (c *Cluster) startAPIServer() error {
 	return c.start(filepath.Join(c.BinDir, "bin", "kube-apiserver"),
 		fmt.Sprintf("--etcd-servers=http://127.0.0.1:%d", c.ports["etcd"]),
@@ -304,7 +331,7 @@ func (c *Cluster) startAPIServer() error {
 
 // WaitReady waits until kube-apiserver answers /readyz.
 func (c *Cluster) WaitReady(ctx context.Context) error {
-	if err := waitHTTP(ctx, c.RestConfig.Host+"/readyz", func(r *http.Request) {
+	if err := c.waitHTTP(ctx, c.RestConfig.Host+"/readyz", func(r *http.Request) {
 		r.Header.Set("Authorization", "Bearer "+c.token)
 	}); err != nil {
 		return fmt.Errorf("kube-apiserver: %w", err)
@@ -601,6 +628,18 @@ func (c *Cluster) logTails() string {
 		fmt.Fprintf(&b, "\n--- %s (pid %d) log tail ---\n%s", p.name, p.cmd.Process.Pid, tail(string(data), 1500))
 	}
 	return b.String()
+}
+
+// exited reports the first part that is no longer running.
+func (c *Cluster) exited() error {
+	for _, p := range c.procs {
+		select {
+		case <-p.done:
+			return fmt.Errorf("%s (pid %d) exited: %v", p.name, p.cmd.Process.Pid, p.err)
+		default:
+		}
+	}
+	return nil
 }
 
 // poll calls f every 100ms until it reports done or ctx ends.

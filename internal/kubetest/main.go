@@ -59,14 +59,18 @@ func Need(t testing.TB, c *Cluster) *Cluster {
 	return c
 }
 
-// waitHTTP polls url until it answers 200.
-func waitHTTP(ctx context.Context, url string, prep func(*http.Request)) error {
+// waitHTTP polls url until it answers 200; it gives up at once when a
+// part of the cluster has exited.
+func (c *Cluster) waitHTTP(ctx context.Context, url string, prep func(*http.Request)) error {
 	cl := &http.Client{
 		Timeout:   5 * time.Second,
 		Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, // the apiserver's self-signed test cert
 	}
 	var last string
 	err := poll(ctx, func() (bool, error) {
+		if err := c.exited(); err != nil {
+			return false, err
+		}
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if err != nil {
 			return false, err
