@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -218,12 +219,12 @@ func (w *webAPI) postResponseURL(ctx context.Context, rawURL string, m message) 
 	err = w.do(ctx, "response_url", func(ctx context.Context) error {
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, rawURL, bytes.NewReader(body))
 		if err != nil {
-			return err
+			return redactURLError(err, rawURL)
 		}
 		req.Header.Set("Content-Type", "application/json")
 		resp, err := w.http.Do(req)
 		if err != nil {
-			return err
+			return redactURLError(err, rawURL)
 		}
 		defer resp.Body.Close()
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
@@ -245,6 +246,55 @@ func (w *webAPI) postResponseURL(ctx context.Context, rawURL string, m message) 
 		w.stats.respPosts.Add(1)
 	}
 	return err
+}
+
+// redactURLError keeps a response_url out of an error's text. The URL is a
+// capability (anyone holding it may post as ship for 30 minutes) and net/http
+// puts it whole into *url.Error, which ends up in logs and wrapped errors.
+// The result names only the scheme and host, and stays a *url.Error (so
+// classify still retries transport failures) unless the inner error itself
+// quotes the URL, in which case its text is scrubbed.
+func redactURLError(err error, rawURL string) error {
+	if err == nil {
+		return nil
+	}
+	safe := redactedURL(rawURL)
+	ue, ok := errors.AsType[*url.Error](err)
+	if ok {
+		err = &url.Error{Op: ue.Op, URL: safe, Err: ue.Err}
+	}
+	text := err.Error()
+	scrubbed := scrubURL(text, rawURL, safe)
+	if scrubbed == text {
+		return err
+	}
+	// Transport failures are worth another attempt; keep them retryable.
+	return &retryableError{errors.New(scrubbed), 0}
+}
+
+// redactedURL is what logs may say about a response_url: scheme and host.
+func redactedURL(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil || u.Host == "" {
+		return "response_url"
+	}
+	return u.Scheme + "://" + u.Host + "/…"
+}
+
+// scrubURL removes rawURL, its path and its query from text.
+func scrubURL(text, rawURL, safe string) string {
+	if rawURL == "" {
+		return text
+	}
+	text = strings.ReplaceAll(text, rawURL, safe)
+	if u, err := url.Parse(rawURL); err == nil {
+		for _, part := range []string{u.EscapedPath(), u.Path, u.RawQuery} {
+			if len(part) > 1 {
+				text = strings.ReplaceAll(text, part, "/…")
+			}
+		}
+	}
+	return text
 }
 
 // Slack lets a response_url be used 5 times within 30 minutes.
