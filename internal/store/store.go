@@ -159,6 +159,21 @@ var migrations = []string{
 		name    TEXT    NOT NULL,
 		created INTEGER NOT NULL
 	);`,
+	// 2: the chat message of each release (internal/chat/slack), so a restart
+	// keeps editing the same message and remembers who pressed what. No
+	// foreign key: the chat front end may follow releases of another store
+	// (tests) and a row outliving its release is harmless.
+	`CREATE TABLE chat_messages (
+		release_id       INTEGER PRIMARY KEY,
+		channel          TEXT    NOT NULL DEFAULT '',
+		ts               TEXT    NOT NULL DEFAULT '',
+		origin           TEXT    NOT NULL DEFAULT '',
+		follower_channel TEXT    NOT NULL DEFAULT '',
+		follower_user    TEXT    NOT NULL DEFAULT '',
+		lines            TEXT    NOT NULL DEFAULT '[]',
+		updated          INTEGER NOT NULL
+	);
+	CREATE INDEX chat_messages_by_updated ON chat_messages(updated);`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {
