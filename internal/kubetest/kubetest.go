@@ -56,6 +56,11 @@ const (
 	GatewayClassName = "ship-test"
 )
 
+// stopGrace is how long a part gets between SIGTERM and SIGKILL.
+// kube-apiserver drains its long-running watches for much longer; tests
+// gain nothing from that wait.
+const stopGrace = 3 * time.Second
+
 // NodeName is the kwok node pods are scheduled on.
 const NodeName = "kwok-node-0"
 
@@ -346,7 +351,7 @@ func (c *Cluster) RestartAPIServer(ctx context.Context) error {
 		if p.name != "kube-apiserver" {
 			continue
 		}
-		p.stop(15 * time.Second)
+		p.stop(stopGrace)
 		c.procs = append(c.procs[:i], c.procs[i+1:]...)
 		break
 	}
@@ -360,7 +365,7 @@ func (c *Cluster) RestartAPIServer(ctx context.Context) error {
 // folder when Start created it. Safe to call more than once.
 func (c *Cluster) Stop() {
 	for i := len(c.procs) - 1; i >= 0; i-- {
-		c.procs[i].stop(15 * time.Second)
+		c.procs[i].stop(stopGrace)
 	}
 	c.procs = nil
 	if c.ownDir && os.Getenv("SHIP_KUBE_KEEP") == "" {

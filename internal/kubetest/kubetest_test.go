@@ -60,9 +60,11 @@ func TestClusterLifecycle(t *testing.T) {
 	}
 
 	old := c.PIDs()["kube-apiserver"]
+	restart := time.Now()
 	if err := c.RestartAPIServer(ctx); err != nil {
 		t.Fatalf("restart apiserver: %v", err)
 	}
+	t.Logf("apiserver restarted in %s", time.Since(restart).Round(time.Millisecond))
 	if now := c.PIDs()["kube-apiserver"]; now == old || alive(old) {
 		t.Errorf("apiserver pid %d -> %d (old alive: %v)", old, now, alive(old))
 	}
@@ -71,7 +73,9 @@ func TestClusterLifecycle(t *testing.T) {
 	}
 
 	dir, all := c.Dir, c.PIDs()
+	stop := time.Now()
 	c.Stop()
+	t.Logf("stopped in %s", time.Since(stop).Round(time.Millisecond))
 	stopped = true
 	for name, pid := range all {
 		if alive(pid) {
