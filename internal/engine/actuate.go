@@ -112,7 +112,8 @@ func (e *Engine) ensureRemoved(ctx context.Context, app spec.App, env string, tr
 // second per app). A router may round a weight (traffic's split resolution,
 // replica ratios): what it reported right after our SetWeight counts as in
 // sync, so a rounded weight is not set again every tick.
-func (e *Engine) ensureWeight(ctx context.Context, app spec.App, env string, w float64) error {
+// id is the release the weight belongs to (0 for weight 0 of an idle app).
+func (e *Engine) ensureWeight(ctx context.Context, app spec.App, env string, id int64, w float64) error {
 	k := appKey{app.Name, env}
 	e.mu.Lock()
 	m, ok := e.weights[k]
@@ -127,7 +128,7 @@ func (e *Engine) ensureWeight(ctx context.Context, app spec.App, env string, w f
 		e.mu.Unlock()
 		return nil
 	}
-	if err := e.cfg.Router.SetWeight(ctx, app, env, w); err != nil {
+	if err := e.setWeight(ctx, app, env, id, w); err != nil {
 		return err
 	}
 	if got, _, err := e.cfg.Router.Weight(ctx, app, env); err == nil {

@@ -136,7 +136,10 @@ func (e *Engine) Promote(ctx context.Context, a Actor, appName, env string) (rel
 
 // Abort ends the active release: it is recorded as aborted and the canary's
 // weight is set to 0 before Abort returns; the canary's instances are
-// removed in the background.
+// removed in the background. It does not wait for a step of the app that
+// is in progress (a runtime call may hang up to stepCallTimeout): finish
+// needs only recordLock, and the stuck step cannot undo the abort (see
+// setWeight).
 func (e *Engine) Abort(ctx context.Context, a Actor, appName, env, reason string) (release.Release, error) {
 	app, env, err := e.resolve(appName, env)
 	if err != nil {
@@ -146,7 +149,6 @@ func (e *Engine) Abort(ctx context.Context, a Actor, appName, env, reason string
 		return release.Release{}, err
 	}
 	k := appKey{app.Name, env}
-	defer e.lockKey(k)()
 	r, err := e.active(ctx, k, "abort")
 	if err != nil {
 		return r, err

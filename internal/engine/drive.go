@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sync"
 	"time"
 
 	"github.com/shipteam/ship/internal/analysis"
@@ -18,6 +19,9 @@ import (
 // None of it is needed for correctness after a restart: a new baseline is
 // taken (the step's window restarts; its deadline does not).
 type live struct {
+	// mu guards the analysis fields below: the judge-only pass (judgeAlone)
+	// may run while a step of the same release is stuck in a runtime call.
+	mu         sync.Mutex
 	phase      string // state and step the baseline belongs to
 	base       [2]analysis.Sample
 	haveBase   bool
@@ -58,6 +62,7 @@ func (e *Engine) transition(ctx context.Context, r release.Release, state releas
 	if !ok {
 		return r, Errorf(CodeNotFound, "unknown app %q", r.App)
 	}
+	defer e.recordLock(appKey{r.App, r.Env})()
 	st, err := e.appState(ctx, app, r.Env)
 	if err != nil {
 		return r, internal(err, "read state of %s/%s", r.App, r.Env)
@@ -76,7 +81,7 @@ func (e *Engine) transition(ctx context.Context, r release.Release, state releas
 	}
 	evs, err := e.cfg.Store.UpdateRelease(ctx, r, &st, e.event(r, typ, actor, reason, data))
 	if err != nil {
-		return r, internal(err, "record release #%d %s", r.ID, state)
+		return r, recordErr(err, r, state)
 	}
 	e.publish(evs)
 	e.log.Info("release "+string(state), "app", r.App, "env", r.Env, "release", r.ID, "version", r.Version, "step", r.Step, "weight", r.Weight, "actor", actor, "reason", reason)
@@ -86,7 +91,15 @@ func (e *Engine) transition(ctx context.Context, r release.Release, state releas
 // finish ends r in a terminal state: recorded first, then the canary's
 // weight goes to 0 at once; removing the canary's instances and putting
 // stable back to its recorded version is left to the idle reconciler.
+//
+// finish takes only recordLock, not lockKey: Abort and the judge-only pass
+// call it while a step of the app may be stuck in a runtime call. The store
+// refuses to update a release that already ended, so of two finishes only
+// the first counts.
 func (e *Engine) finish(ctx context.Context, app spec.App, r release.Release, state release.State, reason, actor string, data map[string]any) (release.Release, error) {
+	k := appKey{r.App, r.Env}
+	unlock := e.recordLock(k)
+	defer unlock()
 	st, err := e.appState(ctx, app, r.Env)
 	if err != nil {
 		return r, internal(err, "read state of %s/%s", r.App, r.Env)
@@ -100,16 +113,18 @@ func (e *Engine) finish(ctx context.Context, app spec.App, r release.Release, st
 	if actor == "" {
 		actor = "ship"
 	}
-	k := appKey{r.App, r.Env}
-	if l := e.liveOf(r.ID); l.verdict != nil {
+	l := e.liveOf(r.ID)
+	l.mu.Lock()
+	if l.verdict != nil {
 		if data == nil {
 			data = map[string]any{}
 		}
 		data["analysis"] = view(*l.verdict)
 	}
+	l.mu.Unlock()
 	evs, err := e.cfg.Store.UpdateRelease(ctx, r, &st, e.event(r, "release."+string(state), actor, reason, data))
 	if err != nil {
-		return r, internal(err, "record release #%d %s", r.ID, state)
+		return r, recordErr(err, r, state)
 	}
 	e.publish(evs)
 	e.log.Info("release "+string(state), "app", r.App, "env", r.Env, "release", r.ID, "version", r.Version, "actor", actor, "reason", reason)
@@ -123,6 +138,15 @@ func (e *Engine) finish(ctx context.Context, app spec.App, r release.Release, st
 		e.log.Error("set weight 0", "app", r.App, "env", r.Env, "release", r.ID, "err", err)
 	}
 	return r, nil
+}
+
+// recordErr turns a failed release update into the error a command returns:
+// conflict when the release ended meanwhile (an abort won the race).
+func recordErr(err error, r release.Release, state release.State) error {
+	if errors.Is(err, store.ErrEnded) {
+		return &Error{Code: CodeConflict, Message: fmt.Sprintf("release #%d of %s/%s already ended", r.ID, r.App, r.Env), Err: err}
+	}
+	return internal(err, "record release #%d %s", r.ID, state)
 }
 
 // drive makes one step of release id toward what its state asks for.
@@ -155,7 +179,7 @@ func (e *Engine) drive(ctx context.Context, id int64) error {
 	}
 	l := e.liveOf(r.ID)
 	e.noteRestarts(ctx, r, l, status)
-	if err := e.ensureWeight(ctx, app, r.Env, r.Weight); err != nil {
+	if err := e.ensureWeight(ctx, app, r.Env, r.ID, r.Weight); err != nil {
 		e.log.Error("set weight", "app", r.App, "env", r.Env, "release", r.ID, "weight", r.Weight, "err", err)
 	}
 	if !stableMoving(r) && st.Stable != "" {
@@ -225,7 +249,7 @@ func (e *Engine) drivePending(ctx context.Context, app spec.App, r release.Relea
 // startStep puts the step's weight in force and takes the analysis
 // baseline the step's window counts from.
 func (e *Engine) startStep(ctx context.Context, app spec.App, r release.Release) error {
-	if err := e.cfg.Router.SetWeight(ctx, app, r.Env, r.Weight); err != nil {
+	if err := e.setWeight(ctx, app, r.Env, r.ID, r.Weight); err != nil {
 		return fmt.Errorf("set weight %s: %w", fmtPct(r.Weight), err)
 	}
 	if got, _, err := e.cfg.Router.Weight(ctx, app, r.Env); err == nil {
@@ -244,6 +268,8 @@ func (e *Engine) startStep(ctx context.Context, app spec.App, r release.Release)
 		}
 	}
 	l := e.liveOf(r.ID)
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	l.haveBase = false
 	l.verdict = nil
 	return e.takeBaseline(ctx, r, l)
@@ -271,20 +297,13 @@ func (e *Engine) driveCanary(ctx context.Context, app spec.App, r release.Releas
 		_, err := e.finish(ctx, app, r, release.Failed, fmt.Sprintf("canary %s failed: %s", r.Version, c.Reason), "", trackData(c))
 		return err
 	}
-	if !l.haveBase || l.phase != phaseOf(r) {
-		if err := e.takeBaseline(ctx, r, l); err != nil {
-			e.log.Error("analysis baseline", "app", r.App, "env", r.Env, "release", r.ID, "err", err)
-		}
-	} else if e.now().Sub(l.lastJudge) >= interval(app) {
-		v, err := e.judge(ctx, app, r, l)
-		if err != nil {
-			e.log.Error("analysis", "app", r.App, "env", r.Env, "release", r.ID, "err", err)
-		} else if v.Result == analysis.Fail {
-			_, err := e.finish(ctx, app, r, release.Aborted, "analysis failed: "+v.Reason, "", nil)
-			return err
-		}
+	if abort, err := e.analyse(ctx, app, r, l); abort {
+		return err
 	}
 	now := e.now()
+	l.mu.Lock()
+	verdict := l.verdict
+	l.mu.Unlock()
 	if r.State == release.Paused {
 		if now.After(e.deadline(app, r)) {
 			_, err := e.finish(ctx, app, r, release.Aborted, fmt.Sprintf("hold expired after %s without promote or abort", e.cfg.HoldTimeout), "", nil)
@@ -292,7 +311,7 @@ func (e *Engine) driveCanary(ctx context.Context, app spec.App, r release.Releas
 		}
 		return e.ensureApply(ctx, app, r.Env, runtime.Canary, want, c)
 	}
-	passed := l.verdict != nil && l.verdict.Result == analysis.Pass && !now.Before(r.StepStarted.Add(pause(app, r.Step)))
+	passed := verdict != nil && verdict.Result == analysis.Pass && !now.Before(r.StepStarted.Add(pause(app, r.Step)))
 	last := r.Step+1 >= len(r.Steps)
 	if passed && !last {
 		// Grow the canary to the next step's share before giving it that
@@ -300,8 +319,8 @@ func (e *Engine) driveCanary(ctx context.Context, app spec.App, r release.Releas
 		want.Replicas = max(want.Replicas, canaryReplicas(st.Replicas, r.Steps[r.Step+1]))
 	}
 	data := map[string]any{}
-	if l.verdict != nil {
-		data["analysis"] = view(*l.verdict)
+	if verdict != nil {
+		data["analysis"] = view(*verdict)
 	}
 	switch {
 	case passed && last:
@@ -319,10 +338,10 @@ func (e *Engine) driveCanary(ctx context.Context, app spec.App, r release.Releas
 		switch {
 		case passed:
 			reason = fmt.Sprintf("canary not ready for step %d: %d of %d instances ready", r.Step+2, c.Ready, want.Replicas)
-		case l.verdict == nil || l.verdict.Result == analysis.Wait:
+		case verdict == nil || verdict.Result == analysis.Wait:
 			n := int64(0)
-			if l.verdict != nil {
-				n = l.verdict.Canary.Requests
+			if verdict != nil {
+				n = verdict.Canary.Requests
 			}
 			reason = fmt.Sprintf("not enough traffic: %d of %d canary requests in %s", n, thresholds(app).MinRequests, limit)
 		}
@@ -330,6 +349,55 @@ func (e *Engine) driveCanary(ctx context.Context, app spec.App, r release.Releas
 		return err
 	}
 	return e.ensureApply(ctx, app, r.Env, runtime.Canary, want, c)
+}
+
+// analyse takes the step's baseline or, once per interval, judges the
+// canary; a failing verdict aborts the release (abort reports that the
+// caller must stop, with finish's error).
+func (e *Engine) analyse(ctx context.Context, app spec.App, r release.Release, l *live) (abort bool, err error) {
+	l.mu.Lock()
+	if !l.haveBase || l.phase != phaseOf(r) {
+		if err := e.takeBaseline(ctx, r, l); err != nil {
+			e.log.Error("analysis baseline", "app", r.App, "env", r.Env, "release", r.ID, "err", err)
+		}
+		l.mu.Unlock()
+		return false, nil
+	}
+	if e.now().Sub(l.lastJudge) < interval(app) {
+		l.mu.Unlock()
+		return false, nil
+	}
+	v, err := e.judge(ctx, app, r, l)
+	l.mu.Unlock()
+	if err != nil {
+		e.log.Error("analysis", "app", r.App, "env", r.Env, "release", r.ID, "err", err)
+		return false, nil
+	}
+	if v.Result != analysis.Fail {
+		return false, nil
+	}
+	_, err = e.finish(ctx, app, r, release.Aborted, "analysis failed: "+v.Reason, "", nil)
+	return true, err
+}
+
+// judgeAlone runs the canary analysis of release id without the app's step
+// lock. stepReleases calls it when the app's step is still running (a
+// runtime call can take up to stepCallTimeout), so a failing canary is
+// still turned off within 2 s of the evidence.
+func (e *Engine) judgeAlone(ctx context.Context, id int64) error {
+	r, err := e.cfg.Store.GetRelease(ctx, id)
+	if err != nil {
+		return err
+	}
+	if r.State != release.Progressing && r.State != release.Paused {
+		return nil
+	}
+	app, ok := e.cfg.Apps.Get(r.App)
+	if !ok {
+		return nil
+	}
+	_, err = e.analyse(ctx, app, r, e.liveOf(r.ID))
+	return err
 }
 
 // judge compares the step's windows; a changed verdict is recorded.

@@ -189,6 +189,8 @@ type Engine struct {
 
 	mu       sync.Mutex
 	keyLocks map[appKey]*sync.Mutex
+	recLocks map[appKey]*sync.Mutex // see recordLock
+	judging  map[appKey]bool        // a judge-only pass of this app/env is running
 	live     map[int64]*live        // per active release, rebuilt after a restart
 	latest   map[appKey]*Analysis   // last analysis of each app/env, for Status
 	applied  map[trackKey]applied   // last Apply per track in this process
@@ -215,6 +217,8 @@ func New(cfg Config) (*Engine, error) {
 		cfg:      cfg,
 		log:      cfg.Logger,
 		keyLocks: map[appKey]*sync.Mutex{},
+		recLocks: map[appKey]*sync.Mutex{},
+		judging:  map[appKey]bool{},
 		live:     map[int64]*live{},
 		latest:   map[appKey]*Analysis{},
 		applied:  map[trackKey]applied{},
@@ -280,6 +284,45 @@ func (e *Engine) lockKey(k appKey) func() {
 	m.Lock()
 	return m.Unlock
 }
+
+// recordLock serialises, per app/env, the short critical sections that
+// read and write the app's stored state and set the router's weight. It is
+// never held across a Runtime call, so Abort (which takes only this lock,
+// not lockKey) is not held up by a step stuck in a runtime call. Order:
+// lockKey, then recordLock.
+func (e *Engine) recordLock(k appKey) func() {
+	e.mu.Lock()
+	m := e.recLocks[k]
+	if m == nil {
+		m = &sync.Mutex{}
+		e.recLocks[k] = m
+	}
+	e.mu.Unlock()
+	m.Lock()
+	return m.Unlock
+}
+
+// setWeight sets the router's weight for release id. A weight above 0 is
+// only set while the release is still active, checked under recordLock:
+// finish records the end and sets 0 under the same lock, so a step that
+// read the release before an abort cannot put its weight back.
+func (e *Engine) setWeight(ctx context.Context, app spec.App, env string, id int64, w float64) error {
+	defer e.recordLock(appKey{app.Name, env})()
+	if w > 0 && id != 0 {
+		r, err := e.cfg.Store.GetRelease(ctx, id)
+		if err != nil {
+			return fmt.Errorf("check release #%d before setting weight: %w", id, err)
+		}
+		if !r.Active() {
+			return errEnded
+		}
+	}
+	return e.cfg.Router.SetWeight(ctx, app, env, w)
+}
+
+// errEnded says a step's work was skipped because its release ended
+// meanwhile (aborted by a command or the judge).
+var errEnded = errors.New("release ended meanwhile")
 
 // Subscribe returns a channel of every event the engine stores from now on
 // and a function that ends the subscription. A subscriber that falls behind

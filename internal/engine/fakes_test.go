@@ -47,11 +47,13 @@ type fakeRuntime struct {
 	applies    []string
 	removes    []string
 	statusErr  error
-	hang       map[string]bool // apps whose Status never returns
+	hang       map[string]bool          // apps whose Status never returns
+	hangApply  map[string]chan struct{} // apps whose Apply blocks until the channel closes
+	hung       int                      // Apply calls blocked right now
 }
 
 func newFakeRuntime() *fakeRuntime {
-	return &fakeRuntime{tracks: map[string]map[runtime.Track]*runtime.TrackStatus{}, failing: map[string]string{}, neverReady: map[string]bool{}, hang: map[string]bool{}}
+	return &fakeRuntime{tracks: map[string]map[runtime.Track]*runtime.TrackStatus{}, failing: map[string]string{}, neverReady: map[string]bool{}, hang: map[string]bool{}, hangApply: map[string]chan struct{}{}}
 }
 
 func (f *fakeRuntime) track(app, env string, t runtime.Track) *runtime.TrackStatus {
@@ -64,8 +66,20 @@ func (f *fakeRuntime) track(app, env string, t runtime.Track) *runtime.TrackStat
 	return f.tracks[k][t]
 }
 
-func (f *fakeRuntime) Apply(_ context.Context, app spec.App, env string, t runtime.Track, w runtime.Want) error {
+func (f *fakeRuntime) Apply(ctx context.Context, app spec.App, env string, t runtime.Track, w runtime.Want) error {
 	f.mu.Lock()
+	if ch := f.hangApply[app.Name]; ch != nil {
+		f.hung++
+		f.mu.Unlock()
+		select { // a Kubernetes API that does not answer
+		case <-ch:
+		case <-ctx.Done():
+		}
+		f.mu.Lock()
+		f.hung--
+		f.mu.Unlock()
+		return fmt.Errorf("apply %s %s: the runtime did not answer", app.Name, t)
+	}
 	defer f.mu.Unlock()
 	ts := f.track(app.Name, env, t)
 	if ts.Version != w.Version {
@@ -118,6 +132,13 @@ func (f *fakeRuntime) get(app, env string, t runtime.Track) runtime.TrackStatus 
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return *f.track(app, env, t)
+}
+
+// hangingApplies is how many Apply calls are blocked now.
+func (f *fakeRuntime) hangingApplies() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.hung
 }
 
 func (f *fakeRuntime) crash(app, env string, t runtime.Track, n int) {

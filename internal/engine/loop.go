@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"sync"
+
+	"github.com/shipteam/ship/internal/release"
 )
 
 // Step moves every active release one step toward its recorded state,
@@ -29,13 +31,45 @@ func (e *Engine) stepReleases(ctx context.Context) (*sync.WaitGroup, error) {
 	}
 	for _, r := range rels {
 		k, id := appKey{r.App, r.Env}, r.ID
-		e.spawn(ctx, wg, k, func(ctx context.Context) {
+		started := e.spawn(ctx, wg, k, func(ctx context.Context) {
 			if err := e.drive(ctx, id); err != nil && ctx.Err() == nil {
 				e.log.Error("drive release", "app", k.app, "env", k.env, "release", id, "err", err)
 			}
 		})
+		if !started && (r.State == release.Progressing || r.State == release.Paused) {
+			e.spawnJudge(ctx, wg, k, id)
+		}
 	}
 	return wg, nil
+}
+
+// spawnJudge runs judgeAlone for a release whose step is still running,
+// at most one per app/env at a time. It takes neither the step lock nor a
+// Parallel slot: steps stuck in runtime calls must not delay an abort.
+func (e *Engine) spawnJudge(ctx context.Context, wg *sync.WaitGroup, k appKey, id int64) {
+	e.mu.Lock()
+	if e.judging[k] {
+		e.mu.Unlock()
+		return
+	}
+	e.judging[k] = true
+	e.mu.Unlock()
+	wg.Add(1)
+	e.bg.Add(1)
+	go func() {
+		defer func() {
+			e.mu.Lock()
+			delete(e.judging, k)
+			e.mu.Unlock()
+			wg.Done()
+			e.bg.Done()
+		}()
+		ctx, cancel := context.WithTimeout(ctx, judgeCallTimeout)
+		defer cancel()
+		if err := e.judgeAlone(ctx, id); err != nil && ctx.Err() == nil {
+			e.log.Error("judge release", "app", k.app, "env", k.env, "release", id, "err", err)
+		}
+	}()
 }
 
 // stepIdle starts reconciling every app/env marked idle.
@@ -64,12 +98,13 @@ func (e *Engine) stepIdle(ctx context.Context) *sync.WaitGroup {
 }
 
 // spawn runs f for k in its own goroutine under k's lock, at most one per
-// k at a time and at most Parallel at once.
-func (e *Engine) spawn(ctx context.Context, wg *sync.WaitGroup, k appKey, f func(context.Context)) {
+// k at a time and at most Parallel at once. It reports false when k is
+// still busy with the previous one.
+func (e *Engine) spawn(ctx context.Context, wg *sync.WaitGroup, k appKey, f func(context.Context)) bool {
 	e.mu.Lock()
 	if e.busy[k] {
 		e.mu.Unlock()
-		return
+		return false
 	}
 	e.busy[k] = true
 	e.mu.Unlock()
@@ -95,4 +130,5 @@ func (e *Engine) spawn(ctx context.Context, wg *sync.WaitGroup, k appKey, f func
 		defer cancel()
 		f(ctx)
 	}()
+	return true
 }

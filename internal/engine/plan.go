@@ -26,6 +26,8 @@ const (
 	// stepCallTimeout bounds one step of one app (its runtime, router and
 	// store calls), so a call that never returns cannot hold an app forever.
 	stepCallTimeout = 30 * time.Second
+	// judgeCallTimeout bounds a judge-only pass (metrics and store only).
+	judgeCallTimeout = 5 * time.Second
 )
 
 var defaultWeights = []float64{1, 10, 50, 100}

@@ -33,7 +33,7 @@ func (e *Engine) reconcileIdle(ctx context.Context, k appKey) (bool, error) {
 		return false, fmt.Errorf("runtime status: %w", err)
 	}
 	var errs []error
-	if err := e.ensureWeight(ctx, app, k.env, 0); err != nil {
+	if err := e.ensureWeight(ctx, app, k.env, 0, 0); err != nil {
 		errs = append(errs, err)
 	}
 	done := true
@@ -97,7 +97,11 @@ func (e *Engine) Resume(ctx context.Context) error {
 			}
 			weight = act.Weight
 		}
-		if err := e.cfg.Router.SetWeight(ctx, app, st.Env, weight); err != nil {
+		var id int64
+		if hasActive {
+			id = act.ID
+		}
+		if err := e.setWeight(ctx, app, st.Env, id, weight); err != nil && !errors.Is(err, errEnded) {
 			errs = append(errs, fmt.Errorf("resume %s weight: %w", k, err))
 		}
 		if !hasActive {

@@ -1,0 +1,123 @@
+package engine
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shipteam/ship/internal/release"
+	"github.com/shipteam/ship/internal/runtime"
+)
+
+// runWithHungApply starts an engine under Run (fake clock) with resizer v1
+// stable and v2 held as a 10% canary, then makes the next step of resizer
+// block in Runtime.Apply (stable drifted away from its version, so the
+// step re-applies it) until the returned function is called.
+func runWithHungApply(t *testing.T) (*harness, *Engine, release.Release, func()) {
+	t.Helper()
+	h := newHarness(t)
+	h.stableAt("v1")
+	e, err := New(Config{Store: h.store, Apps: h.apps, Runtime: h.rt, Router: h.router, Metrics: h.metrics, Clock: h.clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	r, err := e.Deploy(ctx, alice, DeployRequest{App: "resizer", Version: "v2", Canary: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "canary held at 10%", func() bool {
+		got, _ := e.Release(ctx, r.ID)
+		return got.State == release.Paused && h.router.weight("resizer", "production") == 10
+	})
+	release := make(chan struct{})
+	h.rt.mu.Lock()
+	h.rt.hangApply["resizer"] = release
+	h.rt.track("resizer", "production", runtime.Stable).Version = "v0" // drift: the step re-applies v1
+	h.rt.mu.Unlock()
+	h.clock.Advance(reapplyAfter + time.Second)
+	waitFor(t, 5*time.Second, "a step blocked in Apply", func() bool { return h.rt.hangingApplies() > 0 })
+	var once bool
+	return h, e, r, func() {
+		if !once {
+			once = true
+			close(release)
+		}
+	}
+}
+
+func waitFor(t *testing.T, d time.Duration, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s within %s", what, d)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func TestAbortIsInstantWhileAnApplyOfTheAppHangs(t *testing.T) {
+	h, e, r, unblock := runWithHungApply(t)
+	defer unblock()
+	start := time.Now()
+	a, err := e.Abort(context.Background(), alice, "resizer", "", "hung cluster")
+	took := time.Since(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("Abort returned in %s with an Apply of the app hanging", took)
+	if took > time.Second {
+		t.Fatalf("Abort took %s while a step hung in Apply", took)
+	}
+	if a.State != release.Aborted {
+		t.Fatalf("abort returned %s", a.State)
+	}
+	if w := h.router.weight("resizer", "production"); w != 0 {
+		t.Fatalf("weight %v right after Abort", w)
+	}
+	if h.rt.hangingApplies() == 0 {
+		t.Fatal("the Apply stopped hanging before Abort returned: the test proves nothing")
+	}
+	// The stuck step then returns: it must not undo the abort.
+	unblock()
+	waitFor(t, 5*time.Second, "the stuck step to return", func() bool { return h.rt.hangingApplies() == 0 })
+	h.clock.Advance(time.Second)
+	time.Sleep(50 * time.Millisecond) // Run ticks every ms on the fake clock
+	if w := h.router.weight("resizer", "production"); w != 0 {
+		t.Fatalf("weight %v after the stuck step returned", w)
+	}
+	if got := h.release(r.ID); got.State != release.Aborted {
+		t.Fatalf("release %s after the stuck step returned", got.State)
+	}
+	h.router.mu.Lock()
+	hist := append([]float64(nil), h.router.history...)
+	h.router.mu.Unlock()
+	if last := hist[len(hist)-1]; last != 0 {
+		t.Fatalf("last SetWeight %v, want 0: %v", last, hist)
+	}
+}
+
+func TestJudgeAbortsWithinTwoSecondsWhileAnApplyOfTheAppHangs(t *testing.T) {
+	h, e, r, unblock := runWithHungApply(t)
+	defer unblock()
+	h.metrics.add(runtime.Canary, "v2", 40, 20)
+	evidence := time.Now()
+	h.clock.Advance(time.Second) // past the analysis interval
+	waitFor(t, 2*time.Second, "weight 0 after the evidence", func() bool { return h.router.weight("resizer", "production") == 0 })
+	t.Logf("evidence to weight 0 with an Apply hanging: %s", time.Since(evidence))
+	if h.rt.hangingApplies() == 0 {
+		t.Fatal("the Apply stopped hanging: the test proves nothing")
+	}
+	got, err := e.Release(context.Background(), r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.State != release.Aborted || !strings.Contains(got.Reason, "analysis failed") {
+		t.Fatalf("release %s %q", got.State, got.Reason)
+	}
+}
