@@ -32,6 +32,7 @@ type Bot struct {
 	verifier *Verifier // nil without a signing secret
 	perms    *authorizer
 	notifier *notifier
+	messages MessageStore // nil: release messages are remembered in memory only
 	stats    counters
 
 	// Asynchronous work (engine calls, late replies) runs under tasks.
@@ -44,7 +45,7 @@ type Bot struct {
 }
 
 // New validates cfg and builds a Bot. It starts nothing; see Run.
-func New(cfg Config, eng Engine, logger *slog.Logger) (*Bot, error) {
+func New(cfg Config, eng Engine, logger *slog.Logger, opts ...Option) (*Bot, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -67,6 +68,9 @@ func New(cfg Config, eng Engine, logger *slog.Logger) (*Bot, error) {
 	}
 	if cfg.SigningSecret != "" {
 		b.verifier = NewVerifier(cfg.SigningSecret, cfg.Now, 0)
+	}
+	for _, o := range opts {
+		o(b)
 	}
 	b.perms = newAuthorizer(cfg, b.api)
 	b.notifier = newNotifier(b)

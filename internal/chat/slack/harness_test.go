@@ -68,10 +68,18 @@ func defaultGrants() []Grant {
 	}
 }
 
-func newHarness(t *testing.T, eng Engine, mod func(*Config)) *harness {
+func newHarness(t *testing.T, eng Engine, mod func(*Config), opts ...Option) *harness {
 	t.Helper()
-	h := &harness{t: t, slack: slacktest.NewServer(), logs: &syncBuffer{}}
-	t.Cleanup(h.slack.Close)
+	sl := slacktest.NewServer()
+	t.Cleanup(sl.Close)
+	return newHarnessOn(t, sl, eng, mod, opts...)
+}
+
+// newHarnessOn is newHarness against a given fake Slack (one Slack seen by
+// two ship processes in turn).
+func newHarnessOn(t *testing.T, sl *slacktest.Server, eng Engine, mod func(*Config), opts ...Option) *harness {
+	t.Helper()
+	h := &harness{t: t, slack: sl, logs: &syncBuffer{}}
 	h.slack.SetGroup("SOPS", "UOLGA")
 	if eng == nil {
 		h.fake = slacktest.NewEngine("resizer", "thumbs")
@@ -93,7 +101,7 @@ func newHarness(t *testing.T, eng Engine, mod func(*Config)) *harness {
 		mod(&cfg)
 	}
 	logger := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	bot, err := New(cfg, eng, logger)
+	bot, err := New(cfg, eng, logger, opts...)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -103,13 +111,16 @@ func newHarness(t *testing.T, eng Engine, mod func(*Config)) *harness {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- bot.Run(ctx) }()
+	var stopOnce sync.Once
 	h.stopRun = func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Errorf("Bot.Run did not stop within 10s")
-		}
+		stopOnce.Do(func() {
+			cancel()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				t.Errorf("Bot.Run did not stop within 10s")
+			}
+		})
 	}
 	t.Cleanup(h.stopRun)
 	return h

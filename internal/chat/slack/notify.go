@@ -45,6 +45,8 @@ type tracked struct {
 	lastSent  time.Time
 	failures  int
 	touchedAt time.Time
+	loaded    bool   // the MessageStore was consulted
+	saved     string // savedKey of what the MessageStore holds
 }
 
 const (
@@ -266,6 +268,8 @@ func (n *notifier) sync(ctx context.Context, id int64) (again time.Duration) {
 		n.b.log.Warn("release not rendered", "release", id, "err", err)
 		return n.failed(id)
 	}
+	n.load(ctx, id)
+	defer n.save(ctx, id)
 	n.mu.Lock()
 	t, ok := n.items[id]
 	if !ok {
