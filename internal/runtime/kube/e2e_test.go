@@ -554,3 +554,80 @@ kube:
 		t.Errorf("stable %+v", st)
 	}
 }
+
+func TestKubeGatewayAbort(t *testing.T) {
+	e := setup(t)
+	app := mkApp(t, fmt.Sprintf(`
+name: aborted
+kube:
+  image: registry.example/aborted:{{.Version}}
+  gateway: {name: %s, namespace: %s}
+`, kubetest.GatewayName, kubetest.GatewayNamespace))
+	e.apply(app, runtime.Stable, "v1", 2)
+	e.apply(app, runtime.Canary, "v2", 1)
+	e.waitReady(app, runtime.Canary, "v2", 1)
+	if err := e.rr.SetWeight(e.ctx, app, "", 1); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.routeWeights(app); got != "aborted-stable=99 aborted-canary=1" {
+		t.Fatalf("route at 1%%: %s", got)
+	}
+	// Abort: weight back first, then the canary goes; stable is untouched.
+	if err := e.rr.SetWeight(e.ctx, app, "", 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.routeWeights(app); got != "aborted-stable=1 aborted-canary=0" {
+		t.Errorf("route after abort: %s", got)
+	}
+	if err := e.rt.Remove(e.ctx, app, "", runtime.Canary); err != nil {
+		t.Fatal(err)
+	}
+	e.eventually("canary gone", func() string {
+		if _, err := e.cs.AppsV1().Deployments(e.ns(app)).Get(e.ctx, "aborted-canary", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			return fmt.Sprintf("canary deployment: %v", err)
+		}
+		return ""
+	})
+	e.waitReady(app, runtime.Stable, "v1", 2)
+	e.weight(app, 0)
+}
+
+// TestKubeAPIServerRestartMidRollout is not parallel: it takes the shared
+// apiserver away, which the other tests must not see.
+func TestKubeAPIServerRestartMidRollout(t *testing.T) {
+	c := kubetest.Need(t, cluster)
+	rt, err := New(Config{RestConfig: c.RestConfig})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	e := &env{t: t, ctx: ctx, rt: rt, rr: rt.Router(), cs: kubernetes.NewForConfigOrDie(c.RestConfig), gw: gwclient.NewForConfigOrDie(c.RestConfig)}
+	app := mkApp(t, `
+name: restart
+kube:
+  image: registry.example/restart:{{.Version}}
+`)
+	e.apply(app, runtime.Stable, "v1", 4)
+	e.waitReady(app, runtime.Stable, "v1", 4)
+	// Each new pod must stay ready 3s before the next is surged (a field
+	// ship leaves alone), so the rollout of v2 takes about 12s.
+	if _, err := e.cs.AppsV1().Deployments(e.ns(app)).Patch(ctx, "restart-stable", types.MergePatchType, []byte(`{"spec":{"minReadySeconds":3}}`), metav1.PatchOptions{FieldManager: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	e.apply(app, runtime.Stable, "v2", 4)
+	st, err := rt.Status(ctx, app, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := st[runtime.Stable]; s.Version != "v2" || s.Ready == 4 {
+		t.Fatalf("rollout not under way before the restart: %+v", s)
+	}
+	if err := c.RestartAPIServer(ctx); err != nil {
+		t.Fatalf("restart apiserver: %v", err)
+	}
+	// Applying again after the restart is harmless (the engine may repeat
+	// any call), and the rollout reaches its end.
+	e.apply(app, runtime.Stable, "v2", 4)
+	e.waitReady(app, runtime.Stable, "v2", 4)
+}
