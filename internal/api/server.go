@@ -55,6 +55,9 @@ type Config struct {
 	Heartbeat time.Duration
 	// MaxBodyBytes bounds request bodies. Default 64 KiB.
 	MaxBodyBytes int64
+	// Issuer, when set, lets the admin user create and list tokens at
+	// /v1/tokens.
+	Issuer TokenIssuer
 }
 
 func (c *Config) setDefaults() {
@@ -132,6 +135,8 @@ func (s *Server) build() http.Handler {
 	v1.HandleFunc("GET /v1/apps/{app}/logs", s.logs)
 	v1.HandleFunc("GET /v1/releases/{id}", s.getRelease)
 	v1.HandleFunc("GET /v1/events", s.events)
+	v1.HandleFunc("POST /v1/tokens", s.createToken)
+	v1.HandleFunc("GET /v1/tokens", s.listTokens)
 	v1.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.log, &Error{Status: http.StatusNotFound, Code: string(engine.CodeNotFound),
 			Message: fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path)})

@@ -89,6 +89,8 @@ func Run(ctx context.Context, args []string, env Env) int {
 	switch rest[0] {
 	case "serve":
 		return runServe(ctx, rest[1:], env)
+	case "token":
+		return runToken(ctx, g, rest[1:], env)
 	case "version", "--version":
 		fmt.Fprintf(env.Stdout, "ship %s\n", version())
 		return ExitOK
@@ -129,6 +131,7 @@ func usage() string {
 
 ship also has:
   ship serve [--addr HOST:PORT] [--data DIR] [--apps DIR] [--log-format text|json]
+  ship token create NAME | ship token list   (admin only: API tokens for other users)
   ship version
 
 Global flags: --server URL (SHIP_SERVER), --token TOKEN (SHIP_TOKEN), --config FILE

@@ -190,7 +190,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 
 	// 7. API.
 	apiSrv, err := api.New(api.Config{
-		Engine: eng, Tokens: tokenStore{st}, Metrics: reg, Heartbeat: cfg.Heartbeat,
+		Engine: eng, Tokens: tokenStore{st}, Issuer: tokenStore{st}, Metrics: reg, Heartbeat: cfg.Heartbeat,
 		Logger: log.With("part", "api"),
 	})
 	if err != nil {
@@ -328,8 +328,25 @@ func ensureAdminToken(ctx context.Context, st *store.Store, dataDir string, out 
 	return nil
 }
 
-// tokenStore adapts the store's "not found" to the API's.
+// tokenStore adapts the store's tokens to the API: "not found" becomes
+// the API's, and it issues and lists tokens for /v1/tokens.
 type tokenStore struct{ st *store.Store }
+
+func (t tokenStore) PutToken(ctx context.Context, name string, hash []byte) error {
+	return t.st.PutToken(ctx, name, hash)
+}
+
+func (t tokenStore) Tokens(ctx context.Context) ([]api.TokenInfo, error) {
+	ts, err := t.st.Tokens(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.TokenInfo, len(ts))
+	for i, x := range ts {
+		out[i] = api.TokenInfo{Name: x.Name, Created: x.Created}
+	}
+	return out, nil
+}
 
 func (t tokenStore) TokenUser(ctx context.Context, hash []byte) (string, error) {
 	u, err := t.st.TokenUser(ctx, hash)
