@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strconv"
 	"time"
 
@@ -219,6 +220,11 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) error {
 	if err := dec.Decode(v); err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// The server's body read deadline (a client trickling its body).
+			return &Error{Status: http.StatusRequestTimeout, Code: string(engine.CodeInvalid),
+				Message: "request body not received in time"}
 		}
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {

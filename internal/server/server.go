@@ -39,6 +39,11 @@ type Config struct {
 	Stdout io.Writer
 	// ShutdownTimeout bounds the whole ordered shutdown. Default 30s.
 	ShutdownTimeout time.Duration
+	// BodyReadTimeout bounds how long a request body (any method but GET
+	// and HEAD) may take to arrive, so a client trickling a body cannot
+	// hold a connection and a handler forever. Default 10s. (The server's
+	// ReadTimeout cannot do this: it would also cut SSE streams.)
+	BodyReadTimeout time.Duration
 	// Heartbeat is the SSE heartbeat interval. Default: the API's.
 	Heartbeat time.Duration
 	// Ready, when set, is called once the API is listening, with its address.
@@ -66,6 +71,9 @@ func (c Config) Validate() error {
 	if c.ShutdownTimeout < 0 {
 		errs = append(errs, fmt.Errorf("shutdown timeout %s is negative", c.ShutdownTimeout))
 	}
+	if c.BodyReadTimeout < 0 {
+		errs = append(errs, fmt.Errorf("body read timeout %s is negative", c.BodyReadTimeout))
+	}
 	return errors.Join(errs...)
 }
 
@@ -86,6 +94,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	if cfg.ShutdownTimeout == 0 {
 		cfg.ShutdownTimeout = 30 * time.Second
+	}
+	if cfg.BodyReadTimeout == 0 {
+		cfg.BodyReadTimeout = 10 * time.Second
 	}
 	log := cfg.Logger
 	defer func() { log.Info("ship stopped", "err", err) }()
@@ -235,7 +246,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	reqCtx, cancelRequests := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelRequests()
 	httpSrv := &http.Server{
-		Handler:           handler,
+		Handler:           boundBodyRead(handler, cfg.BodyReadTimeout),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		BaseContext:       func(net.Listener) context.Context { return reqCtx },
