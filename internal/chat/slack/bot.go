@@ -33,6 +33,7 @@ type Bot struct {
 	perms    *authorizer
 	notifier *notifier
 	messages MessageStore // nil: release messages are remembered in memory only
+	reads    statusReads  // concurrent identical status reads share one engine call
 	stats    counters
 
 	// Asynchronous work (engine calls, late replies) runs under tasks.

@@ -230,7 +230,7 @@ func (b *Bot) status(ctx context.Context, app, env string) message {
 	if app == "" {
 		return b.listApps(ctx)
 	}
-	st, err := b.eng.Status(ctx, app, env)
+	st, err := b.statusOf(ctx, app, env)
 	if err != nil {
 		return ephemeral(engineErrorText(b, err))
 	}

@@ -100,11 +100,10 @@ func (b *Bot) mutate(ctx context.Context, sr slashRequest, c command.Command, r 
 	if env == "" {
 		// Permissions are per environment, so the engine's default must be
 		// known before deciding.
-		st, err := b.eng.Status(ctx, c.App, "")
-		if err != nil {
+		var err error
+		if env, err = b.defaultEnvOf(ctx, c.App); err != nil {
 			return ephemeral(engineErrorText(b, err))
 		}
-		env = st.Env
 	}
 	u := userFrom(sr)
 	verb := permissionVerb(string(c.Verb))

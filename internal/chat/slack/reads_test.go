@@ -1,0 +1,155 @@
+package slack
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/shipteam/ship/internal/chat/slack/slacktest"
+	"github.com/shipteam/ship/internal/engine"
+)
+
+// gatedEngine counts Status calls and holds each until the gate opens.
+type gatedEngine struct {
+	*slacktest.Engine
+	calls atomic.Int64
+	gate  chan struct{}
+}
+
+func (g *gatedEngine) Status(ctx context.Context, app, env string) (engine.AppStatus, error) {
+	g.calls.Add(1)
+	select {
+	case <-g.gate:
+	case <-ctx.Done():
+		return engine.AppStatus{}, ctx.Err()
+	}
+	return g.Engine.Status(ctx, app, env)
+}
+
+func newGatedBot(t *testing.T) (*Bot, *gatedEngine) {
+	t.Helper()
+	g := &gatedEngine{Engine: slacktest.NewEngine("resizer"), gate: make(chan struct{})}
+	b, err := New(Config{SigningSecret: testSecret}, g, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	return b, g
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func joiners(b *Bot, app, env string) int {
+	b.reads.mu.Lock()
+	defer b.reads.mu.Unlock()
+	if f, ok := b.reads.inflight[[2]string{app, env}]; ok {
+		return f.joiners
+	}
+	return -1
+}
+
+func TestConcurrentStatusReadsShareOneEngineCall(t *testing.T) {
+	b, g := newGatedBot(t)
+	ctx := context.Background()
+	const n = 50
+	var wg sync.WaitGroup
+	results := make([]engine.AppStatus, n)
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() { results[i], errs[i] = b.statusOf(ctx, "resizer", "") })
+	}
+	waitFor(t, "49 readers joining the first", func() bool { return joiners(b, "resizer", "") == n-1 })
+	close(g.gate)
+	wg.Wait()
+	if c := g.calls.Load(); c != 1 {
+		t.Fatalf("%d engine Status calls for %d concurrent identical reads, want 1", c, n)
+	}
+	for i := range n {
+		if errs[i] != nil || results[i].Env != "production" || results[i].Stable.Version != "v1" {
+			t.Fatalf("reader %d: %+v, %v", i, results[i], errs[i])
+		}
+	}
+	// Nothing is cached: the next read asks the engine again.
+	if _, err := b.statusOf(ctx, "resizer", ""); err != nil {
+		t.Fatal(err)
+	}
+	if c := g.calls.Load(); c != 2 {
+		t.Fatalf("a later read made %d engine calls in all, want 2 (no cached answers)", c)
+	}
+	// Different questions are not shared.
+	if _, err := b.statusOf(ctx, "resizer", "production"); err != nil {
+		t.Fatal(err)
+	}
+	if c := g.calls.Load(); c != 3 {
+		t.Fatalf("%d engine calls, want 3", c)
+	}
+}
+
+func TestStatusReaderOutlivesALeaderThatGaveUp(t *testing.T) {
+	b, g := newGatedBot(t)
+	lctx, cancelLeader := context.WithCancel(context.Background())
+	leaderErr := make(chan error, 1)
+	go func() { _, err := b.statusOf(lctx, "resizer", ""); leaderErr <- err }()
+	waitFor(t, "the leader's engine call", func() bool { return g.calls.Load() == 1 })
+	got := make(chan error, 1)
+	var st engine.AppStatus
+	go func() {
+		var err error
+		st, err = b.statusOf(context.Background(), "resizer", "")
+		got <- err
+	}()
+	waitFor(t, "the follower joining", func() bool { return joiners(b, "resizer", "") == 1 })
+	cancelLeader()
+	if err := <-leaderErr; err == nil {
+		t.Fatal("cancelled leader got an answer")
+	}
+	close(g.gate)
+	if err := <-got; err != nil || st.Env != "production" {
+		t.Fatalf("follower: %+v, %v; want its own answer after the leader gave up", st, err)
+	}
+	if c := g.calls.Load(); c != 2 {
+		t.Fatalf("%d engine calls, want 2", c)
+	}
+}
+
+// A write command without --env needs only the app's default environment;
+// once known it costs no engine read, within defaultEnvTTL.
+func TestDefaultEnvironmentIsReusedForWriteCommands(t *testing.T) {
+	b, g := newGatedBot(t)
+	close(g.gate)
+	ctx := context.Background()
+	for range 3 {
+		env, err := b.defaultEnvOf(ctx, "resizer")
+		if err != nil || env != "production" {
+			t.Fatalf("defaultEnvOf = %q, %v", env, err)
+		}
+	}
+	if c := g.calls.Load(); c != 1 {
+		t.Fatalf("%d engine calls for three lookups, want 1", c)
+	}
+	if _, err := b.defaultEnvOf(ctx, "nosuchapp"); err == nil {
+		t.Fatal("unknown app has a default environment")
+	}
+	b.reads.mu.Lock()
+	d := b.reads.envs["resizer"]
+	d.at = d.at.Add(-defaultEnvTTL)
+	b.reads.envs["resizer"] = d
+	b.reads.mu.Unlock()
+	if _, err := b.defaultEnvOf(ctx, "resizer"); err != nil {
+		t.Fatal(err)
+	}
+	if c := g.calls.Load(); c != 3 {
+		t.Fatalf("%d engine calls, want 3 (unknown app, then the expired entry asked again)", c)
+	}
+}
