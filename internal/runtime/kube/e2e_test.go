@@ -631,3 +631,56 @@ kube:
 	e.apply(app, runtime.Stable, "v2", 4)
 	e.waitReady(app, runtime.Stable, "v2", 4)
 }
+
+func TestKubePurgeByLabels(t *testing.T) {
+	e := setup(t)
+	app := mkApp(t, fmt.Sprintf(`
+name: purged
+kube:
+  image: registry.example/purged:{{.Version}}
+  resources: {cpu: 100m}
+  autoscale: {min: 1, max: 3, targetCPU: 80}
+  gateway: {name: %s, namespace: %s}
+`, kubetest.GatewayName, kubetest.GatewayNamespace))
+	other := mkApp(t, `
+name: neighbour
+kube:
+  image: registry.example/neighbour:{{.Version}}
+`)
+	e.apply(app, runtime.Stable, "v1", 1)
+	e.apply(app, runtime.Canary, "v2", 1)
+	e.apply(other, runtime.Stable, "v1", 1)
+	if _, err := e.cs.AutoscalingV2().HorizontalPodAutoscalers(e.ns(app)).Get(e.ctx, "purged", metav1.GetOptions{}); err != nil {
+		t.Fatalf("hpa before purge: %v", err)
+	}
+	if _, err := e.gw.GatewayV1().HTTPRoutes(e.ns(app)).Get(e.ctx, "purged", metav1.GetOptions{}); err != nil {
+		t.Fatalf("httproute before purge: %v", err)
+	}
+	if err := e.rt.Purge(e.ctx, app, ""); err != nil {
+		t.Fatal(err)
+	}
+	ns := e.ns(app)
+	sel := metav1.ListOptions{LabelSelector: LabelApp + "=purged"}
+	e.eventually("everything of purged gone", func() string {
+		var left []string
+		if l, _ := e.cs.AppsV1().Deployments(ns).List(e.ctx, sel); len(l.Items) > 0 {
+			left = append(left, fmt.Sprintf("%d deployments", len(l.Items)))
+		}
+		if l, _ := e.cs.CoreV1().Services(ns).List(e.ctx, sel); len(l.Items) > 0 {
+			left = append(left, fmt.Sprintf("%d services", len(l.Items)))
+		}
+		if l, _ := e.cs.AutoscalingV2().HorizontalPodAutoscalers(ns).List(e.ctx, sel); len(l.Items) > 0 {
+			left = append(left, "hpa")
+		}
+		if l, _ := e.cs.PolicyV1().PodDisruptionBudgets(ns).List(e.ctx, sel); len(l.Items) > 0 {
+			left = append(left, "pdb")
+		}
+		if l, _ := e.gw.GatewayV1().HTTPRoutes(ns).List(e.ctx, sel); len(l.Items) > 0 {
+			left = append(left, "httproute")
+		}
+		return strings.Join(left, ", ")
+	})
+	if _, err := e.cs.AppsV1().Deployments(ns).Get(e.ctx, "neighbour-stable", metav1.GetOptions{}); err != nil {
+		t.Errorf("the other app's deployment: %v", err)
+	}
+}

@@ -421,3 +421,60 @@ func cut(kv string) (string, string, bool) {
 }
 
 func round2(f float64) float64 { return math.Round(f*100) / 100 }
+
+// Purge deletes everything ship created for the app in env, found by its
+// labels: Deployments, Services, the HTTPRoute, the HPA and the PDB. The
+// namespace stays (other apps may live in it).
+func (r *Runtime) Purge(ctx context.Context, app spec.App, env string) error {
+	env, ns, err := where(app, env)
+	if err != nil {
+		return err
+	}
+	sel := metav1.ListOptions{LabelSelector: LabelManagedBy + "=ship," + LabelApp + "=" + app.Name + "," + LabelEnv + "=" + env}
+	var errs []error
+	del := func(kind, name string, err error) {
+		if err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("delete %s %s/%s: %w", kind, ns, name, err))
+		}
+	}
+	bg := metav1.DeletePropagationBackground
+	opts := metav1.DeleteOptions{PropagationPolicy: &bg}
+	if l, err := r.cs.AppsV1().Deployments(ns).List(ctx, sel); err != nil {
+		errs = append(errs, err)
+	} else {
+		for _, o := range l.Items {
+			del("deployment", o.Name, r.cs.AppsV1().Deployments(ns).Delete(ctx, o.Name, opts))
+		}
+	}
+	if l, err := r.cs.CoreV1().Services(ns).List(ctx, sel); err != nil {
+		errs = append(errs, err)
+	} else {
+		for _, o := range l.Items {
+			del("service", o.Name, r.cs.CoreV1().Services(ns).Delete(ctx, o.Name, opts))
+		}
+	}
+	if l, err := r.cs.AutoscalingV2().HorizontalPodAutoscalers(ns).List(ctx, sel); err != nil {
+		errs = append(errs, err)
+	} else {
+		for _, o := range l.Items {
+			del("hpa", o.Name, r.cs.AutoscalingV2().HorizontalPodAutoscalers(ns).Delete(ctx, o.Name, opts))
+		}
+	}
+	if l, err := r.cs.PolicyV1().PodDisruptionBudgets(ns).List(ctx, sel); err != nil {
+		errs = append(errs, err)
+	} else {
+		for _, o := range l.Items {
+			del("pdb", o.Name, r.cs.PolicyV1().PodDisruptionBudgets(ns).Delete(ctx, o.Name, opts))
+		}
+	}
+	if app.Kube.Gateway != nil {
+		if l, err := r.gw.GatewayV1().HTTPRoutes(ns).List(ctx, sel); err != nil {
+			errs = append(errs, err)
+		} else {
+			for _, o := range l.Items {
+				del("httproute", o.Name, r.gw.GatewayV1().HTTPRoutes(ns).Delete(ctx, o.Name, opts))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
