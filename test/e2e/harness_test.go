@@ -330,13 +330,27 @@ func (s *ship) waitRelease(id int64, d time.Duration) release.Release {
 
 // get sends one request to the app through ship's router.
 func get(c *http.Client, endpoint string) (status int, version string, err error) {
+	status, version, _, err = getPID(c, endpoint)
+	return status, version, err
+}
+
+// getPID is get that also returns the answering instance's process id.
+func getPID(c *http.Client, endpoint string) (status int, version, pid string, err error) {
 	resp, err := c.Get("http://" + endpoint + "/")
 	if err != nil {
-		return 0, "", err
+		return 0, "", "", err
 	}
 	defer resp.Body.Close()
 	_, _ = bufio.NewReader(resp.Body).WriteTo(discard{})
-	return resp.StatusCode, resp.Header.Get("X-Version"), nil
+	return resp.StatusCode, resp.Header.Get("X-Version"), resp.Header.Get("X-PID"), nil
+}
+
+// answer is one request of the load, kept while tracing.
+type answer struct {
+	sent, at time.Time // when the request was sent, when its answer (or error) came
+	ok       bool
+	ver, pid string
+	desc     string // for failures
 }
 
 type discard struct{}
@@ -354,6 +368,22 @@ type load struct {
 	firstOf map[string]time.Time // first failure per version
 	lastOf  map[string]time.Time // last answer per version
 	samples []string             // a few failure descriptions
+	tracing bool                 // keep every answer in trace
+	trace   []answer
+}
+
+// startTrace keeps every answer from now on (see answers).
+func (l *load) startTrace() {
+	l.mu.Lock()
+	l.tracing = true
+	l.mu.Unlock()
+}
+
+// answers returns the answers kept since startTrace.
+func (l *load) answers() []answer {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]answer(nil), l.trace...)
 }
 
 func startLoad(endpoint string, workers int) *load {
@@ -369,10 +399,18 @@ func startLoad(endpoint string, workers int) *load {
 					return
 				default:
 				}
-				status, ver, err := get(c, endpoint)
+				sent := time.Now()
+				status, ver, pid, err := getPID(c, endpoint)
 				now := time.Now()
 				l.total.Add(1)
 				l.mu.Lock()
+				if l.tracing {
+					a := answer{sent: sent, at: now, ok: err == nil && status == 200, ver: ver, pid: pid}
+					if !a.ok {
+						a.desc = fmt.Sprintf("%s: status %d version %q err %v", now.Format("15:04:05.000"), status, ver, err)
+					}
+					l.trace = append(l.trace, a)
+				}
 				l.byVer[ver]++
 				l.lastOf[ver] = now
 				if err != nil || status != 200 {

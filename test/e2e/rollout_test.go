@@ -239,12 +239,77 @@ func TestKilledShipFinishesTheReleaseAfterRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Which instances serve each version before the kill.
+	l.startTrace()
+	// 200 answers per version: the router's round-robin has reached every
+	// instance of each track by then.
+	waitUntil(t, 10*time.Second, "200 answers each from v1 and v2 before the kill", func() bool {
+		seen := map[string]int{}
+		for _, a := range l.answers() {
+			if a.ok && a.pid != "" {
+				seen[a.ver]++
+			}
+		}
+		return seen["v1"] >= 200 && seen["v2"] >= 200
+	})
+	prePIDs := map[string]map[string]bool{"v1": {}, "v2": {}}
+	for _, a := range l.answers() {
+		if a.ok && prePIDs[a.ver] != nil {
+			prePIDs[a.ver][a.pid] = true
+		}
+	}
 	s.kill()
+	killed := time.Now() // the router died with ship: failures from here on are expected...
 	s.start()
 
 	final := s.waitRelease(rel.ID, 40*time.Second)
+	finished := time.Now()
 	if final.State != release.Succeeded {
 		t.Fatalf("release after restart: %+v", final)
+	}
+	// ...until the restarted ship's router answers again; from its first
+	// success until the release has finished, not one request may fail.
+	var back time.Time
+	var failedAfter, okAfter, failedGap int
+	var samples []string
+	adopted := map[string]int{} // answers after the restart from a pre-kill instance, per version
+	for _, a := range l.answers() {
+		if a.sent.Before(killed) || a.at.After(finished) {
+			continue
+		}
+		if back.IsZero() {
+			if !a.ok {
+				failedGap++
+				continue
+			}
+			back = a.at
+		}
+		if !a.ok {
+			failedAfter++
+			if len(samples) < 5 {
+				samples = append(samples, a.desc)
+			}
+			continue
+		}
+		okAfter++
+		if a.ver == "v1" && !prePIDs["v1"][a.pid] {
+			t.Errorf("after the restart v1 is served by pid %s, not one of the instances before the kill %v: not adopted", a.pid, prePIDs["v1"])
+			prePIDs["v1"][a.pid] = true // report each once
+		}
+		if prePIDs[a.ver][a.pid] {
+			adopted[a.ver]++
+		}
+	}
+	if back.IsZero() {
+		t.Fatal("no request succeeded between the restart and the end of the release")
+	}
+	t.Logf("router back %s after the kill (%d requests failed meanwhile); then %d requests ok, %d failed until the release finished; answers from adopted instances: %v",
+		back.Sub(killed).Round(time.Millisecond), failedGap, okAfter, failedAfter, adopted)
+	if failedAfter > 0 {
+		t.Errorf("%d requests failed after ship was back, before the release finished: %v", failedAfter, samples)
+	}
+	if adopted["v2"] == 0 {
+		t.Errorf("no answer after the restart from the canary instances before the kill %v: the canary was not adopted", prePIDs["v2"])
 	}
 	s.serving("v2")
 	after, err := s.client.History(ctx, "web", "", 100)

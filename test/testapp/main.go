@@ -138,7 +138,9 @@ func handler(cfg config, logger *log.Logger) http.Handler {
 		}
 		fmt.Fprintln(w, "ok")
 	})
+	pid := strconv.Itoa(os.Getpid()) // X-PID: tests tell instances apart (adopted after a restart or not)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-PID", pid)
 		n, fail := fl.next()
 		if n%1000 == 0 {
 			logger.Printf("served %d requests", n)
