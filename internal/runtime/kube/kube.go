@@ -27,6 +27,7 @@ import (
 	"log/slog"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -252,7 +253,7 @@ func (r *Runtime) deployment(app spec.App, env, ns string, track runtime.Track, 
 	var envs []*corev1ac.EnvVarApplyConfiguration
 	set := map[string]bool{}
 	for _, kv := range vars {
-		k, v, _ := cut(kv)
+		k, v, _ := strings.Cut(kv, "=")
 		set[k] = true
 		envs = append(envs, corev1ac.EnvVar().WithName(k).WithValue(v))
 	}
@@ -409,15 +410,6 @@ func (r *Runtime) Remove(ctx context.Context, app spec.App, env string, track ru
 		}
 	}
 	return nil
-}
-
-func cut(kv string) (string, string, bool) {
-	for i := 0; i < len(kv); i++ {
-		if kv[i] == '=' {
-			return kv[:i], kv[i+1:], true
-		}
-	}
-	return kv, "", false
 }
 
 func round2(f float64) float64 { return math.Round(f*100) / 100 }
