@@ -271,8 +271,9 @@ func (e *Engine) wake() {
 	}
 }
 
-// lockKey serialises everything done to one app in one environment:
-// commands and the driver's steps.
+// lockKey serialises what is done to one app in one environment: commands
+// and the driver's steps — except Abort and the judge-only pass, which must
+// not wait for a step stuck in a runtime call (see recordLock).
 func (e *Engine) lockKey(k appKey) func() {
 	e.mu.Lock()
 	m := e.keyLocks[k]
