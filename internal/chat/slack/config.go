@@ -70,7 +70,10 @@ type Config struct {
 	MaxRetryWait time.Duration `yaml:"max_retry_wait"`
 	// MinUpdateInterval spaces chat.update calls for one message (default 1s).
 	MinUpdateInterval time.Duration `yaml:"min_update_interval"`
-	// MaxInFlight bounds concurrent asynchronous command work (default 64).
+	// MaxInFlight bounds concurrent asynchronous command work (default 1024:
+	// a write command holds a task for its ack and one for its engine call
+	// and reply, so a burst of 200 is taken, not refused as busy, even while
+	// the replies of the previous burst are still going out).
 	MaxInFlight int `yaml:"max_in_flight"`
 	// MaxTracked bounds the releases the notifier follows at once (default 1024).
 	MaxTracked int `yaml:"max_tracked"`
@@ -125,7 +128,7 @@ func (c Config) withDefaults() Config {
 		c.MinUpdateInterval = time.Second
 	}
 	if c.MaxInFlight == 0 {
-		c.MaxInFlight = 64
+		c.MaxInFlight = 1024
 	}
 	if c.MaxTracked == 0 {
 		c.MaxTracked = 1024
@@ -134,7 +137,14 @@ func (c Config) withDefaults() Config {
 		c.Now = time.Now
 	}
 	if c.HTTPClient == nil {
-		c.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+		// net/http's default keeps 2 idle connections per host: a burst of
+		// replies to response_url (hooks.slack.com) or Web API calls would
+		// otherwise dial and TLS-handshake anew for nearly every one. The
+		// cap on connections per host keeps a burst polite; callers queue
+		// for a connection in their own goroutines, never the engine's.
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConns, t.MaxIdleConnsPerHost, t.MaxConnsPerHost = 64, 32, 32
+		c.HTTPClient = &http.Client{Timeout: 10 * time.Second, Transport: t}
 	}
 	return c
 }

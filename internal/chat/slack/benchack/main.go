@@ -49,6 +49,7 @@ type options struct {
 	n, rounds     int
 	goal          time.Duration
 	keep          bool
+	only          string
 }
 
 func main() {
@@ -59,6 +60,7 @@ func main() {
 	flag.IntVar(&o.rounds, "rounds", 5, "measured rounds (after one warm-up round)")
 	flag.DurationVar(&o.goal, "goal", 100*time.Millisecond, "p99 goal; exit 1 above it")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary dir (ship's log, data) for a look afterwards")
+	flag.StringVar(&o.only, "only", "", "run only these bursts, comma-separated among status,lock,ref (for profiling one path)")
 	flag.Parse()
 	if o.ship == "" || o.testapp == "" {
 		fmt.Fprintln(os.Stderr, "bench-slack: -ship and -testapp are required (scripts/bench-slack builds them)")
@@ -146,6 +148,15 @@ func run(o options) (err error) {
 		{"lock", sp.base, lockText},
 		{"ref", refURL, func(int) string { return "status web" }},
 	}
+	if o.only != "" {
+		kinds = slices.DeleteFunc(kinds, func(k struct {
+			name string
+			base string
+			text func(int) string
+		}) bool {
+			return !slices.Contains(strings.Split(o.only, ","), k.name)
+		})
+	}
 	fmt.Printf("load: %d concurrent signed slash commands per burst, 1 warm-up + %d rounds, loopback; status = \"/ship status web\", lock = \"/ship lock web --reason bench\" alternating with \"/ship unlock web\", ref = bare handler in the bench process\n", o.n, o.rounds)
 	all := map[string][]time.Duration{}
 	p99s := map[string][]time.Duration{}
@@ -170,6 +181,9 @@ func run(o options) (err error) {
 	}
 	fmt.Printf("load average at end: %s\n", loadavg())
 	ref := all["ref"]
+	if len(ref) == 0 {
+		ref = []time.Duration{0}
+	}
 	missed := false
 	for _, k := range kinds {
 		l := all[k.name]
@@ -226,7 +240,6 @@ run:
 	chatCfg := fmt.Sprintf(`api_url: %s
 bot_token: xoxb-bench
 default_channel: CBENCH
-max_in_flight: %d
 apps:
   web:
     channel: CBENCH
@@ -235,7 +248,7 @@ grants:
     envs: ["*"]
     role: admin
     users: [UBENCH]
-`, fake.APIURL(), 4*o.n)
+`, fake.APIURL())
 	cfgPath := filepath.Join(dir, "slack.yaml")
 	if err := os.WriteFile(cfgPath, []byte(chatCfg), 0o600); err != nil {
 		return nil, err
