@@ -73,7 +73,8 @@ func (n *notifier) load(ctx context.Context, id int64) {
 		lines = lines[len(lines)-maxTimeline:]
 	}
 	t.timeline = lines
-	t.saved = savedKey(t)
+	// t.saved stays "": lines added before this load are not in the store
+	// yet, so the next save writes the merged whole.
 }
 
 // save writes release id's entry to the store when it changed since.

@@ -109,6 +109,21 @@ func TestReleaseMessageSurvivesRestarts(t *testing.T) {
 	if len(msgs) < 4 {
 		t.Fatalf("%d messages of release #1, want post + updates by B and C", len(msgs))
 	}
+	// C's own press is stored too, next to B's, for the next restart.
+	stop(c)
+	st, err := store.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	m, err := st.ChatMessage(context.Background(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	joined := strings.Join(m.Lines, "\n")
+	if m.TS != ts || !strings.Contains(joined, "Promote pressed by alice") || !strings.Contains(joined, "Rollback pressed by olga") {
+		t.Fatalf("stored message of release #1 = %+v, want ts %q and both presses", m, ts)
+	}
 }
 
 // Without a MessageStore a new bot knows nothing of the old message (the
