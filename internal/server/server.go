@@ -215,7 +215,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	botDone := make(chan error, 1)
 	stopBot := func() {}
 	if slackCfg.Enabled() {
-		bot, err := slack.New(slackCfg, eng, log.With("part", "slack"))
+		bot, err := slack.New(slackCfg, eng, log.With("part", "slack"), slack.WithMessageStore(st))
 		if err != nil {
 			stopEngine()
 			<-engDone
