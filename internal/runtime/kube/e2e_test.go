@@ -167,8 +167,8 @@ kube:
 	if c.ReadinessProbe == nil || c.ReadinessProbe.HTTPGet.Path != "/ready" || c.LivenessProbe == nil || c.LivenessProbe.HTTPGet.Path != "/ready" {
 		t.Errorf("probes %+v %+v", c.ReadinessProbe, c.LivenessProbe)
 	}
-	if *d.Spec.ProgressDeadlineSeconds != 120 {
-		t.Errorf("progressDeadlineSeconds %d, want 120 (the step timeout)", *d.Spec.ProgressDeadlineSeconds)
+	if *d.Spec.ProgressDeadlineSeconds != 96 {
+		t.Errorf("progressDeadlineSeconds %d, want 96 (4/5 of the step timeout)", *d.Spec.ProgressDeadlineSeconds)
 	}
 	if q := c.Resources.Requests[corev1.ResourceCPU]; q.String() != "100m" {
 		t.Errorf("cpu request %s", q.String())

@@ -230,10 +230,12 @@ func (r *Runtime) ensureNamespace(ctx context.Context, ns, env string) error {
 	}
 }
 
-// progressDeadline is the step timeout: a version whose pods are not
-// available within it fails with the cluster's ProgressDeadlineExceeded.
+// progressDeadline is four fifths of the step timeout (at least 10 s): a
+// version whose pods are not available within it fails with the cluster's
+// ProgressDeadlineExceeded, which the engine sees before its own step
+// deadline (counted from the same moment) and puts in the release's reason.
 func progressDeadline(app spec.App) int32 {
-	s := int32(app.Strategy.StepTimeout.D().Seconds())
+	s := int32(app.Strategy.StepTimeout.D().Seconds() * 4 / 5)
 	if s < 10 {
 		s = 10
 	}
@@ -394,6 +396,12 @@ func (r *Runtime) applyHPA(ctx context.Context, app spec.App, env, ns string, re
 // Remove deletes the track's Deployment; the cluster drains its pods
 // (graceful termination). The stable track takes its autoscaler along.
 func (r *Runtime) Remove(ctx context.Context, app spec.App, env string, track runtime.Track) error {
+	// Two DELETE calls: finish them even when the caller's context ends
+	// right after the call starts (the engine runs Remove in the background
+	// with the context of the step that started it, which ends at once), but
+	// never for longer than removeTimeout.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), removeTimeout)
+	defer cancel()
 	_, ns, err := where(app, env)
 	if err != nil {
 		return err
@@ -411,6 +419,9 @@ func (r *Runtime) Remove(ctx context.Context, app spec.App, env string, track ru
 	}
 	return nil
 }
+
+// removeTimeout bounds one Remove.
+const removeTimeout = 30 * time.Second
 
 func round2(f float64) float64 { return math.Round(f*100) / 100 }
 

@@ -1,0 +1,400 @@
+package kube
+
+// Scenarios through ship's engine and API on the real control plane: a
+// real store file, the real engine driving this package's Runtime and
+// Router, the real API server on a loopback listener, driven with
+// api.Client, the way `ship deploy` drives a `ship serve` on Kubernetes.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
+
+	"github.com/shipteam/ship/internal/api"
+	"github.com/shipteam/ship/internal/engine"
+	"github.com/shipteam/ship/internal/kubetest"
+	"github.com/shipteam/ship/internal/release"
+	"github.com/shipteam/ship/internal/runtime"
+	"github.com/shipteam/ship/internal/spec"
+	"github.com/shipteam/ship/internal/store"
+)
+
+// apiTokens adapts the store to the API's token lookup.
+type apiTokens struct{ st *store.Store }
+
+func (a apiTokens) TokenUser(ctx context.Context, hash []byte) (string, error) {
+	u, err := a.st.TokenUser(ctx, hash)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", api.ErrUnknownToken
+	}
+	return u, err
+}
+
+// shipProc is one in-process ship: store, engine, API. stop ends it the
+// way `ship serve` shuts down (API, engine, store).
+type shipProc struct {
+	c    *api.Client
+	stop func()
+}
+
+func startShip(t *testing.T, db string, catalog engine.Catalog, rt *Runtime) *shipProc {
+	t.Helper()
+	ctx := context.Background()
+	st, err := store.Open(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, hash, err := api.NewToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.PutToken(ctx, "admin-"+fmt.Sprint(time.Now().UnixNano()), hash); err != nil {
+		t.Fatal(err)
+	}
+	eng, err := engine.New(engine.Config{Store: st, Apps: catalog, Runtime: rt, Router: rt.Router(), Metrics: NoMetrics{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	engCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- eng.Run(engCtx) }()
+	srv, err := api.New(api.Config{Engine: eng, Tokens: apiTokens{st}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	c, err := api.NewClient(api.ClientConfig{Server: hs.URL, Token: token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	p := &shipProc{c: c}
+	p.stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		hs.CloseClientConnections()
+		hs.Close()
+		cancel()
+		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("engine run: %v", err)
+		}
+		if err := st.Close(); err != nil {
+			t.Errorf("close store: %v", err)
+		}
+	}
+	t.Cleanup(p.stop)
+	return p
+}
+
+type shipEnv struct {
+	*env
+	app  spec.App
+	db   string
+	ship *shipProc
+}
+
+func setupShip(t *testing.T, yaml string, parallel bool) *shipEnv {
+	t.Helper()
+	c := kubetest.Need(t, cluster)
+	if parallel {
+		t.Parallel()
+	}
+	rt, err := New(Config{RestConfig: c.RestConfig})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	t.Cleanup(cancel)
+	e := &env{t: t, ctx: ctx, rt: rt, rr: rt.Router(), cs: kubernetes.NewForConfigOrDie(c.RestConfig), gw: gwclient.NewForConfigOrDie(c.RestConfig)}
+	app := mkApp(t, yaml)
+	s := &shipEnv{env: e, app: app, db: filepath.Join(t.TempDir(), "ship.db")}
+	s.restartShip()
+	return s
+}
+
+// restartShip stops the running ship (if any) and starts a new one on the
+// same store file and a new Runtime.
+func (s *shipEnv) restartShip() {
+	s.t.Helper()
+	if s.ship != nil {
+		s.ship.stop()
+	}
+	catalog, err := spec.NewCatalog(s.app)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	rt, err := New(Config{RestConfig: cluster.RestConfig})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.rt, s.rr = rt, rt.Router()
+	s.ship = startShip(s.t, s.db, catalog, rt)
+}
+
+// waitRelease waits for release id to reach state; a terminal state other
+// than the one wanted fails the test at once.
+func (s *shipEnv) waitRelease(id int64, want release.State) release.Release {
+	s.t.Helper()
+	var r release.Release
+	s.eventually(fmt.Sprintf("release #%d %s", id, want), func() string {
+		var err error
+		r, err = s.ship.c.Release(s.ctx, id)
+		if err != nil {
+			return err.Error()
+		}
+		if r.State == want {
+			return ""
+		}
+		if r.State.Terminal() {
+			s.t.Fatalf("release #%d ended %s (%s), want %s", id, r.State, r.Reason, want)
+		}
+		return fmt.Sprintf("%s: %s", r.State, r.Reason)
+	})
+	return r
+}
+
+func (s *shipEnv) deploy(req api.DeployRequest) release.Release {
+	s.t.Helper()
+	r, err := s.ship.c.Deploy(s.ctx, s.app.Name, req)
+	if err != nil {
+		s.t.Fatalf("deploy %+v: %v", req, err)
+	}
+	return r
+}
+
+// deployments lists the app's Deployments as name=version.
+func (s *shipEnv) deployments() string {
+	s.t.Helper()
+	ds, err := s.cs.AppsV1().Deployments(s.ns(s.app)).List(s.ctx, metav1.ListOptions{LabelSelector: LabelApp + "=" + s.app.Name})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	var out []string
+	for _, d := range ds.Items {
+		if d.DeletionTimestamp != nil {
+			continue
+		}
+		out = append(out, d.Name+"="+d.Labels[LabelVersion])
+	}
+	return strings.Join(out, " ")
+}
+
+func (s *shipEnv) waitDeployments(want string) {
+	s.t.Helper()
+	s.eventually("deployments "+want, func() string {
+		if got := s.deployments(); got != want {
+			return got
+		}
+		return ""
+	})
+}
+
+func gatewayApp(name string) string {
+	return fmt.Sprintf(`
+name: %s
+replicas: 2
+strategy: {stepTimeout: 60s}
+kube:
+  image: registry.example/%s:{{.Version}}
+  gateway: {name: %s, namespace: %s}
+`, name, name, kubetest.GatewayName, kubetest.GatewayNamespace)
+}
+
+func TestShipCanaryPromoteAbortRollback(t *testing.T) {
+	s := setupShip(t, gatewayApp("eng"), true)
+	c := s.ship.c
+
+	// v1: the first release makes stable Available.
+	r := s.deploy(api.DeployRequest{Version: "v1"})
+	s.waitRelease(r.ID, release.Succeeded)
+	s.waitDeployments("eng-stable=v1")
+	s.waitReady(s.app, runtime.Stable, "v1", 2)
+
+	// v2 held at 1%: the HTTPRoute carries 99/1.
+	r = s.deploy(api.DeployRequest{Version: "v2", Canary: 1})
+	s.waitRelease(r.ID, release.Paused)
+	if got := s.routeWeights(s.app); got != "eng-stable=99 eng-canary=1" {
+		t.Errorf("route while held: %s", got)
+	}
+	st, err := c.Status(s.ctx, s.app.Name, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Weight != 1 || st.Canary.Version != "v2" || st.Stable.Version != "v1" || !strings.Contains(st.Endpoint, kubetest.GatewayName) {
+		t.Errorf("status while held: %+v", st)
+	}
+	// Promote: one Deployment, at v2; the canary gone; all traffic stable.
+	if _, err := c.Promote(s.ctx, s.app.Name, ""); err != nil {
+		t.Fatal(err)
+	}
+	s.waitRelease(r.ID, release.Succeeded)
+	s.waitDeployments("eng-stable=v2")
+	s.waitReady(s.app, runtime.Stable, "v2", 2)
+	if got := s.routeWeights(s.app); got != "eng-stable=1 eng-canary=0" {
+		t.Errorf("route after promote: %s", got)
+	}
+
+	// v3 held, then aborted: weights back, canary gone, stable untouched.
+	r = s.deploy(api.DeployRequest{Version: "v3", Canary: 1})
+	s.waitRelease(r.ID, release.Paused)
+	if got := s.routeWeights(s.app); got != "eng-stable=99 eng-canary=1" {
+		t.Errorf("route while v3 held: %s", got)
+	}
+	if _, err := c.Abort(s.ctx, s.app.Name, "", "test abort"); err != nil {
+		t.Fatal(err)
+	}
+	s.waitRelease(r.ID, release.Aborted)
+	s.waitDeployments("eng-stable=v2")
+	if got := s.routeWeights(s.app); got != "eng-stable=1 eng-canary=0" {
+		t.Errorf("route after abort: %s", got)
+	}
+	s.waitReady(s.app, runtime.Stable, "v2", 2)
+
+	// Rollback to v1: a rolling release replaces stable.
+	r, err = c.Rollback(s.ctx, s.app.Name, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Version != "v1" {
+		t.Errorf("rollback targets %s, want v1", r.Version)
+	}
+	s.waitRelease(r.ID, release.Succeeded)
+	s.waitDeployments("eng-stable=v1")
+	s.waitReady(s.app, runtime.Stable, "v1", 2)
+	hist, err := c.History(s.ctx, s.app.Name, "", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var states []string
+	for _, h := range hist {
+		states = append(states, h.Version+":"+string(h.State))
+	}
+	if got := strings.Join(states, " "); got != "v1:succeeded v3:aborted v2:succeeded v1:succeeded" {
+		t.Errorf("history %s", got)
+	}
+}
+
+func TestShipScaleMovesHPABounds(t *testing.T) {
+	s := setupShip(t, `
+name: engscale
+replicas: 3
+kube:
+  image: registry.example/engscale:{{.Version}}
+  autoscale: {min: 3, max: 6, targetCPU: 70}
+`, true)
+	r := s.deploy(api.DeployRequest{Version: "v1"})
+	s.waitRelease(r.ID, release.Succeeded)
+	s.waitReady(s.app, runtime.Stable, "v1", 3)
+	hpaBounds := func() string {
+		h, err := s.cs.AutoscalingV2().HorizontalPodAutoscalers(s.ns(s.app)).Get(s.ctx, "engscale", metav1.GetOptions{})
+		if err != nil {
+			return err.Error()
+		}
+		return fmt.Sprintf("%d..%d", *h.Spec.MinReplicas, h.Spec.MaxReplicas)
+	}
+	if got := hpaBounds(); got != "3..6" {
+		t.Errorf("HPA bounds after deploy: %s", got)
+	}
+	st, err := s.ship.c.Scale(s.ctx, s.app.Name, "", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Stable.Desired != 10 && st.Stable.Desired != 3 {
+		t.Logf("status right after scale: %+v", st.Stable)
+	}
+	if got := hpaBounds(); got != "10..10" {
+		t.Errorf("HPA bounds after scale 10: %s", got)
+	}
+	// The cluster's HPA controller raises the Deployment to its new floor.
+	s.waitReady(s.app, runtime.Stable, "v1", 10)
+	s.eventually("status shows 10 ready", func() string {
+		st, err := s.ship.c.Status(s.ctx, s.app.Name, "")
+		if err != nil {
+			return err.Error()
+		}
+		if st.Stable.Ready != 10 || st.Stable.Desired != 10 {
+			return fmt.Sprintf("%+v", st.Stable)
+		}
+		return ""
+	})
+}
+
+func TestShipNeverReadyVersionFails(t *testing.T) {
+	s := setupShip(t, `
+name: engstuck
+replicas: 2
+strategy: {stepTimeout: 15s}
+kube:
+  image: registry.example/engstuck:{{.Version}}
+`, true)
+	r := s.deploy(api.DeployRequest{Version: "v1"})
+	s.waitRelease(r.ID, release.Succeeded)
+	r = s.deploy(api.DeployRequest{Version: kubetest.NeverReadyVersion})
+	s.waitRelease(r.ID, release.Failed)
+	r, err := s.ship.c.Release(s.ctx, r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The cluster's own words: the Deployment's progress deadline (12s, 4/5
+	// of the step timeout) passes before the engine's step deadline.
+	if !strings.Contains(r.Reason, "ProgressDeadlineExceeded") {
+		t.Errorf("reason %q", r.Reason)
+	}
+	t.Logf("failed: %s", r.Reason)
+	s.waitDeployments("engstuck-stable=v1")
+	s.waitReady(s.app, runtime.Stable, "v1", 2)
+}
+
+// TestShipRestartsMidRollout is not parallel: it restarts the shared
+// kube-apiserver. ship is stopped while a canary is held and a new ship on
+// the same store file takes the release on; then kube-apiserver restarts
+// while stable rolls to the new version, and the release still ends.
+func TestShipRestartsMidRollout(t *testing.T) {
+	s := setupShip(t, gatewayApp("engrestart"), false)
+	r := s.deploy(api.DeployRequest{Version: "v1"})
+	s.waitRelease(r.ID, release.Succeeded)
+	s.waitReady(s.app, runtime.Stable, "v1", 2)
+	// Each new pod must stay ready 4s before the next is surged (a field
+	// ship leaves alone), so stable's rollout takes ~8s+.
+	if _, err := s.cs.AppsV1().Deployments(s.ns(s.app)).Patch(s.ctx, "engrestart-stable", types.MergePatchType, []byte(`{"spec":{"minReadySeconds":4}}`), metav1.PatchOptions{FieldManager: "test"}); err != nil {
+		t.Fatal(err)
+	}
+
+	r = s.deploy(api.DeployRequest{Version: "v2", Canary: 1})
+	s.restartShip() // ship stopped before the canary is even held
+	s.waitRelease(r.ID, release.Paused)
+	if got := s.routeWeights(s.app); got != "engrestart-stable=99 engrestart-canary=1" {
+		t.Errorf("route while held: %s", got)
+	}
+	if _, err := s.ship.c.Promote(s.ctx, s.app.Name, ""); err != nil {
+		t.Fatal(err)
+	}
+	s.waitRelease(r.ID, release.Promoting)
+	if err := cluster.RestartAPIServer(s.ctx); err != nil {
+		t.Fatalf("restart apiserver: %v", err)
+	}
+	got := s.waitRelease(r.ID, release.Succeeded)
+	t.Logf("release ended: %s", got.Reason)
+	s.waitDeployments("engrestart-stable=v2")
+	s.waitReady(s.app, runtime.Stable, "v2", 2)
+
+	// ship stopped mid-promotion (stable rolling), a new one finishes it.
+	r = s.deploy(api.DeployRequest{Version: "v3", Rolling: true})
+	s.waitRelease(r.ID, release.Promoting)
+	s.restartShip()
+	s.waitRelease(r.ID, release.Succeeded)
+	s.waitDeployments("engrestart-stable=v3")
+	s.waitReady(s.app, runtime.Stable, "v3", 2)
+}
