@@ -7,6 +7,13 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 )
 
+// ship's client rate limit toward the API server, unless the kubeconfig
+// sets one.
+const (
+	DefaultQPS   = 50
+	DefaultBurst = 100
+)
+
 // LoadRestConfig finds the cluster the way kubectl does: the kubeconfig
 // path given (a flag), else $KUBECONFIG, else ~/.kube/config; context ""
 // means the file's current context. With no kubeconfig at all inside a
@@ -22,5 +29,11 @@ func LoadRestConfig(kubeconfig, context string) (*rest.Config, error) {
 		return nil, fmt.Errorf("kube: load config (kubeconfig %q, context %q): %w", kubeconfig, context, err)
 	}
 	cfg.UserAgent = "ship"
+	// client-go's default limit (5 requests/s, bursts of 10) would be
+	// ship's bottleneck: a release costs ~50 requests (scripts/bench-kube),
+	// so 200 apps at once would take half an hour in the limiter alone.
+	if cfg.QPS == 0 {
+		cfg.QPS, cfg.Burst = DefaultQPS, DefaultBurst
+	}
 	return cfg, nil
 }
