@@ -48,7 +48,9 @@ func RuntimeFromEnv(flag string) string {
 
 // kubeParts connects ship to a cluster: the Kubernetes runtime and router,
 // and the analysis source. It fails at once when an app has no kube.image
-// or the API server does not answer, before the engine starts.
+// or the API server does not answer, before the engine starts. The runtime
+// reads Status from informer caches: the caller must call its Close at
+// shutdown.
 //
 // Without a mesh there are no per-track request metrics on Kubernetes, so
 // the source is kube.NoMetrics: it reports no traffic, automated canary
@@ -69,7 +71,7 @@ func kubeParts(ctx context.Context, cfg KubeConfig, apps []spec.App, log *slog.L
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	rt, err := kube.New(kube.Config{RestConfig: rc, Logger: log})
+	rt, err := kube.New(kube.Config{RestConfig: rc, Logger: log, Cache: true})
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -89,6 +91,7 @@ func kubeParts(ctx context.Context, cfg KubeConfig, apps []spec.App, log *slog.L
 	}
 	v, err := pcs.Discovery().ServerVersion()
 	if err != nil {
+		rt.Close()
 		return nil, nil, nil, fmt.Errorf("kube API server %s does not answer: %w", rc.Host, err)
 	}
 	log.Info("kubernetes runtime", "server", rc.Host, "version", v.GitVersion, "context", cfg.Context)

@@ -93,6 +93,7 @@ func TestKubeParts(t *testing.T) {
 			if rt == nil || router == nil {
 				t.Fatal("nil runtime or router")
 			}
+			defer rt.Close()
 			if _, ok := src.(kube.NoMetrics); !ok {
 				t.Errorf("source %T, want kube.NoMetrics", src)
 			}

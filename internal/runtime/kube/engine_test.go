@@ -135,10 +135,12 @@ func (s *shipEnv) restartShip() {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	rt, err := New(Config{RestConfig: cluster.RestConfig})
+	// ship reads Status from informer caches, as `ship serve` does.
+	rt, err := New(Config{RestConfig: cluster.RestConfig, Cache: true})
 	if err != nil {
 		s.t.Fatal(err)
 	}
+	s.t.Cleanup(rt.Close)
 	s.rt, s.rr = rt, rt.Router()
 	s.ship = startShip(s.t, s.db, catalog, rt)
 }
@@ -201,6 +203,18 @@ func (s *shipEnv) waitDeployments(want string) {
 	})
 }
 
+// waitRoute waits for the HTTPRoute's weights: the engine records a
+// state before it sets the state's weight.
+func (s *shipEnv) waitRoute(want string) {
+	s.t.Helper()
+	s.eventually("route "+want, func() string {
+		if got := s.routeWeights(s.app); got != want {
+			return got
+		}
+		return ""
+	})
+}
+
 func gatewayApp(name string) string {
 	return fmt.Sprintf(`
 name: %s
@@ -225,9 +239,7 @@ func TestShipCanaryPromoteAbortRollback(t *testing.T) {
 	// v2 held at 1%: the HTTPRoute carries 99/1.
 	r = s.deploy(api.DeployRequest{Version: "v2", Canary: 1})
 	s.waitRelease(r.ID, release.Paused)
-	if got := s.routeWeights(s.app); got != "eng-stable=99 eng-canary=1" {
-		t.Errorf("route while held: %s", got)
-	}
+	s.waitRoute("eng-stable=99 eng-canary=1")
 	st, err := c.Status(s.ctx, s.app.Name, "")
 	if err != nil {
 		t.Fatal(err)
@@ -242,24 +254,18 @@ func TestShipCanaryPromoteAbortRollback(t *testing.T) {
 	s.waitRelease(r.ID, release.Succeeded)
 	s.waitDeployments("eng-stable=v2")
 	s.waitReady(s.app, runtime.Stable, "v2", 2)
-	if got := s.routeWeights(s.app); got != "eng-stable=1 eng-canary=0" {
-		t.Errorf("route after promote: %s", got)
-	}
+	s.waitRoute("eng-stable=1 eng-canary=0")
 
 	// v3 held, then aborted: weights back, canary gone, stable untouched.
 	r = s.deploy(api.DeployRequest{Version: "v3", Canary: 1})
 	s.waitRelease(r.ID, release.Paused)
-	if got := s.routeWeights(s.app); got != "eng-stable=99 eng-canary=1" {
-		t.Errorf("route while v3 held: %s", got)
-	}
+	s.waitRoute("eng-stable=99 eng-canary=1")
 	if _, err := c.Abort(s.ctx, s.app.Name, "", "test abort"); err != nil {
 		t.Fatal(err)
 	}
 	s.waitRelease(r.ID, release.Aborted)
 	s.waitDeployments("eng-stable=v2")
-	if got := s.routeWeights(s.app); got != "eng-stable=1 eng-canary=0" {
-		t.Errorf("route after abort: %s", got)
-	}
+	s.waitRoute("eng-stable=1 eng-canary=0")
 	s.waitReady(s.app, runtime.Stable, "v2", 2)
 
 	// Rollback to v1: a rolling release replaces stable.
@@ -375,9 +381,7 @@ func TestShipRestartsMidRollout(t *testing.T) {
 	r = s.deploy(api.DeployRequest{Version: "v2", Canary: 1})
 	s.restartShip() // ship stopped before the canary is even held
 	s.waitRelease(r.ID, release.Paused)
-	if got := s.routeWeights(s.app); got != "engrestart-stable=99 engrestart-canary=1" {
-		t.Errorf("route while held: %s", got)
-	}
+	s.waitRoute("engrestart-stable=99 engrestart-canary=1")
 	if _, err := s.ship.c.Promote(s.ctx, s.app.Name, ""); err != nil {
 		t.Fatal(err)
 	}

@@ -74,6 +74,9 @@ type Config struct {
 	RestConfig   *rest.Config
 	FieldManager string // default "ship"
 	Logger       *slog.Logger
+	// Cache answers Status from informer caches of ship's Deployments and
+	// pods instead of API requests (see readCache); call Close when done.
+	Cache bool
 }
 
 // Validate reports every missing or wrong field.
@@ -87,10 +90,11 @@ func (c Config) Validate() error {
 
 // Runtime is the Kubernetes runtime.Runtime; Router returns its router.
 type Runtime struct {
-	cs  kubernetes.Interface
-	gw  gwclient.Interface
-	fm  string
-	log *slog.Logger
+	cs    kubernetes.Interface
+	gw    gwclient.Interface
+	fm    string
+	log   *slog.Logger
+	cache *readCache // nil without Config.Cache
 }
 
 var _ runtime.Runtime = (*Runtime)(nil)
@@ -114,7 +118,11 @@ func New(cfg Config) (*Runtime, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kube: gateway api client: %w", err)
 	}
-	return &Runtime{cs: cs, gw: gw, fm: cfg.FieldManager, log: cfg.Logger}, nil
+	rt := &Runtime{cs: cs, gw: gw, fm: cfg.FieldManager, log: cfg.Logger}
+	if cfg.Cache {
+		rt.cache = newReadCache(cs)
+	}
+	return rt, nil
 }
 
 // IsConflict reports whether err is a server-side apply conflict: someone

@@ -51,7 +51,7 @@ func (r *Runtime) Status(ctx context.Context, app spec.App, env string) (map[run
 
 func (r *Runtime) trackStatus(ctx context.Context, app spec.App, ns string, t runtime.Track) (runtime.TrackStatus, error) {
 	ts := runtime.TrackStatus{Track: t}
-	d, err := r.cs.AppsV1().Deployments(ns).Get(ctx, trackName(app, t), metav1.GetOptions{})
+	d, err := r.getDeployment(ctx, ns, trackName(app, t))
 	if apierrors.IsNotFound(err) {
 		return ts, nil
 	}
@@ -81,13 +81,11 @@ func (r *Runtime) trackStatus(ctx context.Context, app spec.App, ns string, t ru
 			ts.Failed, ts.Reason = true, c.Reason+": "+c.Message
 		}
 	}
-	pods, err := r.cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: labels.SelectorFromSet(labels.Set{
-		LabelApp: app.Name, LabelTrack: string(t), LabelVersion: version,
-	}).String()})
+	pods, err := r.listPods(ctx, ns, labels.Set{LabelApp: app.Name, LabelTrack: string(t), LabelVersion: version})
 	if err != nil {
 		return ts, fmt.Errorf("list pods of %s/%s: %w", ns, trackName(app, t), err)
 	}
-	for _, p := range pods.Items {
+	for _, p := range pods {
 		for _, cs := range p.Status.ContainerStatuses {
 			ts.Restarts += int(cs.RestartCount)
 			if w := cs.State.Waiting; w != nil && fatalWaiting[w.Reason] && !ts.Failed {

@@ -36,12 +36,16 @@ import (
 	"github.com/shipteam/ship/internal/store"
 )
 
-var shipQPS float64
+var (
+	shipQPS  float64
+	useCache bool
+)
 
 func main() {
 	n := flag.Int("n", 200, "apps")
 	replicas := flag.Int("replicas", 1, "replicas per app")
 	parallel := flag.Int("parallel", 0, "engine.Config.Parallel (0 = the engine's default)")
+	flag.BoolVar(&useCache, "cache", true, "ship's runtime reads Status from informer caches (kube.Config.Cache)")
 	flag.Float64Var(&shipQPS, "qps", 200, "ship's client QPS (burst 2x); 0 = client-go's default 5/10")
 	flag.Parse()
 	if err := run(*n, *replicas, *parallel); err != nil {
@@ -178,10 +182,12 @@ func benchShip(ctx context.Context, admin *rest.Config, n, replicas, parallel in
 		rc.QPS, rc.Burst = float32(shipQPS), int(2*shipQPS)
 	}
 	fmt.Printf("ship: client QPS %v burst %d (0 = client-go default 5/10)\n", rc.QPS, rc.Burst)
-	rt, err := kube.New(kube.Config{RestConfig: rc, Logger: log})
+	rt, err := kube.New(kube.Config{RestConfig: rc, Logger: log, Cache: useCache})
 	if err != nil {
 		return 0, err
 	}
+	defer rt.Close()
+	fmt.Printf("ship: Status from informer caches: %v\n", useCache)
 	var apps []spec.App
 	for i := range n {
 		y := fmt.Sprintf("name: b%03d\nreplicas: %d\nstrategy: {stepTimeout: 5m}\nkube:\n  image: registry.example/b:{{.Version}}\n  namespace: ship-bench\n", i, replicas)
