@@ -17,12 +17,12 @@ import (
 	"k8s.io/client-go/tools/cache"
 )
 
-// readCache answers Status from informer caches (one SharedInformerFactory
+// readCache answers Status and Weight from informer caches (one SharedInformerFactory
 // per namespace ship works in, watching only objects labelled
 // app.kubernetes.io/managed-by=ship), so the engine's per-tick Status of
 // every active app costs no API request. Namespaces are watched from their
 // first Status on; until a namespace's caches have synced, reads go to the
-// API server. It needs list and watch on Deployments and pods (granted by
+// API server. It needs list and watch on Deployments, pods and Services (granted by
 // deploy/rbac.yaml).
 type readCache struct {
 	cs   informerClient
@@ -34,6 +34,7 @@ type readCache struct {
 type nsCache struct {
 	deps   appslisters.DeploymentLister
 	pods   corelisters.PodLister
+	svcs   corelisters.ServiceLister
 	synced func() bool
 }
 
@@ -59,10 +60,10 @@ func (c *readCache) forNS(ns string) *nsCache {
 		f := informers.NewSharedInformerFactoryWithOptions(c.cs, 10*time.Minute,
 			informers.WithNamespace(ns),
 			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = LabelManagedBy + "=ship" }))
-		di, pi := f.Apps().V1().Deployments(), f.Core().V1().Pods()
-		n = &nsCache{deps: di.Lister(), pods: pi.Lister()}
-		dInf, pInf := di.Informer(), pi.Informer()
-		n.synced = func() bool { return dInf.HasSynced() && pInf.HasSynced() }
+		di, pi, si := f.Apps().V1().Deployments(), f.Core().V1().Pods(), f.Core().V1().Services()
+		n = &nsCache{deps: di.Lister(), pods: pi.Lister(), svcs: si.Lister()}
+		dInf, pInf, sInf := di.Informer(), pi.Informer(), si.Informer()
+		n.synced = func() bool { return dInf.HasSynced() && pInf.HasSynced() && sInf.HasSynced() }
 		f.Start(c.stop)
 		c.ns[ns] = n
 		// Wait briefly so the first Status of a namespace usually reads
@@ -102,6 +103,18 @@ func (r *Runtime) getDeployment(ctx context.Context, ns, name string) (*appsv1.D
 		}
 	}
 	return r.cs.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+}
+
+// getService reads a Service from the cache when synced, else from the
+// API server. Only reads use it: SetWeight reads the Service it rewrites
+// from the API server.
+func (r *Runtime) getService(ctx context.Context, ns, name string) (*corev1.Service, error) {
+	if r.cache != nil {
+		if n := r.cache.forNS(ns); n != nil {
+			return n.svcs.Services(ns).Get(name)
+		}
+	}
+	return r.cs.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
 }
 
 // listPods lists pods matching sel from the cache when synced, else from

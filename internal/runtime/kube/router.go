@@ -102,7 +102,7 @@ func (rt Router) Weight(ctx context.Context, app spec.App, env string) (float64,
 		}
 		return round2(float64(c) * 100 / float64(s+c)), r.gatewayEndpoint(ctx, app, ns), nil
 	}
-	svc, err := r.cs.CoreV1().Services(ns).Get(ctx, app.Name, metav1.GetOptions{})
+	svc, err := r.getService(ctx, ns, app.Name)
 	if apierrors.IsNotFound(err) {
 		return 0, "", nil
 	}
@@ -188,7 +188,7 @@ func (r *Runtime) replicaShare(ctx context.Context, app spec.App, ns string, svc
 		if sel, ok := svc.Spec.Selector[LabelTrack]; ok && sel != string(t) {
 			continue
 		}
-		d, err := r.cs.AppsV1().Deployments(ns).Get(ctx, trackName(app, t), metav1.GetOptions{})
+		d, err := r.getDeployment(ctx, ns, trackName(app, t))
 		if apierrors.IsNotFound(err) {
 			continue
 		}

@@ -8,7 +8,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/shipteam/ship/internal/runtime"
@@ -123,7 +122,7 @@ func rollout(d *appsv1.Deployment) (done bool, ready int) {
 // ratioNote says what share the replica counts give when it is not the
 // share asked of the router.
 func (r *Runtime) ratioNote(ctx context.Context, app spec.App, ns string) (string, error) {
-	svc, err := r.cs.CoreV1().Services(ns).Get(ctx, app.Name, metav1.GetOptions{})
+	svc, err := r.getService(ctx, ns, app.Name)
 	if apierrors.IsNotFound(err) {
 		return "", nil
 	}
