@@ -92,15 +92,19 @@ func (e *Engine) ensureRemoved(ctx context.Context, app spec.App, env string, tr
 	e.inflight[k] = true
 	delete(e.applied, k)
 	e.mu.Unlock()
+	// The step that asked returns (and cancels its ctx) long before a drain
+	// or a Kubernetes DELETE is done: the removal gets its own deadline.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), removeTimeout)
 	e.bg.Add(1)
 	go func() {
 		defer e.bg.Done()
+		defer cancel()
 		defer func() {
 			e.mu.Lock()
 			delete(e.inflight, k)
 			e.mu.Unlock()
 		}()
-		if err := e.cfg.Runtime.Remove(ctx, app, env, track); err != nil && ctx.Err() == nil {
+		if err := e.cfg.Runtime.Remove(ctx, app, env, track); err != nil {
 			e.log.Error("remove track", "app", app.Name, "env", env, "track", track, "err", err)
 		}
 	}()

@@ -177,6 +177,35 @@ func TestAbortPutsWeightToZeroAtOnce(t *testing.T) {
 	}
 }
 
+// A canary is removed in the background; the removal must outlive the step
+// that started it (a drain or a Kubernetes DELETE takes longer than a step).
+func TestCanaryRemovalOutlivesTheStepThatStartedIt(t *testing.T) {
+	h := newHarness(t)
+	h.stableAt("v1")
+	r := h.deploy(DeployRequest{Version: "v2", Canary: 10})
+	h.until(r.ID, release.Paused, time.Second, 0, 0, 10)
+	gate := make(chan struct{})
+	h.rt.mu.Lock()
+	h.rt.removeGate = gate
+	h.rt.mu.Unlock()
+	if _, err := h.e.Abort(context.Background(), alice, "resizer", "", "test"); err != nil {
+		t.Fatal(err)
+	}
+	// One step starts the removal and returns (h.step would wait for it).
+	h.clock.Advance(time.Second)
+	if err := h.e.Step(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	close(gate)
+	deadline := time.Now().Add(5 * time.Second)
+	for h.rt.get("resizer", "production", runtime.Canary).Version != "" {
+		if time.Now().After(deadline) {
+			t.Fatal("canary never removed: the removal died with its step")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func TestNotEnoughTrafficFailsAtTheStepDeadline(t *testing.T) {
 	h := newHarness(t)
 	h.stableAt("v1")

@@ -50,6 +50,7 @@ type fakeRuntime struct {
 	hang       map[string]bool          // apps whose Status never returns
 	hangApply  map[string]chan struct{} // apps whose Apply blocks until the channel closes
 	hung       int                      // Apply calls blocked right now
+	removeGate chan struct{}            // when set, Remove waits for it to close
 }
 
 func newFakeRuntime() *fakeRuntime {
@@ -120,7 +121,20 @@ func (f *fakeRuntime) Status(ctx context.Context, app spec.App, env string) (map
 	return out, nil
 }
 
-func (f *fakeRuntime) Remove(_ context.Context, app spec.App, env string, t runtime.Track) error {
+func (f *fakeRuntime) Remove(ctx context.Context, app spec.App, env string, t runtime.Track) error {
+	f.mu.Lock()
+	gate := f.removeGate
+	f.mu.Unlock()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+		}
+	}
+	// Like a real runtime, a cancelled call removes nothing.
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	*f.track(app.Name, env, t) = runtime.TrackStatus{Track: t}

@@ -26,6 +26,9 @@ const (
 	// stepCallTimeout bounds one step of one app (its runtime, router and
 	// store calls), so a call that never returns cannot hold an app forever.
 	stepCallTimeout = 30 * time.Second
+	// removeTimeout bounds a background track removal: the instances' stop
+	// grace plus the runtime's own calls.
+	removeTimeout = 2 * time.Minute
 	// judgeCallTimeout bounds a judge-only pass (metrics and store only).
 	judgeCallTimeout = 5 * time.Second
 )
