@@ -22,11 +22,14 @@ func runServe(ctx context.Context, args []string, env Env) int {
 	addr := fs.String("addr", first(env.Getenv("SHIP_ADDR"), "127.0.0.1:7070"), "API address `HOST:PORT` (env SHIP_ADDR)")
 	data := fs.String("data", first(env.Getenv("SHIP_DATA"), ".ship"), "data `DIR`: ship.db, admin-token, instances (env SHIP_DATA)")
 	apps := fs.String("apps", first(env.Getenv("SHIP_APPS"), "apps"), "app specs `DIR` (env SHIP_APPS)")
+	rtName := fs.String("runtime", first(env.Getenv("SHIP_RUNTIME"), "local"), "where apps run: local (processes behind ship's router) or kube (env SHIP_RUNTIME)")
+	kubeconfig := fs.String("kubeconfig", "", "kubeconfig `FILE` for --runtime kube (default $KUBECONFIG, ~/.kube/config, in-cluster)")
+	kubeCtx := fs.String("kube-context", "", "kubeconfig context for --runtime kube (default: the current one)")
 	slackCfg := fs.String("slack-config", env.Getenv("SHIP_SLACK_CONFIG"), "ChatOps config `FILE` (env SHIP_SLACK_CONFIG; docs/slack.md); SHIP_SLACK_* env vars overlay it")
 	logFormat := fs.String("log-format", first(env.Getenv("SHIP_LOG_FORMAT"), "auto"), "log format: auto (text on a terminal, else JSON), text or json")
 	logLevel := fs.String("log-level", first(env.Getenv("SHIP_LOG_LEVEL"), "info"), "log level: debug, info, warn or error")
 	fs.Usage = func() {
-		fmt.Fprintln(env.Stderr, "usage: ship serve [--addr HOST:PORT] [--data DIR] [--apps DIR] [--slack-config FILE] [--log-format auto|text|json] [--log-level LEVEL]")
+		fmt.Fprintln(env.Stderr, "usage: ship serve [--addr HOST:PORT] [--data DIR] [--apps DIR] [--runtime local|kube] [--kubeconfig FILE] [--kube-context NAME] [--slack-config FILE] [--log-format auto|text|json] [--log-level LEVEL]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -44,7 +47,8 @@ func runServe(ctx context.Context, args []string, env Env) int {
 		fmt.Fprintf(env.Stderr, "ship serve: %v\n", err)
 		return ExitUsage
 	}
-	err = server.Run(ctx, server.Config{Addr: *addr, DataDir: *data, AppsDir: *apps, SlackConfig: *slackCfg, Logger: log, Stdout: env.Stdout})
+	err = server.Run(ctx, server.Config{Addr: *addr, DataDir: *data, AppsDir: *apps, SlackConfig: *slackCfg,
+		Runtime: *rtName, Kube: server.KubeConfig{Kubeconfig: *kubeconfig, Context: *kubeCtx}, Logger: log, Stdout: env.Stdout})
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "ship serve: %v\n", err)
 		return ExitFailed

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"strings"
 	"time"
 
@@ -33,17 +32,6 @@ type KubeConfig struct {
 	// ReachTimeout bounds the start-up check that the API server answers.
 	// Default 15s.
 	ReachTimeout time.Duration
-}
-
-// RuntimeFromEnv returns flag when set, else $SHIP_RUNTIME, else local.
-func RuntimeFromEnv(flag string) string {
-	if flag != "" {
-		return flag
-	}
-	if v := os.Getenv("SHIP_RUNTIME"); v != "" {
-		return v
-	}
-	return RuntimeLocal
 }
 
 // kubeParts connects ship to a cluster: the Kubernetes runtime and router,

@@ -102,17 +102,6 @@ func TestKubeParts(t *testing.T) {
 }
 
 func TestRuntimeChoice(t *testing.T) {
-	t.Setenv("SHIP_RUNTIME", "kube")
-	if got := RuntimeFromEnv(""); got != RuntimeKube {
-		t.Errorf("from env: %q", got)
-	}
-	if got := RuntimeFromEnv("local"); got != RuntimeLocal {
-		t.Errorf("flag wins: %q", got)
-	}
-	t.Setenv("SHIP_RUNTIME", "")
-	if got := RuntimeFromEnv(""); got != RuntimeLocal {
-		t.Errorf("default: %q", got)
-	}
 	for _, ok := range []string{"", "local", "kube"} {
 		if err := checkRuntime(ok); err != nil {
 			t.Errorf("checkRuntime(%q): %v", ok, err)

@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,10 +22,8 @@ import (
 	"github.com/shipteam/ship/internal/api"
 	"github.com/shipteam/ship/internal/chat/slack"
 	"github.com/shipteam/ship/internal/engine"
-	"github.com/shipteam/ship/internal/runtime/local"
 	"github.com/shipteam/ship/internal/spec"
 	"github.com/shipteam/ship/internal/store"
-	"github.com/shipteam/ship/internal/traffic"
 )
 
 // Config is what `ship serve` is started with.
@@ -48,6 +45,10 @@ type Config struct {
 	Heartbeat time.Duration
 	// Ready, when set, is called once the API is listening, with its address.
 	Ready func(apiAddr string)
+	// Runtime is where apps run: RuntimeLocal (default) or RuntimeKube.
+	Runtime string
+	// Kube says which cluster RuntimeKube drives.
+	Kube KubeConfig
 	// SlackConfig is the ChatOps config file ("" = environment only, see
 	// docs/slack.md). Slack is served when a signing secret, an app token or
 	// a Mattermost token is configured.
@@ -67,6 +68,9 @@ func (c Config) Validate() error {
 	}
 	if c.AppsDir == "" {
 		errs = append(errs, errors.New("--apps is required"))
+	}
+	if err := checkRuntime(c.Runtime); err != nil {
+		errs = append(errs, err)
 	}
 	if c.ShutdownTimeout < 0 {
 		errs = append(errs, fmt.Errorf("shutdown timeout %s is negative", c.ShutdownTimeout))
@@ -136,13 +140,10 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		return err
 	}
 
-	// 4. Router: one listener per app and environment.
+	// 4. Where apps run: processes behind ship's own router (the default),
+	// or a Kubernetes cluster.
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	router, err := traffic.New(traffic.Config{Logger: log.With("part", "router"), Registerer: reg})
-	if err != nil {
-		return fmt.Errorf("router: %w", err)
-	}
 	// One deadline bounds the whole shutdown, set when it begins; every
 	// step below (and the deferred ones) shares it.
 	var stopBy time.Time
@@ -152,43 +153,30 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		}
 		return context.WithDeadline(context.WithoutCancel(ctx), stopBy)
 	}
-	defer func() {
-		c, cancel := shutdownCtx()
-		defer cancel()
-		if cerr := router.Close(c); cerr != nil {
-			log.Error("router close", "err", cerr)
+	var parts runParts
+	if cfg.Runtime == RuntimeKube {
+		krt, krr, src, err := kubeParts(ctx, cfg.Kube, catalog.All(), log.With("part", "kube"))
+		if err != nil {
+			return err
 		}
-	}()
-	for _, app := range catalog.All() {
-		for _, env := range envsOf(app) {
-			addr := net.JoinHostPort(listenHost(app), strconv.Itoa(app.PortFor(env)))
-			endpoint, err := router.Listen(ctx, app, env, addr)
-			if err != nil {
-				return fmt.Errorf("app %s (%s): cannot listen on port %d: %w", app.Name, env, app.PortFor(env), err)
-			}
-			log.Info("app endpoint", "app", app.Name, "env", env, "endpoint", endpoint)
+		defer krt.Close()
+		parts = runParts{runtime: krt, router: krr, metrics: src}
+	} else {
+		p, stop, err := startLocal(ctx, cfg.DataDir, catalog, reg, log)
+		defer func() {
+			c, cancel := shutdownCtx()
+			defer cancel()
+			stop(c)
+		}()
+		if err != nil {
+			return err
 		}
-	}
-
-	// 5. Runtime, adopting what an earlier ship left running.
-	rt, err := local.New(local.Config{Dir: filepath.Join(cfg.DataDir, "instances"), Backends: router, Logger: log.With("part", "runtime")})
-	if err != nil {
-		return fmt.Errorf("local runtime: %w", err)
-	}
-	defer func() {
-		c, cancel := shutdownCtx()
-		defer cancel()
-		if serr := rt.Shutdown(c); serr != nil {
-			log.Error("runtime shutdown", "err", serr)
-		}
-	}()
-	if err := rt.Adopt(ctx, catalog.All()); err != nil {
-		return fmt.Errorf("adopt running instances: %w", err)
+		parts = p
 	}
 
 	// 6. Engine.
 	eng, err := engine.New(engine.Config{
-		Store: st, Apps: catalog, Runtime: rt, Router: router, Metrics: router, Logs: rt,
+		Store: st, Apps: catalog, Runtime: parts.runtime, Router: parts.router, Metrics: parts.metrics, Logs: parts.logs,
 		Logger: log.With("part", "engine"),
 	})
 	if err != nil {
