@@ -140,6 +140,13 @@ func (st *reqState) next() *backend {
 	if len(st.tried) >= maxAttempts {
 		return nil
 	}
+	if cur := st.rt.table.Load(); cur != st.t {
+		// The instances changed while this request was out: a release
+		// replaced the ones it was routed to, which are now stopping.
+		// Retry on the current ones.
+		st.t = cur
+		st.track = cur.tracks[st.track.idx]
+	}
 	if b := st.track.pick(st.tried); b != nil {
 		return b
 	}

@@ -283,6 +283,36 @@ func TestRetryOnKilledInstanceGivesNoClientErrors(t *testing.T) {
 	}
 }
 
+// TestRetryFollowsReplacedInstances: a release swaps a track's instances
+// while requests are on the old ones, which then stop. The retry must go to
+// the current instances, not to the other old ones (seen as 502s in e2e).
+func TestRetryFollowsReplacedInstances(t *testing.T) {
+	for _, method := range []string{http.MethodGet, http.MethodPut} { // fast path, ReverseProxy
+		t.Run(method, func(t *testing.T) {
+			f := newFixture(t, spec.App{})
+			fresh := newBackend(t, "fresh", nil)
+			var old *testBackend
+			old = newBackend(t, "old", func(w http.ResponseWriter, r *http.Request) {
+				// The release replaces this instance now, and it goes away
+				// without answering.
+				f.setBackends(runtime.Stable, "v2", fresh)
+				old.srv.CloseClientConnections()
+				panic(http.ErrAbortHandler)
+			})
+			f.setBackends(runtime.Stable, "v1", old)
+			var body io.Reader
+			if method == http.MethodPut {
+				body = strings.NewReader("x")
+			}
+			req, _ := http.NewRequest(method, "http://"+f.endpoint+"/", body)
+			code, _, got, err := f.do(req)
+			if err != nil || code != http.StatusOK || got != "fresh\n" {
+				t.Fatalf("%s: %d %q %v, want 200 from the new instance", method, code, got, err)
+			}
+		})
+	}
+}
+
 func TestRetryCrossesToOtherTrackWhenTrackIsDown(t *testing.T) {
 	f := newFixture(t, spec.App{})
 	s1 := newBackend(t, "s1", nil)
