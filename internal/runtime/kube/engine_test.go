@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 
+	"github.com/shipteam/ship/internal/analysis"
 	"github.com/shipteam/ship/internal/api"
 	"github.com/shipteam/ship/internal/engine"
 	"github.com/shipteam/ship/internal/kubetest"
@@ -47,8 +48,11 @@ type shipProc struct {
 	stop func()
 }
 
-func startShip(t *testing.T, db string, catalog engine.Catalog, rt *Runtime) *shipProc {
+func startShip(t *testing.T, db string, catalog engine.Catalog, rt *Runtime, metrics analysis.Source) *shipProc {
 	t.Helper()
+	if metrics == nil {
+		metrics = NoMetrics{}
+	}
 	ctx := context.Background()
 	st, err := store.Open(ctx, db)
 	if err != nil {
@@ -61,7 +65,7 @@ func startShip(t *testing.T, db string, catalog engine.Catalog, rt *Runtime) *sh
 	if err := st.PutToken(ctx, "admin-"+fmt.Sprint(time.Now().UnixNano()), hash); err != nil {
 		t.Fatal(err)
 	}
-	eng, err := engine.New(engine.Config{Store: st, Apps: catalog, Runtime: rt, Router: rt.Router(), Metrics: NoMetrics{}})
+	eng, err := engine.New(engine.Config{Store: st, Apps: catalog, Runtime: rt, Router: rt.Router(), Metrics: metrics})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,9 +104,12 @@ func startShip(t *testing.T, db string, catalog engine.Catalog, rt *Runtime) *sh
 
 type shipEnv struct {
 	*env
-	app  spec.App
-	db   string
-	ship *shipProc
+	// metrics is the analysis source ship judges canaries by; nil is
+	// NoMetrics, as on a cluster without Prometheus.
+	metrics analysis.Source
+	app     spec.App
+	db      string
+	ship    *shipProc
 }
 
 func setupShip(t *testing.T, yaml string, parallel bool) *shipEnv {
@@ -142,7 +149,7 @@ func (s *shipEnv) restartShip() {
 	}
 	s.t.Cleanup(rt.Close)
 	s.rt, s.rr = rt, rt.Router()
-	s.ship = startShip(s.t, s.db, catalog, rt)
+	s.ship = startShip(s.t, s.db, catalog, rt, s.metrics)
 }
 
 // waitRelease waits for release id to reach state; a terminal state other
