@@ -2,14 +2,13 @@ package api
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"net/http"
-	"regexp"
 	"runtime/debug"
 	"time"
+
+	"github.com/shipteam/ship/internal/httpmw"
 )
 
 // Middleware wraps a handler.
@@ -24,58 +23,8 @@ func chain(h http.Handler, mws ...Middleware) http.Handler {
 	return h
 }
 
-type requestIDKey struct{}
-
-// HeaderRequestID carries the request id in both directions.
-const HeaderRequestID = "X-Request-ID"
-
-var validRequestID = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
-
-// RequestID returns the id the request was given by withRequestID.
-func RequestID(ctx context.Context) string {
-	id, _ := ctx.Value(requestIDKey{}).(string)
-	return id
-}
-
-// withRequestID keeps a sane incoming X-Request-ID or makes one, and echoes
-// it so a user can quote it when reporting an "internal error".
-func withRequestID(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := r.Header.Get(HeaderRequestID)
-		if !validRequestID.MatchString(id) {
-			b := make([]byte, 8)
-			_, _ = rand.Read(b)
-			id = hex.EncodeToString(b)
-		}
-		w.Header().Set(HeaderRequestID, id)
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id)))
-	})
-}
-
-type statusRecorder struct {
-	http.ResponseWriter
-	status int
-	bytes  int64
-}
-
-func (s *statusRecorder) WriteHeader(code int) {
-	if s.status == 0 {
-		s.status = code
-	}
-	s.ResponseWriter.WriteHeader(code)
-}
-
-func (s *statusRecorder) Write(b []byte) (int, error) {
-	if s.status == 0 {
-		s.status = http.StatusOK
-	}
-	n, err := s.ResponseWriter.Write(b)
-	s.bytes += int64(n)
-	return n, err
-}
-
-// Unwrap lets http.ResponseController reach Flush on the real writer (SSE).
-func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+// RequestID returns the id the request was given by httpmw.WithRequestID.
+func RequestID(ctx context.Context) string { return httpmw.RequestID(ctx) }
 
 // logActor lets authentication, which runs inside accessLog, tell it who
 // the caller was.
@@ -89,15 +38,15 @@ func accessLog(log *slog.Logger) Middleware {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
-			rec := &statusRecorder{ResponseWriter: w}
+			rec := &httpmw.Recorder{ResponseWriter: w}
 			who := &logActor{}
 			next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), logActorKey{}, who)))
 			level := slog.LevelInfo
 			if r.URL.Path == "/healthz" || r.URL.Path == "/metrics" {
 				level = slog.LevelDebug
 			}
-			attrs := []any{"method", r.Method, "path", r.URL.Path, "status", rec.status,
-				"bytes", rec.bytes, "duration", time.Since(start).Round(time.Microsecond),
+			attrs := []any{"method", r.Method, "path", r.URL.Path, "status", rec.Status,
+				"bytes", rec.Bytes, "duration", time.Since(start).Round(time.Microsecond),
 				"request_id", RequestID(r.Context())}
 			if who.name != "" {
 				attrs = append(attrs, "actor", who.name, "source", who.source)

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/shipteam/ship/internal/engine"
+	"github.com/shipteam/ship/internal/httpmw"
 	"github.com/shipteam/ship/internal/release"
 	"github.com/shipteam/ship/internal/runtime"
 )
@@ -158,7 +159,7 @@ func (s *Server) build() http.Handler {
 	})
 
 	return chain(root,
-		withRequestID,
+		httpmw.WithRequestID,
 		accessLog(s.log),
 		recoverPanics(s.log),
 	)

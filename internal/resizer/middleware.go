@@ -2,12 +2,12 @@ package resizer
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"log/slog"
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/shipteam/ship/internal/httpmw"
 )
 
 // requestLabels travel in the request context so handlers can tell the
@@ -26,57 +26,13 @@ func labelsFrom(ctx context.Context) *requestLabels {
 	return l
 }
 
-// statusWriter records the status and size of a response.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-	bytes  int64
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	n, err := w.ResponseWriter.Write(b)
-	w.bytes += int64(n)
-	return n, err
-}
-
-// Unwrap lets http.ResponseController reach the connection.
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-// withRequestID honours a sane X-Request-ID or makes one, and echoes it.
-func withRequestID(next http.Handler) http.Handler {
+// withLabels gives the request the labels handlers fill in. It must sit
+// inside httpmw.WithRequestID, whose id it carries.
+func withLabels(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := r.Header.Get("X-Request-ID")
-		if !validRequestID(id) {
-			var b [12]byte
-			_, _ = rand.Read(b[:])
-			id = hex.EncodeToString(b[:])
-		}
-		w.Header().Set("X-Request-ID", id)
-		l := &requestLabels{id: id}
+		l := &requestLabels{id: httpmw.RequestID(r.Context())}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), labelsKey{}, l)))
 	})
-}
-
-func validRequestID(id string) bool {
-	if id == "" || len(id) > 128 {
-		return false
-	}
-	for _, c := range []byte(id) {
-		if c <= ' ' || c >= 0x7f || c == '"' || c == '\\' {
-			return false
-		}
-	}
-	return true
 }
 
 // withVersion sets X-Resizer-Version so a client (and ship's analysis) sees
@@ -94,7 +50,7 @@ func withVersion(version string, next http.Handler) http.Handler {
 func withObservability(log *slog.Logger, m *metrics, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		sw := &statusWriter{ResponseWriter: w}
+		sw := &httpmw.Recorder{ResponseWriter: w}
 		quiet := r.URL.Path == "/healthz" || r.URL.Path == "/readyz" || r.URL.Path == "/metrics"
 		if !quiet {
 			m.inFlight.Inc()
@@ -106,12 +62,12 @@ func withObservability(log *slog.Logger, m *metrics, next http.Handler) http.Han
 					panic(p)
 				}
 				log.Error("panic in handler", "panic", p, "request_id", labelsFrom(r.Context()).id)
-				if sw.status == 0 {
+				if sw.Status == 0 {
 					writeError(sw, r, newError(http.StatusInternalServerError, codeInternal, "internal error"))
 				}
 			}
 			l := labelsFrom(r.Context())
-			status := sw.status
+			status := sw.Status
 			if status == 0 {
 				status = http.StatusOK
 			}
@@ -130,7 +86,7 @@ func withObservability(log *slog.Logger, m *metrics, next http.Handler) http.Han
 			}
 			attrs := []any{
 				"request_id", l.id, "method", r.Method, "path", r.URL.Path, "route", route,
-				"status", status, "bytes", sw.bytes, "duration_ms", float64(elapsed.Microseconds()) / 1000,
+				"status", status, "bytes", sw.Bytes, "duration_ms", float64(elapsed.Microseconds()) / 1000,
 				"remote", r.RemoteAddr,
 			}
 			if l.preset != "" {

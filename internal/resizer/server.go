@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/shipteam/ship/internal/httpmw"
 	"github.com/shipteam/ship/internal/resize"
 )
 
@@ -79,7 +80,8 @@ func (s *Server) routes() http.Handler {
 	var h http.Handler = jsonNotFound(mux)
 	h = withObservability(s.log, s.metrics, h)
 	h = withVersion(s.cfg.Version, h)
-	h = withRequestID(h)
+	h = withLabels(h)
+	h = httpmw.WithRequestID(h)
 	return h
 }
 
