@@ -139,6 +139,7 @@ func (s *Server) build() http.Handler {
 	v1.HandleFunc("GET /v1/events", s.events)
 	v1.HandleFunc("POST /v1/tokens", s.createToken)
 	v1.HandleFunc("GET /v1/tokens", s.listTokens)
+	v1.HandleFunc("DELETE /v1/tokens/{name}", s.revokeTokens)
 	v1.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.log, &Error{Status: http.StatusNotFound, Code: string(engine.CodeNotFound),
 			Message: fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path)})

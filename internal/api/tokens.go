@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"net/http"
+	"net/url"
 	"regexp"
 	"time"
 
@@ -13,11 +14,13 @@ import (
 // the token `ship serve` creates on its first start.
 const AdminUser = "admin"
 
-// TokenIssuer stores new tokens and lists them; Config.Issuer is optional
-// (without it /v1/tokens answers 404).
+// TokenIssuer stores new tokens, lists and revokes them; Config.Issuer is
+// optional (without it /v1/tokens answers 404).
 type TokenIssuer interface {
 	PutToken(ctx context.Context, name string, hash []byte) error
 	Tokens(ctx context.Context) ([]TokenInfo, error)
+	// RevokeTokens deletes every token of user name and says how many.
+	RevokeTokens(ctx context.Context, name string) (int, error)
 }
 
 // TokenInfo is one stored token as GET /v1/tokens lists it (never the
@@ -96,6 +99,49 @@ func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) {
 		ts = []TokenInfo{}
 	}
 	writeJSON(w, http.StatusOK, ts)
+}
+
+// RevokeResponse is the answer of DELETE /v1/tokens/{name}.
+type RevokeResponse struct {
+	Name    string `json:"name"`
+	Revoked int    `json:"revoked"` // tokens deleted
+}
+
+// revokeTokens deletes every token of one user (admin only). The admin
+// user's own tokens are refused: they are the only way to manage tokens,
+// and a lost admin token is recreated only by hand in the store.
+func (s *Server) revokeTokens(w http.ResponseWriter, r *http.Request) {
+	if !s.requireAdmin(w, r) {
+		return
+	}
+	name := r.PathValue("name")
+	if !userName.MatchString(name) {
+		writeError(w, r, s.log, invalid("user name %q: use 1-64 of a-z 0-9 . _ - starting with a letter or digit", name))
+		return
+	}
+	if name == AdminUser {
+		writeError(w, r, s.log, &Error{Status: http.StatusConflict, Code: string(engine.CodeConflict),
+			Message: "the " + AdminUser + " user's tokens cannot be revoked: they are the only way to manage tokens"})
+		return
+	}
+	n, err := s.cfg.Issuer.RevokeTokens(r.Context(), name)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	if n == 0 {
+		writeError(w, r, s.log, &Error{Status: http.StatusNotFound, Code: string(engine.CodeNotFound), Message: "user " + name + " has no tokens"})
+		return
+	}
+	s.log.InfoContext(r.Context(), "tokens revoked", "user", name, "count", n, "by", s.actor(r).Name, "request_id", RequestID(r.Context()))
+	writeJSON(w, http.StatusOK, RevokeResponse{Name: name, Revoked: n})
+}
+
+// RevokeTokens deletes every token of user name (admin only).
+func (c *Client) RevokeTokens(ctx context.Context, name string) (RevokeResponse, error) {
+	var out RevokeResponse
+	err := c.do(ctx, http.MethodDelete, "/v1/tokens/"+url.PathEscape(name), nil, nil, &out)
+	return out, err
 }
 
 // CreateToken asks the server for a new token for user name (admin only).

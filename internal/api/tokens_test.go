@@ -30,6 +30,19 @@ func (m *memIssuer) PutToken(_ context.Context, name string, h []byte) error {
 	return nil
 }
 
+func (m *memIssuer) RevokeTokens(_ context.Context, name string) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for h, u := range m.users {
+		if u == name {
+			delete(m.users, h)
+			n++
+		}
+	}
+	return n, nil
+}
+
 func (m *memIssuer) Tokens(context.Context) ([]TokenInfo, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -84,5 +97,35 @@ func TestTokensEndpointsAre404WithoutAnIssuer(t *testing.T) {
 	f := newFixture(t)
 	if status, body := f.raw(t, "POST", "/v1/tokens", "Bearer "+f.token, `{"name":"bob"}`); status != http.StatusNotFound {
 		t.Fatalf("%d %s", status, body)
+	}
+}
+
+func TestRevokeTokensIsAdminOnlyAndTakesEffectAtOnce(t *testing.T) {
+	adminTok, adminHash, _ := NewToken()
+	aliceTok, aliceHash, _ := NewToken()
+	bobTok, bobHash, _ := NewToken()
+	iss := &memIssuer{users: map[string]string{string(adminHash): AdminUser, string(aliceHash): "alice", string(bobHash): "bob"}}
+	f := newFixture(t, func(c *Config) { c.Tokens, c.Issuer = iss, iss })
+	cases := []struct {
+		name, token, path string
+		status            int
+	}{
+		{"non-admin revokes", aliceTok, "/v1/tokens/bob", http.StatusForbidden},
+		{"bad name", adminTok, "/v1/tokens/Bob%20X", http.StatusBadRequest},
+		{"admin's own", adminTok, "/v1/tokens/admin", http.StatusConflict},
+		{"admin revokes bob", adminTok, "/v1/tokens/bob", http.StatusOK},
+		{"bob is gone", bobTok, "/v1/whoami", http.StatusUnauthorized},
+		{"again", adminTok, "/v1/tokens/bob", http.StatusNotFound},
+		{"alice still works", aliceTok, "/v1/whoami", http.StatusOK},
+	}
+	for _, c := range cases {
+		method := "DELETE"
+		if strings.HasSuffix(c.path, "whoami") {
+			method = "GET"
+		}
+		status, body := f.raw(t, method, c.path, "Bearer "+c.token, "")
+		if status != c.status {
+			t.Errorf("%s: %d %s, want %d", c.name, status, body, c.status)
+		}
 	}
 }

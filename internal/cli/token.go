@@ -10,9 +10,12 @@ import (
 
 const tokenUsage = `usage: ship token create NAME [--output json]
        ship token list [--output json]
-Only the admin user (the token ship serve printed on its first start) may do this.`
+       ship token revoke NAME [--output json]
+Only the admin user (the token ship serve printed on its first start) may do this.
+revoke deletes every token of user NAME: their next request is refused.`
 
-// runToken is `ship token create NAME` and `ship token list`. They are
+// runToken is `ship token create NAME`, `ship token list` and `ship token
+// revoke NAME`. They are
 // CLI-only (like serve), not part of internal/command's grammar, so Slack
 // and the dashboard cannot issue tokens.
 func runToken(ctx context.Context, g globals, args []string, env Env) int {
@@ -52,8 +55,8 @@ func runToken(ctx context.Context, g globals, args []string, env Env) int {
 		fmt.Fprintln(env.Stdout, tokenUsage)
 		return ExitOK
 	}
-	if len(pos) == 0 || (pos[0] == "create" && len(pos) != 2) || (pos[0] == "list" && len(pos) != 1) || (pos[0] != "create" && pos[0] != "list") {
-		fmt.Fprintf(env.Stderr, "ship: token: expected `create NAME` or `list`\n\n%s\n", tokenUsage)
+	if !tokenArgsOK(pos) {
+		fmt.Fprintf(env.Stderr, "ship: token: expected `create NAME`, `list` or `revoke NAME`\n\n%s\n", tokenUsage)
 		return ExitUsage
 	}
 	client, err := connect(g, env)
@@ -65,7 +68,32 @@ func runToken(ctx context.Context, g globals, args []string, env Env) int {
 	return r.exitCode(r.token(ctx, pos))
 }
 
+// tokenArgsOK says whether pos is a known token verb with its arguments.
+func tokenArgsOK(pos []string) bool {
+	if len(pos) == 0 {
+		return false
+	}
+	switch pos[0] {
+	case "create", "revoke":
+		return len(pos) == 2
+	case "list":
+		return len(pos) == 1
+	}
+	return false
+}
+
 func (r *runner) token(ctx context.Context, pos []string) error {
+	if pos[0] == "revoke" {
+		rv, err := r.c.RevokeTokens(ctx, pos[1])
+		if err != nil {
+			return err
+		}
+		if r.json {
+			return r.printJSON(rv)
+		}
+		fmt.Fprintf(r.env.Stdout, "revoked %d token(s) of user %s\n", rv.Revoked, rv.Name)
+		return nil
+	}
 	if pos[0] == "create" {
 		nt, err := r.c.CreateToken(ctx, pos[1])
 		if err != nil {

@@ -37,6 +37,19 @@ func (s *issuer) PutToken(_ context.Context, name string, h []byte) error {
 	return nil
 }
 
+func (s *issuer) RevokeTokens(_ context.Context, name string) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for h, u := range s.users {
+		if u == name {
+			delete(s.users, h)
+			n++
+		}
+	}
+	return n, nil
+}
+
 func (s *issuer) Tokens(context.Context) ([]api.TokenInfo, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -78,7 +91,23 @@ func TestTokenCreateGivesAWorkingTokenOnlyToTheAdmin(t *testing.T) {
 	if code != ExitOK || !strings.Contains(out, "admin") || !strings.Contains(out, "alice") || strings.Contains(out, "mallory") {
 		t.Fatalf("list: exit %d\n%s\n%s", code, out, errs)
 	}
-	for _, bad := range [][]string{{"token"}, {"token", "create"}, {"token", "create", "a", "b"}, {"token", "revoke", "a"}, {"token", "list", "--bogus"}} {
+	// Revoking alice: her token stops working at once.
+	code, out, errs = runCLI(t, map[string]string{"SHIP_SERVER": srv.URL, "SHIP_TOKEN": adminToken}, "token", "revoke", "alice")
+	if code != ExitOK || !strings.Contains(out, "revoked 1 token(s) of user alice") {
+		t.Fatalf("revoke: exit %d\n%s\n%s", code, out, errs)
+	}
+	if _, err := c.Whoami(context.Background()); err == nil {
+		t.Fatal("alice's revoked token still works")
+	}
+	code, _, errs = runCLI(t, map[string]string{"SHIP_SERVER": srv.URL, "SHIP_TOKEN": adminToken}, "token", "revoke", "alice")
+	if code != ExitFailed || !strings.Contains(errs, "alice has no tokens") {
+		t.Fatalf("second revoke: exit %d\n%s", code, errs)
+	}
+	code, _, errs = runCLI(t, map[string]string{"SHIP_SERVER": srv.URL, "SHIP_TOKEN": adminToken}, "token", "revoke", "admin")
+	if code != ExitFailed || !strings.Contains(errs, "cannot be revoked") {
+		t.Fatalf("revoking admin: exit %d\n%s", code, errs)
+	}
+	for _, bad := range [][]string{{"token"}, {"token", "create"}, {"token", "create", "a", "b"}, {"token", "revoke"}, {"token", "revoke", "a", "b"}, {"token", "delete", "a"}, {"token", "list", "--bogus"}} {
 		if code, _, _ := runCLI(t, map[string]string{"SHIP_SERVER": srv.URL, "SHIP_TOKEN": adminToken}, bad...); code != ExitUsage {
 			t.Errorf("%v: exit %d, want %d", bad, code, ExitUsage)
 		}

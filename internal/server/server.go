@@ -347,6 +347,10 @@ func (t tokenStore) Tokens(ctx context.Context) ([]api.TokenInfo, error) {
 	return out, nil
 }
 
+func (t tokenStore) RevokeTokens(ctx context.Context, name string) (int, error) {
+	return t.st.RevokeTokens(ctx, name)
+}
+
 func (t tokenStore) TokenUser(ctx context.Context, hash []byte) (string, error) {
 	u, err := t.st.TokenUser(ctx, hash)
 	if errors.Is(err, store.ErrNotFound) {

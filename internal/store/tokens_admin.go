@@ -35,3 +35,17 @@ func (s *Store) Tokens(ctx context.Context) ([]TokenInfo, error) {
 	}
 	return out, nil
 }
+
+// RevokeTokens deletes every token of user name and returns how many there
+// were. A revoked token fails its next request: nothing caches them.
+func (s *Store) RevokeTokens(ctx context.Context, name string) (int, error) {
+	res, err := s.w.ExecContext(ctx, `DELETE FROM tokens WHERE name=?`, name)
+	if err != nil {
+		return 0, fmt.Errorf("revoke tokens of %s: %w", name, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("revoke tokens of %s: %w", name, err)
+	}
+	return int(n), nil
+}

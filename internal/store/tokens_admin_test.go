@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 )
@@ -31,5 +32,29 @@ func TestTokensListsNamesAndCreationNeverHashes(t *testing.T) {
 	}
 	if len(got) != 3 || names["admin"] != 1 || names["alice"] != 2 {
 		t.Fatalf("tokens %+v", got)
+	}
+}
+
+func TestRevokeTokensDeletesEveryTokenOfOneUser(t *testing.T) {
+	s := open(t, t.TempDir()+"/ship.db")
+	ctx := context.Background()
+	for _, u := range []struct{ name, hash string }{{"admin", "h1"}, {"alice", "h2"}, {"alice", "h3"}, {"bob", "h4"}} {
+		if err := s.PutToken(ctx, u.name, []byte(u.hash)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := s.RevokeTokens(ctx, "alice"); err != nil || n != 2 {
+		t.Fatalf("revoke alice: %d %v, want 2", n, err)
+	}
+	for _, h := range []string{"h2", "h3"} {
+		if _, err := s.TokenUser(ctx, []byte(h)); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("token %s still resolves: %v", h, err)
+		}
+	}
+	if u, err := s.TokenUser(ctx, []byte("h4")); err != nil || u != "bob" {
+		t.Fatalf("bob's token: %q %v", u, err)
+	}
+	if n, err := s.RevokeTokens(ctx, "alice"); err != nil || n != 0 {
+		t.Fatalf("second revoke: %d %v, want 0", n, err)
 	}
 }
