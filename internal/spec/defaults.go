@@ -18,6 +18,21 @@ const (
 	DefaultNamespace    = "ship-{{.Env}}"
 )
 
+// The default Prometheus queries (analysis.prometheus) follow a common
+// convention: the app exports http_requests_total with a "code" label and
+// the histogram http_request_duration_seconds, and Prometheus scrapes its
+// pods with the usual Kubernetes relabelling (labelmap of
+// __meta_kubernetes_pod_label_(.+), plus namespace), which turns ship's pod
+// labels ship.dev/app, ship.dev/env and ship.dev/track into ship_dev_app,
+// ship_dev_env and ship_dev_track. docs/kubernetes.md shows that scrape
+// config.
+const (
+	promSelector        = `namespace="{{.Namespace}}",ship_dev_app="{{.App}}",ship_dev_env="{{.Env}}",ship_dev_track="{{.Track}}"`
+	DefaultPromRequests = `sum(http_requests_total{` + promSelector + `})`
+	DefaultPromErrors   = `sum(http_requests_total{` + promSelector + `,code=~"5.."})`
+	DefaultPromLatency  = `sum by (le) (http_request_duration_seconds_bucket{` + promSelector + `})`
+)
+
 // DefaultSteps returns the default canary plan: 1, 10, 50 percent with a
 // 30s pause each, then 100 with none. Each call returns a new slice.
 func DefaultSteps() []Step {

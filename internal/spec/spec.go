@@ -76,6 +76,22 @@ type Analysis struct {
 	MinRequests  int      `yaml:"minRequests" json:"minRequests"`   // canary requests needed for a verdict, >= 1; default 20
 	MaxP99Ratio  float64  `yaml:"maxP99Ratio" json:"maxP99Ratio"`   // canary p99 / stable p99; 0 = not judged; default 0
 	Interval     Duration `yaml:"interval" json:"interval"`         // how often metrics are judged; default 250ms
+	// Prometheus holds the queries the Prometheus analysis source runs
+	// (ship serve --prometheus); unused with the router's own metrics.
+	Prometheus PrometheusQueries `yaml:"prometheus" json:"prometheus,omitzero"`
+}
+
+// PrometheusQueries are PromQL templates with {{.App}}, {{.Env}},
+// {{.Namespace}}, {{.Track}} and {{.Version}}, each rendered once per track
+// and evaluated as an instant query. Requests and Errors give cumulative
+// counts (one number: the values of all series are added); Latency gives a
+// cumulative histogram, one series per "le" label. An empty query uses the
+// default of the same name (DefaultPromRequests...); App.PrometheusQueryFor
+// renders them.
+type PrometheusQueries struct {
+	Requests string `yaml:"requests" json:"requests,omitempty"` // completed requests
+	Errors   string `yaml:"errors" json:"errors,omitempty"`     // failed requests (5xx)
+	Latency  string `yaml:"latency" json:"latency,omitempty"`   // e.g. sum by (le) (..._bucket{...})
 }
 
 // Stickiness keeps one user on one version when set.

@@ -18,6 +18,9 @@ type TemplateData struct {
 	App      string
 	Env      string
 	Instance int
+	// Namespace and Track are for Prometheus queries only.
+	Namespace string
+	Track     string
 }
 
 // Keys each templated field may use. An image or namespace has no port or

@@ -183,6 +183,16 @@ func (c *checker) analysis(an *Analysis, p string) {
 	if an.Interval <= 0 {
 		c.fail(p+".interval", "must be more than 0, got %s", an.Interval)
 	}
+	for _, q := range []struct {
+		name, s string
+	}{{"requests", an.Prometheus.Requests}, {"errors", an.Prometheus.Errors}, {"latency", an.Prometheus.Latency}} {
+		path := p + ".prometheus." + q.name
+		if q.s != "" && strings.TrimSpace(q.s) == "" {
+			c.fail(path, "must be a PromQL query, or left out for the default")
+			continue
+		}
+		c.template(path, q.s, promKeys)
+	}
 }
 
 func (c *checker) run(a *App, p string) {
