@@ -47,16 +47,20 @@ type Analysis struct {
 
 // AppStatus is everything `ship status APP` shows.
 type AppStatus struct {
-	App      string           `json:"app"`
-	Env      string           `json:"env"`
-	Endpoint string           `json:"endpoint"` // the address the app's users connect to
-	Stable   TrackView        `json:"stable"`
-	Canary   TrackView        `json:"canary"`
-	Weight   float64          `json:"weight"`            // canary percent in force
-	Release  *release.Release `json:"release,omitempty"` // the active release, else the latest
-	Analysis *Analysis        `json:"analysis,omitempty"`
-	Lock     *release.Lock    `json:"lock,omitempty"`
-	Note     string           `json:"note,omitempty"`
+	App      string    `json:"app"`
+	Env      string    `json:"env"`
+	Endpoint string    `json:"endpoint"` // the address the app's users connect to
+	Stable   TrackView `json:"stable"`
+	Canary   TrackView `json:"canary"`
+	Weight   float64   `json:"weight"` // canary percent in force
+	// WeightAsked is the active release's weight when the router puts
+	// another one in force (replica ratios without a Gateway round it);
+	// 0 when they agree. Note says why.
+	WeightAsked float64          `json:"weightAsked,omitempty"`
+	Release     *release.Release `json:"release,omitempty"` // the active release, else the latest
+	Analysis    *Analysis        `json:"analysis,omitempty"`
+	Lock        *release.Lock    `json:"lock,omitempty"`
+	Note        string           `json:"note,omitempty"`
 }
 
 // Code classifies an engine error for front ends (HTTP status, exit code).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"math"
 
 	"github.com/shipteam/ship/internal/release"
 	"github.com/shipteam/ship/internal/runtime"
@@ -65,6 +66,9 @@ func (e *Engine) status(ctx context.Context, app spec.App, env string) (AppStatu
 	switch {
 	case err == nil:
 		out.Release = &r
+		if (r.State == release.Progressing || r.State == release.Paused) && math.Abs(r.Weight-out.Weight) > 1e-9 {
+			out.WeightAsked = r.Weight
+		}
 	case !errors.Is(err, store.ErrNotFound):
 		return out, internal(err, "read releases of %s", k)
 	}

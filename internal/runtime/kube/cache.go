@@ -2,6 +2,7 @@ package kube
 
 import (
 	"context"
+	"strconv"
 	"sync"
 	"time"
 
@@ -115,6 +116,35 @@ func (r *Runtime) getService(ctx context.Context, ns, name string) (*corev1.Serv
 		}
 	}
 	return r.cs.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
+}
+
+// waitService waits (at most a second) until the cache holds the Service
+// as written at resourceVersion rv or later, so that a Weight read right
+// after SetWeight counts the tracks the new selector picks, not the old
+// ones. Without a synced cache there is nothing to wait for.
+func (c *readCache) waitService(ctx context.Context, ns, name, rv string) {
+	n := c.forNS(ns)
+	if n == nil {
+		return
+	}
+	want, _ := strconv.ParseUint(rv, 10, 64)
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	for {
+		if s, err := n.svcs.Services(ns).Get(name); err == nil {
+			// resourceVersions are etcd revisions: a larger one is a later
+			// write (someone else's), which is as fresh as ours.
+			got, _ := strconv.ParseUint(s.ResourceVersion, 10, 64)
+			if s.ResourceVersion == rv || (want > 0 && got > want) {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
 }
 
 // listPods lists pods matching sel from the cache when synced, else from

@@ -409,3 +409,114 @@ func TestShipRestartsMidRollout(t *testing.T) {
 	s.waitDeployments("engrestart-stable=v3")
 	s.waitReady(s.app, runtime.Stable, "v3", 2)
 }
+
+// waitEvent streams release id's events as `ship watch` does (stored ones
+// first, then live) until one matches, and returns it; none within the
+// deadline fails the test with the events seen.
+func (s *shipEnv) waitEvent(id int64, what string, match func(release.Event) bool) release.Event {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(s.ctx, 60*time.Second)
+	defer cancel()
+	var seen []string
+	var got release.Event
+	err := s.ship.c.Events(ctx, api.EventsQuery{EventFilter: api.EventFilter{ReleaseID: id}}, func(ev release.Event) error {
+		seen = append(seen, ev.Type+": "+ev.Message)
+		if match(ev) {
+			got = ev
+			return api.ErrStop
+		}
+		return nil
+	})
+	if err != nil {
+		s.t.Fatalf("release #%d: no event %s: %v; seen:\n%s", id, what, err, strings.Join(seen, "\n"))
+	}
+	return got
+}
+
+// TestShipReplicaRatioRoundsAndSaysSo: without a Gateway the canary's
+// pods join the app's Service and the share is what the replica counts
+// give. `deploy v2 --canary 1%` with 4 stable replicas holds 1 canary pod,
+// i.e. 20%: status reports 20% in force, 1% asked and why, and the
+// release's history has the rounding event with both weights.
+func TestShipReplicaRatioRoundsAndSaysSo(t *testing.T) {
+	s := setupShip(t, `
+name: engratio
+replicas: 4
+strategy: {stepTimeout: 60s}
+kube:
+  image: registry.example/engratio:{{.Version}}
+`, true)
+	c := s.ship.c
+	svcSelector := func() string {
+		svc, err := s.cs.CoreV1().Services(s.ns(s.app)).Get(s.ctx, "engratio", metav1.GetOptions{})
+		if err != nil {
+			return err.Error()
+		}
+		return fmt.Sprint(svc.Spec.Selector)
+	}
+
+	r := s.deploy(api.DeployRequest{Version: "v1"})
+	s.waitRelease(r.ID, release.Succeeded)
+	s.waitReady(s.app, runtime.Stable, "v1", 4)
+
+	r = s.deploy(api.DeployRequest{Version: "v2", Canary: 1})
+	s.waitRelease(r.ID, release.Paused)
+	s.waitReady(s.app, runtime.Canary, "v2", 1)
+	// Both tracks behind the app's Service.
+	if got, want := svcSelector(), "map["+LabelApp+":engratio]"; got != want {
+		t.Errorf("app service selector while held: %s, want %s", got, want)
+	}
+	var st engine.AppStatus
+	s.eventually("status with the rounded weight", func() string {
+		var err error
+		st, err = c.Status(s.ctx, s.app.Name, "")
+		if err != nil {
+			return err.Error()
+		}
+		if st.Weight != 20 || st.WeightAsked != 1 || st.Canary.Version != "v2" || st.Canary.Desired != 1 || st.Stable.Desired != 4 {
+			return fmt.Sprintf("weight %v asked %v canary %+v stable %+v", st.Weight, st.WeightAsked, st.Canary, st.Stable)
+		}
+		return ""
+	})
+	if st.Release == nil || st.Release.ID != r.ID || st.Release.Weight != 1 {
+		t.Errorf("status release %+v, want #%d at 1%%", st.Release, r.ID)
+	}
+	for _, w := range []string{"1% asked", "20% given by replica counts", "1 canary of 5", "no gateway"} {
+		if !strings.Contains(st.Note, w) {
+			t.Errorf("status note %q does not say %q", st.Note, w)
+		}
+	}
+	if !strings.HasSuffix(st.Endpoint, ".svc:80") {
+		t.Errorf("endpoint %q, want the app's Service", st.Endpoint)
+	}
+	ev := s.waitEvent(r.ID, "release.weight_rounded", func(ev release.Event) bool { return ev.Type == "release.weight_rounded" })
+	if ev.Data["asked"] != 1.0 || ev.Data["inForce"] != 20.0 || !strings.Contains(ev.Message, "1% is 20% in force") {
+		t.Errorf("rounding event: %q %v", ev.Message, ev.Data)
+	}
+	t.Logf("status note: %s; event: %s", st.Note, ev.Message)
+
+	// Promote: one Deployment at v2, the canary gone, the Service back on
+	// the stable track only, nothing rounded any more.
+	if _, err := c.Promote(s.ctx, s.app.Name, ""); err != nil {
+		t.Fatal(err)
+	}
+	s.waitRelease(r.ID, release.Succeeded)
+	s.waitDeployments("engratio-stable=v2")
+	s.waitReady(s.app, runtime.Stable, "v2", 4)
+	s.eventually("service on stable only", func() string {
+		if got, want := svcSelector(), "map["+LabelApp+":engratio "+LabelTrack+":stable]"; got != want {
+			return got
+		}
+		return ""
+	})
+	s.eventually("status after promote", func() string {
+		st, err := c.Status(s.ctx, s.app.Name, "")
+		if err != nil {
+			return err.Error()
+		}
+		if st.Weight != 0 || st.WeightAsked != 0 || st.Note != "" || st.Canary.Version != "" || st.Stable.Version != "v2" {
+			return fmt.Sprintf("%+v", st)
+		}
+		return ""
+	})
+}

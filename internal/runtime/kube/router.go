@@ -150,8 +150,12 @@ func (r *Runtime) applyRouting(ctx context.Context, app spec.App, env, ns string
 		WithAnnotations(map[string]string{AnnotationWeight: strconv.FormatFloat(weight, 'f', -1, 64)}).
 		WithSpec(corev1ac.ServiceSpec().WithType(typ).WithSelector(sel).
 			WithPorts(corev1ac.ServicePort().WithName("http").WithPort(ServicePort).WithTargetPort(intstr.FromString("http")).WithProtocol(corev1.ProtocolTCP)))
-	if _, err := r.cs.CoreV1().Services(ns).Apply(ctx, svc, r.applyOpts()); err != nil {
+	applied, err := r.cs.CoreV1().Services(ns).Apply(ctx, svc, r.applyOpts())
+	if err != nil {
 		return applyErr("service", ns, app.Name, err)
+	}
+	if r.cache != nil {
+		r.cache.waitService(ctx, ns, app.Name, applied.ResourceVersion)
 	}
 	gw := app.Kube.Gateway
 	if gw == nil {
