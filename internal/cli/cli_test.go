@@ -249,6 +249,30 @@ func TestStatusJSONIsTheAppStatus(t *testing.T) {
 	}
 }
 
+func TestStatusSaysWhenTheWeightIsRounded(t *testing.T) {
+	st := engine.AppStatus{App: "web", Env: "production", Endpoint: "web.ship-production.svc:80", Weight: 20, WeightAsked: 1,
+		Stable: engine.TrackView{Version: "v1", Ready: 4, Desired: 4}, Canary: engine.TrackView{Version: "v2", Ready: 1, Desired: 1},
+		Release: &release.Release{ID: 3, Version: "v2", State: release.Paused, Steps: []float64{1}, Weight: 1},
+		Note:    "canary: weight 1% asked, 20% given by replica counts (1 canary of 5 instances; no gateway)"}
+	url := serve(t, &fakeEngine{status: st})
+	code, out, errs := runCLI(t, map[string]string{"SHIP_SERVER": url, "SHIP_TOKEN": testToken}, "status", "web")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	for _, w := range []string{"canary  v2  1/1 ready  weight 20% (1% asked)\n", "note: canary: weight 1% asked, 20% given by replica counts"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("status output lacks %q:\n%s", w, out)
+		}
+	}
+	if got := statusLine(st); !strings.Contains(got, "| weight 20% (1% asked) |") {
+		t.Errorf("statusLine %q", got)
+	}
+	st.WeightAsked = 0
+	if got := statusLine(st); !strings.Contains(got, "| weight 20% |") {
+		t.Errorf("statusLine without a rounded weight %q", got)
+	}
+}
+
 func TestConfigFileAndLocalTokenFallback(t *testing.T) {
 	eng := &fakeEngine{status: engine.AppStatus{App: "web"}}
 	url := serve(t, eng)

@@ -227,7 +227,7 @@ func (r *runner) status(ctx context.Context, cmd command.Command) error {
 	w := r.env.Stdout
 	fmt.Fprintf(w, "%s (%s)  %s\n", st.App, st.Env, st.Endpoint)
 	fmt.Fprintf(w, "  stable  %s\n", trackLine(st.Stable))
-	fmt.Fprintf(w, "  canary  %s  weight %s%%\n", trackLine(st.Canary), pct(st.Weight))
+	fmt.Fprintf(w, "  canary  %s  weight %s%%%s\n", trackLine(st.Canary), pct(st.Weight), askedNote(st))
 	if rel := st.Release; rel != nil {
 		fmt.Fprintf(w, "  release #%d %s %s by %s (%s)%s\n", rel.ID, rel.Version, rel.State, rel.Actor, rel.Source, stepNote(*rel))
 		if rel.Reason != "" {
@@ -259,6 +259,15 @@ func trackLine(t engine.TrackView) string {
 		s += "  FAILED: " + t.Reason
 	}
 	return s
+}
+
+// askedNote says what weight the release asked for when the router put
+// another in force (replica ratios round it); the status note says why.
+func askedNote(st engine.AppStatus) string {
+	if st.WeightAsked == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (%s%% asked)", pct(st.WeightAsked))
 }
 
 func stepNote(rel release.Release) string {

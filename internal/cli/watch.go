@@ -195,7 +195,7 @@ func statusLine(st engine.AppStatus) string {
 			fmt.Fprintf(&b, " step %d/%d", rel.Step+1, len(rel.Steps))
 		}
 	}
-	fmt.Fprintf(&b, " | weight %s%% | canary %s %d/%d | stable %s %d/%d", pct(st.Weight),
+	fmt.Fprintf(&b, " | weight %s%%%s | canary %s %d/%d | stable %s %d/%d", pct(st.Weight), askedNote(st),
 		orNone(st.Canary.Version), st.Canary.Ready, st.Canary.Desired,
 		orNone(st.Stable.Version), st.Stable.Ready, st.Stable.Desired)
 	if a := st.Analysis; a != nil {
