@@ -5,6 +5,9 @@
 // the Debian service). The process is started and stopped by its own PID in
 // t.Cleanup and dies with the test binary if that is killed. It must not be
 // imported by non-test code.
+//
+// Prometheus applies its scrape targets about 5s after it starts, so the
+// first data shows then: tests poll for what they expect with a deadline.
 package promtest
 
 import (
