@@ -76,7 +76,8 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Source is an analysis.Source backed by Prometheus.
+// Source is an analysis.Source backed by Prometheus. It holds no state
+// between calls and is safe for concurrent use.
 type Source struct {
 	url     string
 	api     promv1.API
@@ -197,6 +198,8 @@ func (s *Source) query(ctx context.Context, q string) (model.Value, error) {
 func count(v model.Value) (int64, error) {
 	var sum float64
 	switch v := v.(type) {
+	case nil:
+		return 0, errors.New("no result")
 	case model.Vector:
 		for _, smp := range v {
 			f := float64(smp.Value)
@@ -235,6 +238,9 @@ func toCount(f float64) (int64, error) {
 func histogram(v model.Value) ([]time.Duration, []int64, error) {
 	vec, ok := v.(model.Vector)
 	if !ok {
+		if v == nil {
+			return nil, nil, errors.New("no result")
+		}
 		return nil, nil, fmt.Errorf("must return an instant vector with one series per le, got a %s", v.Type())
 	}
 	byBound := map[time.Duration]float64{}

@@ -371,6 +371,9 @@ func TestCountAddsSeriesAndTreatsNaNAsZero(t *testing.T) {
 	if _, err := count(model.Vector{{Value: model.SampleValue(math.Inf(1))}}); err == nil {
 		t.Error("+Inf is not a count")
 	}
+	if _, err := count(nil); err == nil {
+		t.Error("no result is an error")
+	}
 	if _, err := count(model.Matrix{}); err == nil {
 		t.Error("a range vector is refused")
 	}
