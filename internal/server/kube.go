@@ -11,6 +11,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/shipteam/ship/internal/analysis"
+	promsource "github.com/shipteam/ship/internal/analysis/prometheus"
 	"github.com/shipteam/ship/internal/runtime"
 	"github.com/shipteam/ship/internal/runtime/kube"
 	"github.com/shipteam/ship/internal/spec"
@@ -29,6 +30,9 @@ type KubeConfig struct {
 	Kubeconfig string
 	// Context is --kube-context; "" = the kubeconfig's current context.
 	Context string
+	// PrometheusURL is --prometheus: the Prometheus that scrapes the apps'
+	// pods, whose metrics judge canaries. "" = no metrics (see kubeParts).
+	PrometheusURL string
 	// ReachTimeout bounds the start-up check that the API server answers.
 	// Default 15s.
 	ReachTimeout time.Duration
@@ -40,11 +44,13 @@ type KubeConfig struct {
 // reads Status from informer caches: the caller must call its Close at
 // shutdown.
 //
-// Without a mesh there are no per-track request metrics on Kubernetes, so
-// the source is kube.NoMetrics: it reports no traffic, automated canary
-// steps wait and fail at their deadline ("not enough traffic"), never pass
-// on made-up numbers. Held canaries (--canary) promoted by hand and
-// --rolling deploys work. (A Prometheus-backed source is not written yet.)
+// Canaries are judged on Prometheus' numbers when cfg.PrometheusURL is set
+// (the apps' own request metrics, queried per track: docs/kubernetes.md).
+// Without it there are no per-track request metrics, so the source is
+// kube.NoMetrics: it reports no traffic, automated canary steps wait and
+// fail at their deadline ("not enough traffic"), never pass on made-up
+// numbers. Held canaries (--canary) promoted by hand and --rolling deploys
+// work either way.
 func kubeParts(ctx context.Context, cfg KubeConfig, apps []spec.App, log *slog.Logger) (*kube.Runtime, runtime.Router, analysis.Source, error) {
 	var missing []string
 	for _, a := range apps {
@@ -83,7 +89,22 @@ func kubeParts(ctx context.Context, cfg KubeConfig, apps []spec.App, log *slog.L
 		return nil, nil, nil, fmt.Errorf("kube API server %s does not answer: %w", rc.Host, err)
 	}
 	log.Info("kubernetes runtime", "server", rc.Host, "version", v.GitVersion, "context", cfg.Context)
-	return rt, rt.Router(), kube.NoMetrics{}, nil
+	if cfg.PrometheusURL == "" {
+		log.Warn("no --prometheus: automated canary steps cannot be judged and will fail at their deadline; held canaries and --rolling work")
+		return rt, rt.Router(), kube.NoMetrics{}, nil
+	}
+	catalog, err := spec.NewCatalog(apps...)
+	if err != nil {
+		rt.Close()
+		return nil, nil, nil, err
+	}
+	src, err := promsource.New(promsource.Config{URL: cfg.PrometheusURL, Apps: catalog, Tracks: rt})
+	if err != nil {
+		rt.Close()
+		return nil, nil, nil, fmt.Errorf("--prometheus: %w", err)
+	}
+	log.Info("canary analysis from prometheus", "url", cfg.PrometheusURL)
+	return rt, rt.Router(), src, nil
 }
 
 var errUnknownRuntime = errors.New("unknown runtime")

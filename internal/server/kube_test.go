@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	promsource "github.com/shipteam/ship/internal/analysis/prometheus"
 	"github.com/shipteam/ship/internal/runtime/kube"
 	"github.com/shipteam/ship/internal/spec"
 )
@@ -73,6 +74,8 @@ func TestKubeParts(t *testing.T) {
 		wantErr string
 	}{
 		{"answers", apps, KubeConfig{Kubeconfig: writeKubeconfig(t, hs.URL), Context: "other"}, ""},
+		{"with prometheus", apps, KubeConfig{Kubeconfig: writeKubeconfig(t, hs.URL), Context: "other", PrometheusURL: "http://127.0.0.1:9090"}, ""},
+		{"bad prometheus url", apps, KubeConfig{Kubeconfig: writeKubeconfig(t, hs.URL), Context: "other", PrometheusURL: "prometheus:9090"}, "--prometheus"},
 		{"app without image", append(apps, noImage...), KubeConfig{Kubeconfig: writeKubeconfig(t, hs.URL), Context: "other"}, "apps without kube.image: old"},
 		{"unknown context", apps, KubeConfig{Kubeconfig: writeKubeconfig(t, hs.URL), Context: "nope"}, `context "nope"`},
 		{"current context missing", apps, KubeConfig{Kubeconfig: writeKubeconfig(t, hs.URL)}, "load config"},
@@ -94,8 +97,10 @@ func TestKubeParts(t *testing.T) {
 				t.Fatal("nil runtime or router")
 			}
 			defer rt.Close()
-			if _, ok := src.(kube.NoMetrics); !ok {
-				t.Errorf("source %T, want kube.NoMetrics", src)
+			_, none := src.(kube.NoMetrics)
+			_, prom := src.(*promsource.Source)
+			if tc.cfg.PrometheusURL == "" && !none || tc.cfg.PrometheusURL != "" && !prom {
+				t.Errorf("source %T with --prometheus %q", src, tc.cfg.PrometheusURL)
 			}
 		})
 	}

@@ -162,6 +162,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		defer krt.Close()
 		parts = runParts{runtime: krt, router: krr, metrics: src}
 	} else {
+		if cfg.Kube.PrometheusURL != "" {
+			log.Warn("--prometheus is for --runtime kube: on the local runtime ship's router measures every request itself")
+		}
 		p, stop, err := startLocal(ctx, cfg.DataDir, catalog, reg, log)
 		defer func() {
 			c, cancel := shutdownCtx()
