@@ -57,11 +57,12 @@ func TestRollout(t *testing.T) {
 		done  bool
 		ready int
 	}{
-		"complete":             {dep(2, 2, 3, 3, 3, 3), true, 3},
-		"generation unseen":    {dep(3, 2, 3, 3, 3, 3), false, 0},
-		"updating":             {dep(2, 2, 4, 1, 4, 4), false, 1},
-		"old pods terminating": {dep(2, 2, 4, 3, 3, 3), false, 3},
-		"not yet available":    {dep(2, 2, 3, 3, 3, 2), false, 2},
+		"complete":              {dep(2, 2, 3, 3, 3, 3), true, 3},
+		"generation unseen":     {dep(3, 2, 3, 3, 3, 3), false, 0},
+		"updating":              {dep(2, 2, 4, 1, 4, 4), false, 1},
+		"old pod left":          {dep(2, 2, 4, 3, 3, 3), false, 2}, // 3 available may include the old pod
+		"not yet available":     {dep(2, 2, 3, 3, 3, 2), false, 2},
+		"new pod not available": {dep(2, 2, 4, 3, 4, 3), false, 2}, // minReadySeconds: 3 updated, 1 old, 3 available
 	} {
 		done, ready := rollout(c.d)
 		if done != c.done || ready != c.ready {

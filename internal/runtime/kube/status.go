@@ -102,10 +102,11 @@ func (r *Runtime) trackStatus(ctx context.Context, app spec.App, ns string, t ru
 
 // rollout mirrors kubectl rollout status: done when the controller has seen
 // the current generation and every desired pod is updated and available
-// with no old pod left; otherwise the count of updated pods that are ready.
+// with no old pod left; otherwise how many updated pods are surely
+// available, and fewer than desired, since the engine reads Ready >=
+// desired as "rolled out".
 func rollout(d *appsv1.Deployment) (done bool, ready int) {
 	st := d.Status
-	ready = int(min(st.UpdatedReplicas, st.ReadyReplicas, st.AvailableReplicas))
 	if st.ObservedGeneration < d.Generation {
 		return false, 0
 	}
@@ -114,7 +115,12 @@ func rollout(d *appsv1.Deployment) (done bool, ready int) {
 		want = *d.Spec.Replicas
 	}
 	if st.UpdatedReplicas < want || st.Replicas > st.UpdatedReplicas || st.AvailableReplicas < st.UpdatedReplicas {
-		return false, ready
+		// AvailableReplicas counts old pods too: at worst every old pod
+		// is among them. (min of the three counts overstated it: 2 updated,
+		// 3 ready, 2 available with one old pod is 1 updated available.)
+		old := max(st.Replicas-st.UpdatedReplicas, 0)
+		sure := min(st.UpdatedReplicas, st.ReadyReplicas, max(st.AvailableReplicas-old, 0))
+		return false, int(max(min(sure, want-1), 0))
 	}
 	return true, int(want)
 }
