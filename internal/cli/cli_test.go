@@ -29,6 +29,11 @@ type fakeEngine struct {
 	script     []release.Event // played after Deploy
 	deployErr  error
 	status     engine.AppStatus
+	// weightLag is how long after a paused event the router has its
+	// weight, as the engine records "paused" before it sets the weight.
+	weightLag time.Duration
+	inForce   float64   // the router's weight for the scripted release
+	inForceAt time.Time // when it was set
 }
 
 func (f *fakeEngine) Deploy(_ context.Context, a engine.Actor, req engine.DeployRequest) (release.Release, error) {
@@ -59,6 +64,14 @@ func (f *fakeEngine) publish(ev release.Event) {
 		f.rel.State = ev.State
 		f.rel.Weight = ev.Weight
 		f.rel.Reason = ev.Message
+	}
+	if ev.State == release.Paused {
+		w := ev.Weight
+		time.AfterFunc(f.weightLag, func() {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			f.inForce, f.inForceAt = w, time.Now()
+		})
 	}
 	f.events = append(f.events, ev)
 	for _, ch := range f.subs {
@@ -96,10 +109,22 @@ func (f *fakeEngine) Subscribe() (<-chan release.Event, func()) {
 }
 
 func (f *fakeEngine) Status(_ context.Context, app, env string) (engine.AppStatus, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.status.App == "" && f.rel.ID != 0 && app == f.rel.App {
+		// No status scripted: the release's, with the router's weight.
+		st, r := f.status, f.rel
+		st.App, st.Env, st.Weight, st.Release = r.App, r.Env, f.inForce, &r
+		return st, nil
+	}
 	if app != f.status.App {
 		return engine.AppStatus{}, engine.Errorf(engine.CodeNotFound, "unknown app %q", app)
 	}
-	return f.status, nil
+	st := f.status
+	if f.rel.ID != 0 && f.rel.State.Terminal() {
+		st.Weight = 0 // a release that ended leaves the canary no traffic
+	}
+	return st, nil
 }
 
 type tokens map[string]string
@@ -181,6 +206,25 @@ func TestDeployCanaryHoldExitsZeroOncePaused(t *testing.T) {
 	}
 	if rel.State != release.Paused || rel.HoldAt != 1 || rel.Actor != "alice" || rel.Source != release.SourceCLI {
 		t.Fatalf("release = %+v", rel)
+	}
+}
+
+func TestDeployCanaryHoldWaitsForTheWeightInForce(t *testing.T) {
+	eng := &fakeEngine{weightLag: 300 * time.Millisecond, script: []release.Event{
+		{Type: "release.paused", State: release.Paused, Weight: 1, Message: "holding 1%"},
+	}}
+	url := serve(t, eng)
+	code, out, errs := runCLI(t, map[string]string{"SHIP_SERVER": url, "SHIP_TOKEN": testToken},
+		"deploy", "web", "v2", "--canary", "1%", "--wait")
+	returned := time.Now()
+	if code != ExitOK {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
+	}
+	eng.mu.Lock()
+	at := eng.inForceAt
+	eng.mu.Unlock()
+	if at.IsZero() || returned.Before(at) {
+		t.Fatalf("deploy --canary --wait returned before the router had the weight (set at %v, returned %v)", at, returned)
 	}
 }
 

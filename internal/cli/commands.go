@@ -67,8 +67,10 @@ func (r *runner) run(ctx context.Context, cmd command.Command) error {
 		if r.json {
 			return r.printJSON(st)
 		}
+		// The count asked, not st.Stable.Desired: on Kubernetes an HPA
+		// (or a cache a moment behind) still shows the old count.
 		fmt.Fprintf(r.env.Stdout, "%s %s: stable %s scaled to %d (ready %d)\n",
-			st.App, st.Env, orNone(st.Stable.Version), st.Stable.Desired, st.Stable.Ready)
+			st.App, st.Env, orNone(st.Stable.Version), cmd.Replicas, st.Stable.Ready)
 		return nil
 	case "history":
 		return r.history(ctx, cmd)
@@ -132,9 +134,15 @@ func (r *runner) afterRelease(ctx context.Context, cmd command.Command, rel rele
 		}
 		return nil
 	}
-	final, err := r.watch(ctx, rel, cmd.Verb == "deploy" && rel.HoldAt > 0)
+	held := cmd.Verb == "deploy" && rel.HoldAt > 0
+	final, err := r.watch(ctx, rel, held)
 	if err != nil {
 		return err
+	}
+	if final.State.Terminal() || (held && final.State == release.Paused) {
+		if err := r.waitWeight(ctx, final); err != nil {
+			return err
+		}
 	}
 	if r.json {
 		if err := r.printJSON(final); err != nil {

@@ -96,6 +96,50 @@ func (r *runner) watch(ctx context.Context, rel release.Release, holdIsDone bool
 	return final, err
 }
 
+// weightWait bounds how long a followed release waits, once settled, for
+// the router to show the weight its state implies.
+const weightWait = 15 * time.Second
+
+// waitWeight returns once the router's weight matches how rel settled:
+// none for the canary once it ended, a share for a canary held as asked.
+// The engine records a state before it sets the state's weight, so
+// without this `deploy --canary 1 --wait` could return while the canary
+// still gets nothing, and `promote --wait` while it still gets its share
+// (tens to hundreds of ms on Kubernetes). A new release starts from weight
+// 0 (one active release per app), so any share in force is this one's;
+// the router may round it (replica ratios), so it need not equal the
+// weight asked.
+func (r *runner) waitWeight(ctx context.Context, rel release.Release) error {
+	inForce := func(w float64) bool {
+		if rel.State.Terminal() {
+			return w == 0
+		}
+		return w > 0
+	}
+	deadline := time.Now().Add(weightWait)
+	for {
+		st, err := r.c.Status(ctx, rel.App, rel.Env)
+		if err == nil {
+			if inForce(st.Weight) {
+				return nil
+			}
+			if cur := st.Release; cur != nil && (cur.ID != rel.ID || cur.State != rel.State) {
+				return nil // moved on meanwhile (promoted, aborted, a new release)
+			}
+		}
+		if time.Now().After(deadline) {
+			fmt.Fprintf(r.env.Stderr, "ship: release %d is %s but the router did not show its weight within %s; see ship status %s\n",
+				rel.ID, rel.State, weightWait, rel.App)
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
 // progress renders a release's progress: on a terminal, events scroll
 // above one status line that is redrawn in place; otherwise one plain
 // line per event.
