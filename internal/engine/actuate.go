@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 
@@ -22,6 +23,15 @@ func ready(ts runtime.TrackStatus, want runtime.Want) bool {
 	return !ts.Failed && ts.Version == want.Version && ts.Ready >= want.Replicas
 }
 
+// readyOf counts the ready instances of want's version: a track still
+// running its previous version has none of the new one ready.
+func readyOf(ts runtime.TrackStatus, want runtime.Want) int {
+	if ts.Version != want.Version {
+		return 0
+	}
+	return ts.Ready
+}
+
 func trackData(ts runtime.TrackStatus) map[string]any {
 	d := map[string]any{"track": string(ts.Track), "version": ts.Version, "ready": ts.Ready, "desired": ts.Desired, "restarts": ts.Restarts}
 	if ts.Reason != "" {
@@ -34,7 +44,14 @@ func (e *Engine) noteApplied(k trackKey, want runtime.Want) {
 	e.mu.Lock()
 	e.applied[k] = applied{want: want, at: e.now()}
 	delete(e.removing, k)
+	delete(e.conflict, k)
 	e.mu.Unlock()
+}
+
+// autoscaled reports whether an autoscaler, not ship, sets the track's
+// instance count (the runtime leaves it out of what it applies).
+func autoscaled(app spec.App, track runtime.Track) bool {
+	return track == runtime.Stable && app.Kube.Autoscale != nil
 }
 
 // wasApplied reports whether this process asked the runtime for want, or
@@ -47,21 +64,26 @@ func (e *Engine) wasApplied(k trackKey, want runtime.Want) bool {
 }
 
 // ensureApply asks the runtime for want unless it already runs it or the
-// same request is under way. Only the version is compared after the first
-// Apply, so a runtime that adjusts counts itself (an autoscaler) is not
-// fought every tick.
+// same request is under way. After the first Apply the version is
+// compared, and the count only where no autoscaler owns it: a count
+// changed outside ship (kubectl scale, a hand edit) is applied again every
+// reapplyAfter. Where that change took the field over, the runtime refuses
+// with runtime.ErrConflict and the change stays; the refusal is kept (see
+// conflictOf) and retried every reapplyAfter, not every tick.
 func (e *Engine) ensureApply(ctx context.Context, app spec.App, env string, track runtime.Track, want runtime.Want, actual runtime.TrackStatus) error {
 	k := trackKey{appKey{app.Name, env}, track}
 	e.mu.Lock()
 	last, ok := e.applied[k]
+	c, refused := e.conflict[k]
 	busy := e.inflight[k]
 	e.mu.Unlock()
 	if busy {
 		return nil // a Remove of this track is still draining; apply after it
 	}
 	same := ok && last.want == want
-	if actual.Version == want.Version && (same || actual.Desired == want.Replicas) {
-		if !same {
+	drift := same && actual.Version == want.Version && actual.Desired != want.Replicas && !autoscaled(app, track)
+	if actual.Version == want.Version && (same || actual.Desired == want.Replicas) && !drift {
+		if !same || refused {
 			e.noteApplied(k, want)
 		}
 		return nil
@@ -69,11 +91,66 @@ func (e *Engine) ensureApply(ctx context.Context, app spec.App, env string, trac
 	if same && e.now().Sub(last.at) < reapplyAfter {
 		return nil
 	}
+	if refused && c.want == want && e.now().Sub(c.at) < reapplyAfter {
+		return nil
+	}
 	if err := e.cfg.Runtime.Apply(ctx, app, env, track, want); err != nil {
-		return fmt.Errorf("apply %s %s×%d: %w", track, want.Version, want.Replicas, err)
+		err = fmt.Errorf("apply %s %s×%d: %w", track, want.Version, want.Replicas, err)
+		if errors.Is(err, runtime.ErrConflict) {
+			e.mu.Lock()
+			e.conflict[k] = conflict{want: want, at: e.now(), msg: err.Error()}
+			e.mu.Unlock()
+		}
+		return err
 	}
 	e.noteApplied(k, want)
 	return nil
+}
+
+// applyTrack is ensureApply for a track of active release r. A conflict
+// with a change made outside ship is not overwritten and does not end the
+// release: it is recorded once as a release.conflict event (the release's
+// history), shown in status, and named in the reason should the release
+// run out of time because of it.
+func (e *Engine) applyTrack(ctx context.Context, app spec.App, r release.Release, track runtime.Track, want runtime.Want, actual runtime.TrackStatus) error {
+	err := e.ensureApply(ctx, app, r.Env, track, want, actual)
+	if !errors.Is(err, runtime.ErrConflict) {
+		return err
+	}
+	l := e.liveOf(r.ID)
+	l.mu.Lock()
+	seen := l.conflicts[track] == err.Error()
+	l.conflicts[track] = err.Error()
+	l.mu.Unlock()
+	if seen {
+		return err
+	}
+	d := trackData(actual)
+	d["want"] = map[string]any{"version": want.Version, "replicas": want.Replicas}
+	d["error"] = err.Error()
+	evs, aerr := e.cfg.Store.AddEvents(ctx, nil, e.event(r, "release.conflict", "ship",
+		fmt.Sprintf("%s changed outside ship, left as is: %v", track, err), d))
+	if aerr != nil {
+		return errors.Join(err, aerr)
+	}
+	e.publish(evs)
+	return err
+}
+
+// conflictOf is the last refusal of an Apply to the track because of a
+// change made outside ship, "" when there is none.
+func (e *Engine) conflictOf(app spec.App, env string, track runtime.Track) string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.conflict[trackKey{appKey{app.Name, env}, track}].msg
+}
+
+// blockedBy is conflictOf as a suffix for a release's failure reason.
+func (e *Engine) blockedBy(app spec.App, env string, track runtime.Track) string {
+	if c := e.conflictOf(app, env, track); c != "" {
+		return "; blocked by a change made outside ship: " + c
+	}
+	return ""
 }
 
 // ensureRemoved removes a track in the background (draining takes the
@@ -91,6 +168,7 @@ func (e *Engine) ensureRemoved(ctx context.Context, app spec.App, env string, tr
 	e.removing[k] = e.now()
 	e.inflight[k] = true
 	delete(e.applied, k)
+	delete(e.conflict, k)
 	e.mu.Unlock()
 	// The step that asked returns (and cancels its ctx) long before a drain
 	// or a Kubernetes DELETE is done: the removal gets its own deadline.

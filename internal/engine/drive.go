@@ -30,6 +30,7 @@ type live struct {
 	lastResult analysis.Result // of the last recorded release.analysis event
 	restarts   map[runtime.Track]int
 	versions   map[runtime.Track]string
+	conflicts  map[runtime.Track]string // last release.conflict recorded per track
 }
 
 func (e *Engine) liveOf(id int64) *live {
@@ -37,7 +38,7 @@ func (e *Engine) liveOf(id int64) *live {
 	defer e.mu.Unlock()
 	l := e.live[id]
 	if l == nil {
-		l = &live{restarts: map[runtime.Track]int{}, versions: map[runtime.Track]string{}}
+		l = &live{restarts: map[runtime.Track]int{}, versions: map[runtime.Track]string{}, conflicts: map[runtime.Track]string{}}
 		e.live[id] = l
 	}
 	return l
@@ -186,7 +187,7 @@ func (e *Engine) drive(ctx context.Context, id int64) error {
 		// While a canary runs, stable is what the store says (it may still
 		// be coming back from a failed release that ended just before).
 		want := runtime.Want{Version: st.Stable, Replicas: st.Replicas}
-		if err := e.ensureApply(ctx, app, r.Env, runtime.Stable, want, status[runtime.Stable]); err != nil {
+		if err := e.applyTrack(ctx, app, r, runtime.Stable, want, status[runtime.Stable]); err != nil {
 			e.log.Error("keep stable", "app", r.App, "env", r.Env, "release", r.ID, "err", err)
 		}
 	}
@@ -240,10 +241,10 @@ func (e *Engine) drivePending(ctx context.Context, app spec.App, r release.Relea
 		}
 		return e.startStep(ctx, app, r)
 	case e.now().After(e.deadline(app, r)):
-		_, err := e.finish(ctx, app, r, release.Failed, fmt.Sprintf("canary %s not ready within %s: %d of %d instances ready", r.Version, stepTimeout(app), c.Ready, want.Replicas), "", trackData(c))
+		_, err := e.finish(ctx, app, r, release.Failed, fmt.Sprintf("canary %s not ready within %s: %d of %d instances ready%s", r.Version, stepTimeout(app), readyOf(c, want), want.Replicas, e.blockedBy(app, r.Env, runtime.Canary)), "", trackData(c))
 		return err
 	}
-	return e.ensureApply(ctx, app, r.Env, runtime.Canary, want, c)
+	return e.applyTrack(ctx, app, r, runtime.Canary, want, c)
 }
 
 // startStep puts the step's weight in force and takes the analysis
@@ -309,7 +310,7 @@ func (e *Engine) driveCanary(ctx context.Context, app spec.App, r release.Releas
 			_, err := e.finish(ctx, app, r, release.Aborted, fmt.Sprintf("hold expired after %s without promote or abort", e.cfg.HoldTimeout), "", nil)
 			return err
 		}
-		return e.ensureApply(ctx, app, r.Env, runtime.Canary, want, c)
+		return e.applyTrack(ctx, app, r, runtime.Canary, want, c)
 	}
 	passed := verdict != nil && verdict.Result == analysis.Pass && !now.Before(r.StepStarted.Add(pause(app, r.Step)))
 	last := r.Step+1 >= len(r.Steps)
@@ -337,7 +338,7 @@ func (e *Engine) driveCanary(ctx context.Context, app spec.App, r release.Releas
 		reason := fmt.Sprintf("step %d (%s) did not pass analysis within %s", r.Step+1, fmtPct(r.Weight), limit)
 		switch {
 		case passed:
-			reason = fmt.Sprintf("canary not ready for step %d: %d of %d instances ready", r.Step+2, c.Ready, want.Replicas)
+			reason = fmt.Sprintf("canary not ready for step %d: %d of %d instances ready%s", r.Step+2, c.Ready, want.Replicas, e.blockedBy(app, r.Env, runtime.Canary))
 		case verdict == nil || verdict.Result == analysis.Wait:
 			n := int64(0)
 			if verdict != nil {
@@ -348,7 +349,7 @@ func (e *Engine) driveCanary(ctx context.Context, app spec.App, r release.Releas
 		_, err := e.finish(ctx, app, r, release.Failed, reason, "", data)
 		return err
 	}
-	return e.ensureApply(ctx, app, r.Env, runtime.Canary, want, c)
+	return e.applyTrack(ctx, app, r, runtime.Canary, want, c)
 }
 
 // analyse takes the step's baseline or, once per interval, judges the
@@ -452,8 +453,8 @@ func (e *Engine) drivePromoting(ctx context.Context, app spec.App, r release.Rel
 		_, err := e.finish(ctx, app, r, release.Succeeded, msg, "", trackData(s))
 		return err
 	case e.now().After(e.deadline(app, r)):
-		_, err := e.finish(ctx, app, r, release.Failed, fmt.Sprintf("stable %s not ready within %s: %d of %d instances ready; keeping %s", r.Version, stepTimeout(app), s.Ready, want.Replicas, orNone(r.FromVersion)), "", trackData(s))
+		_, err := e.finish(ctx, app, r, release.Failed, fmt.Sprintf("stable %s not ready within %s: %d of %d instances ready; keeping %s%s", r.Version, stepTimeout(app), readyOf(s, want), want.Replicas, orNone(r.FromVersion), e.blockedBy(app, r.Env, runtime.Stable)), "", trackData(s))
 		return err
 	}
-	return e.ensureApply(ctx, app, r.Env, runtime.Stable, want, s)
+	return e.applyTrack(ctx, app, r, runtime.Stable, want, s)
 }

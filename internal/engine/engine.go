@@ -182,6 +182,14 @@ type applied struct {
 	at   time.Time
 }
 
+// conflict is an Apply the runtime refused with runtime.ErrConflict: a
+// field ship manages was changed outside ship, and ship leaves it so.
+type conflict struct {
+	want runtime.Want
+	at   time.Time // of the last refused Apply; retried every reapplyAfter
+	msg  string
+}
+
 // Engine drives releases. Its methods are safe for concurrent use.
 type Engine struct {
 	cfg Config
@@ -194,6 +202,7 @@ type Engine struct {
 	live     map[int64]*live        // per active release, rebuilt after a restart
 	latest   map[appKey]*Analysis   // last analysis of each app/env, for Status
 	applied  map[trackKey]applied   // last Apply per track in this process
+	conflict map[trackKey]conflict  // Apply refused for a change made outside ship
 	removing map[trackKey]time.Time // when Remove was last started
 	inflight map[trackKey]bool      // Remove still running
 	weights  map[appKey]weightMark  // what the router reported after our last SetWeight
@@ -222,6 +231,7 @@ func New(cfg Config) (*Engine, error) {
 		live:     map[int64]*live{},
 		latest:   map[appKey]*Analysis{},
 		applied:  map[trackKey]applied{},
+		conflict: map[trackKey]conflict{},
 		removing: map[trackKey]time.Time{},
 		inflight: map[trackKey]bool{},
 		weights:  map[appKey]weightMark{},

@@ -51,10 +51,12 @@ type fakeRuntime struct {
 	hangApply  map[string]chan struct{} // apps whose Apply blocks until the channel closes
 	hung       int                      // Apply calls blocked right now
 	removeGate chan struct{}            // when set, Remove waits for it to close
+	heldBy     map[string]string        // app/env/track -> who changed it by hand (see handScale)
+	refused    int                      // Apply calls refused with runtime.ErrConflict
 }
 
 func newFakeRuntime() *fakeRuntime {
-	return &fakeRuntime{tracks: map[string]map[runtime.Track]*runtime.TrackStatus{}, failing: map[string]string{}, neverReady: map[string]bool{}, hang: map[string]bool{}, hangApply: map[string]chan struct{}{}}
+	return &fakeRuntime{tracks: map[string]map[runtime.Track]*runtime.TrackStatus{}, failing: map[string]string{}, neverReady: map[string]bool{}, hang: map[string]bool{}, hangApply: map[string]chan struct{}{}, heldBy: map[string]string{}}
 }
 
 func (f *fakeRuntime) track(app, env string, t runtime.Track) *runtime.TrackStatus {
@@ -83,6 +85,12 @@ func (f *fakeRuntime) Apply(ctx context.Context, app spec.App, env string, t run
 	}
 	defer f.mu.Unlock()
 	ts := f.track(app.Name, env, t)
+	// Like server-side apply: a track changed by hand is refused unless
+	// the Apply asks for what it already runs.
+	if who := f.heldBy[app.Name+"/"+env+"/"+string(t)]; who != "" && (ts.Version != w.Version || ts.Desired != w.Replicas) {
+		f.refused++
+		return fmt.Errorf("apply %s %s: conflict with %q: .spec.replicas: %w", app.Name, t, who, runtime.ErrConflict)
+	}
 	if ts.Version != w.Version {
 		ts.Ready, ts.Restarts, ts.Failed, ts.Reason = 0, 0, false, ""
 	}
@@ -149,6 +157,22 @@ func (f *fakeRuntime) get(app, env string, t runtime.Track) runtime.TrackStatus 
 }
 
 // hangingApplies is how many Apply calls are blocked now.
+// handScale sets a track's count as a person would, behind ship's back;
+// who "" gives the track back to ship.
+func (f *fakeRuntime) handScale(app, env string, t runtime.Track, n int, who string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ts := f.track(app, env, t)
+	ts.Desired = n
+	f.heldBy[app+"/"+env+"/"+string(t)] = who
+}
+
+func (f *fakeRuntime) refusedApplies() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.refused
+}
+
 func (f *fakeRuntime) hangingApplies() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -54,6 +54,11 @@ func (e *Engine) status(ctx context.Context, app spec.App, env string) (AppStatu
 			}
 		}
 	}
+	for _, t := range runtime.Tracks {
+		if c := e.conflictOf(app, env, t); c != "" {
+			notes = append(notes, string(t)+": changed outside ship, left as is: "+c)
+		}
+	}
 	if w, ep, err := e.cfg.Router.Weight(ctx, app, env); err != nil {
 		notes = append(notes, "router: "+err.Error())
 	} else {

@@ -7,6 +7,7 @@ package runtime
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/shipteam/ship/internal/spec"
@@ -42,6 +43,12 @@ type TrackStatus struct {
 	Reason string // why Failed, in the runtime's own words
 	Note   string // non-fatal remark, e.g. "weight rounded to 10% by replica counts"
 }
+
+// ErrConflict is wrapped by an Apply that was refused because a field the
+// runtime manages was changed outside ship (on Kubernetes: a server-side
+// apply conflict with another field manager). The change is left in place;
+// the error names the field and who changed it.
+var ErrConflict = errors.New("a field ship manages was changed by someone else; ship does not overwrite it")
 
 // Runtime runs instances of an app's versions.
 type Runtime interface {

@@ -15,9 +15,13 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 
 	"github.com/shipteam/ship/internal/analysis"
@@ -520,3 +524,154 @@ kube:
 		return ""
 	})
 }
+
+// TestShipHandEditsMidRelease: while a canary is held, people edit ship's
+// Deployments as `kubectl` would — server-side apply under their own field
+// manager, and a plain update. Fields ship does not set survive the
+// promotion. A field ship sets, taken over by hand, is not overwritten:
+// ship's apply is refused, the release's history gets a release.conflict
+// event naming the field and the manager that holds it, status says so,
+// and the held release goes on. When the release needs that field (a new
+// image on a stable whose image was changed by hand), it fails at its
+// deadline with the conflict in its reason; stable keeps the hand edit.
+func TestShipHandEditsMidRelease(t *testing.T) {
+	s := setupShip(t, fmt.Sprintf(`
+name: enghand
+replicas: 2
+strategy: {stepTimeout: 20s}
+kube:
+  image: registry.example/enghand:{{.Version}}
+  gateway: {name: %s, namespace: %s}
+`, kubetest.GatewayName, kubetest.GatewayNamespace), true)
+	c, ns := s.ship.c, s.ns(s.app)
+	deps := s.cs.AppsV1().Deployments(ns)
+	get := func(name string) *appsv1.Deployment {
+		t.Helper()
+		d, err := deps.Get(s.ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	// update is a plain read-modify-write, as `kubectl edit` or a script
+	// with client-go does, retried when the controller wrote in between.
+	update := func(name string, edit func(*appsv1.Deployment)) {
+		t.Helper()
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			d := get(name)
+			edit(d)
+			_, err := deps.Update(s.ctx, d, metav1.UpdateOptions{FieldManager: "hand-update"})
+			return err
+		})
+		if err != nil {
+			t.Fatalf("update %s: %v", name, err)
+		}
+	}
+	// ssa applies as `kubectl apply --server-side [--force-conflicts]`
+	// under the field manager hand-ssa.
+	ssa := func(d *appsv1ac.DeploymentApplyConfiguration, force bool) {
+		t.Helper()
+		if _, err := deps.Apply(s.ctx, d, metav1.ApplyOptions{FieldManager: "hand-ssa", Force: force}); err != nil {
+			t.Fatalf("apply as hand-ssa: %v", err)
+		}
+	}
+	conflictEvent := func(id int64, track, manager, field string) release.Event {
+		t.Helper()
+		return s.waitEvent(id, "release.conflict "+track+" "+manager, func(ev release.Event) bool {
+			return ev.Type == "release.conflict" && ev.Data["track"] == track &&
+				strings.Contains(ev.Message, `conflict with "`+manager+`"`) && strings.Contains(ev.Message, field)
+		})
+	}
+
+	r := s.deploy(api.DeployRequest{Version: "v1"})
+	s.waitRelease(r.ID, release.Succeeded)
+	s.waitReady(s.app, runtime.Stable, "v1", 2)
+	r = s.deploy(api.DeployRequest{Version: "v2", Canary: 10})
+	s.waitRelease(r.ID, release.Paused)
+	s.waitReady(s.app, runtime.Canary, "v2", 1)
+
+	// (a) Fields ship does not set, on stable: an annotation and an
+	// environment variable by server-side apply, a label by update.
+	ssa(appsv1ac.Deployment("enghand-stable", ns).
+		WithAnnotations(map[string]string{"team.example/owner": "payments"}).
+		WithSpec(appsv1ac.DeploymentSpec().WithTemplate(corev1ac.PodTemplateSpec().WithSpec(corev1ac.PodSpec().
+			WithContainers(corev1ac.Container().WithName("app").WithEnv(corev1ac.EnvVar().WithName("HAND_FLAG").WithValue("1")))))), false)
+	update("enghand-stable", func(d *appsv1.Deployment) { d.Labels["team.example/tier"] = "gold" })
+
+	// (b) A field ship sets: the canary's replicas, taken over by a forced
+	// server-side apply, then by an update.
+	ssa(appsv1ac.Deployment("enghand-canary", ns).WithSpec(appsv1ac.DeploymentSpec().WithReplicas(2)), true)
+	ev := conflictEvent(r.ID, "canary", "hand-ssa", ".spec.replicas")
+	t.Logf("event: %s", ev.Message)
+	if n := *get("enghand-canary").Spec.Replicas; n != 2 {
+		t.Errorf("canary replicas %d after ship's refused apply, want the hand edit 2", n)
+	}
+	update("enghand-canary", func(d *appsv1.Deployment) { d.Spec.Replicas = ptr(int32(3)) })
+	conflictEvent(r.ID, "canary", "hand-update", ".spec.replicas")
+	if n := *get("enghand-canary").Spec.Replicas; n != 3 {
+		t.Errorf("canary replicas %d after ship's refused apply, want the hand edit 3", n)
+	}
+	st, err := c.Status(s.ctx, s.app.Name, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(st.Note, "canary: changed outside ship") || !strings.Contains(st.Note, `"hand-update"`) {
+		t.Errorf("status note %q does not report the conflict", st.Note)
+	}
+	if got, err := c.Release(s.ctx, r.ID); err != nil || got.State != release.Paused {
+		t.Fatalf("release after the hand edits: %+v %v, want still paused", got, err)
+	}
+	s.waitRoute("enghand-stable=9 enghand-canary=1") // the Gateway's split is ship's alone
+
+	// Promote: the canary goes; stable is replaced by v2 and keeps every
+	// hand edit to fields ship does not set.
+	if _, err := c.Promote(s.ctx, s.app.Name, ""); err != nil {
+		t.Fatal(err)
+	}
+	s.waitRelease(r.ID, release.Succeeded)
+	s.waitDeployments("enghand-stable=v2")
+	s.waitReady(s.app, runtime.Stable, "v2", 2)
+	d := get("enghand-stable")
+	envs := map[string]string{}
+	for _, e := range d.Spec.Template.Spec.Containers[0].Env {
+		envs[e.Name] = e.Value
+	}
+	if d.Annotations["team.example/owner"] != "payments" || d.Labels["team.example/tier"] != "gold" || envs["HAND_FLAG"] != "1" {
+		t.Errorf("hand edits lost by the promotion: annotations %v labels %v env %v", d.Annotations, d.Labels, envs)
+	}
+	if img := d.Spec.Template.Spec.Containers[0].Image; img != "registry.example/enghand:v2" || envs["SHIP_VERSION"] != "v2" {
+		t.Errorf("stable after promote: image %s env %v", img, envs)
+	}
+	s.eventually("status without a conflict", func() string {
+		st, err := c.Status(s.ctx, s.app.Name, "")
+		if err != nil {
+			return err.Error()
+		}
+		if strings.Contains(st.Note, "changed outside ship") {
+			return st.Note
+		}
+		return ""
+	})
+
+	// Stable's image changed by hand (a hotfix): the next release needs
+	// that field, is refused, says why, and fails at its deadline; the
+	// hotfix keeps running.
+	update("enghand-stable", func(d *appsv1.Deployment) {
+		d.Spec.Template.Spec.Containers[0].Image = "registry.example/enghand:v2-hotfix"
+	})
+	r = s.deploy(api.DeployRequest{Version: "v3", Rolling: true})
+	conflictEvent(r.ID, "stable", "hand-update", ".image")
+	got := s.waitRelease(r.ID, release.Failed)
+	t.Logf("failed: %s", got.Reason)
+	for _, w := range []string{"not ready within 20s: 0 of 2 instances ready", "blocked by a change made outside ship", `conflict with "hand-update"`, ".image"} {
+		if !strings.Contains(got.Reason, w) {
+			t.Errorf("reason %q does not say %q", got.Reason, w)
+		}
+	}
+	s.waitDeployments("enghand-stable=v2")
+	if img := get("enghand-stable").Spec.Template.Spec.Containers[0].Image; img != "registry.example/enghand:v2-hotfix" {
+		t.Errorf("stable image %s, want the hand edit kept", img)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
