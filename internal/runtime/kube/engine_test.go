@@ -672,6 +672,35 @@ kube:
 	if img := get("enghand-stable").Spec.Template.Spec.Containers[0].Image; img != "registry.example/enghand:v2-hotfix" {
 		t.Errorf("stable image %s, want the hand edit kept", img)
 	}
+
+	// Reverting the value by hand would not help (the field stays
+	// hand-update's); the way out the error names: drop that manager's
+	// entry from managedFields. The next release then goes through, and
+	// the hand edits to fields ship does not set are still there.
+	d = get("enghand-stable")
+	idx := -1
+	for i, m := range d.ManagedFields {
+		if m.Manager == "hand-update" {
+			idx = i
+		}
+	}
+	if idx < 0 {
+		t.Fatalf("no managedFields entry of hand-update: %v", d.ManagedFields)
+	}
+	patch := fmt.Sprintf(`[{"op":"test","path":"/metadata/managedFields/%d/manager","value":"hand-update"},{"op":"remove","path":"/metadata/managedFields/%d"}]`, idx, idx)
+	if _, err := deps.Patch(s.ctx, "enghand-stable", types.JSONPatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		t.Fatalf("drop hand-update from managedFields: %v", err)
+	}
+	r = s.deploy(api.DeployRequest{Version: "v3", Rolling: true})
+	s.waitRelease(r.ID, release.Succeeded)
+	s.waitDeployments("enghand-stable=v3")
+	d = get("enghand-stable")
+	if img := d.Spec.Template.Spec.Containers[0].Image; img != "registry.example/enghand:v3" {
+		t.Errorf("stable image %s after the field was given back, want v3", img)
+	}
+	if d.Annotations["team.example/owner"] != "payments" || d.Labels["team.example/tier"] != "gold" {
+		t.Errorf("hand edits lost: annotations %v labels %v", d.Annotations, d.Labels)
+	}
 }
 
 func ptr[T any](v T) *T { return &v }

@@ -159,7 +159,7 @@ func where(app spec.App, env string) (string, string, error) {
 
 func applyErr(kind, ns, name string, err error) error {
 	if IsConflict(err) {
-		return fmt.Errorf("apply %s %s/%s: %w (revert the change or take it into the spec): %w", kind, ns, name, runtime.ErrConflict, err)
+		return fmt.Errorf("apply %s %s/%s: %w (put the change in the spec, or give the field back by removing that manager's entry from metadata.managedFields): %w", kind, ns, name, runtime.ErrConflict, err)
 	}
 	return fmt.Errorf("apply %s %s/%s: %w", kind, ns, name, err)
 }
