@@ -203,8 +203,29 @@ func Start(ctx context.Context, opt Options) (c *Cluster, err error) {
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel2 := context.WithTimeout(ctx, opt.Timeout)
-	defer cancel2()
+	// The ports are picked free, then bound by the parts a moment later;
+	// another process (a parallel test package's cluster) may take one in
+	// between. Then start again on new ones (in a new folder: etcd keeps
+	// its peer address in its data, so a caller's Dir is not retried).
+	for attempt := 1; ; attempt++ {
+		c, err = startOnce(ctx, opt, bin, etcd, legacyEtcd)
+		if err == nil || attempt == maxStarts || opt.Dir != "" || !errors.Is(err, errPortTaken) {
+			return c, err
+		}
+		opt.Logger.Warn("kube test cluster: a port was taken meanwhile; starting again on new ports", "attempt", attempt, "err", err)
+	}
+}
+
+// maxStarts bounds the starts on new ports after a port was taken.
+const maxStarts = 3
+
+// errPortTaken marks a start that failed because a part could not bind
+// the port picked for it.
+var errPortTaken = errors.New("a port picked for the cluster was taken")
+
+func startOnce(ctx context.Context, opt Options, bin, etcd string, legacyEtcd bool) (c *Cluster, err error) {
+	ctx, cancel := context.WithTimeout(ctx, opt.Timeout)
+	defer cancel()
 
 	c = &Cluster{Dir: opt.Dir, BinDir: bin, log: opt.Logger, ports: map[string]int{}, started: time.Now()}
 	if c.Dir == "" {
@@ -215,12 +236,15 @@ func Start(ctx context.Context, opt Options) (c *Cluster, err error) {
 	}
 	defer func() {
 		if err != nil {
+			if c.portTaken() {
+				err = fmt.Errorf("%w: %w", errPortTaken, err)
+			}
 			err = fmt.Errorf("%w%s", err, c.logTails())
 			c.Stop()
 		}
 	}()
 	for _, n := range []string{"etcd", "etcd-peer", "apiserver", "kcm", "scheduler", "kwok"} {
-		if c.ports[n], err = freePort(); err != nil {
+		if c.ports[n], err = pickPort(n); err != nil {
 			return c, err
 		}
 	}
@@ -549,7 +573,7 @@ func (c *Cluster) setup(ctx context.Context) error {
 		}
 	}
 	for _, name := range crds {
-		if err := poll(ctx, func() (bool, error) {
+		if err := c.poll(ctx, func() (bool, error) {
 			u, err := dyn.Resource(crdGVR).Get(ctx, name, metav1.GetOptions{})
 			if err != nil {
 				return false, nil
@@ -588,13 +612,13 @@ func (c *Cluster) setup(ctx context.Context) error {
 	}}
 	// Creating a custom resource right after its CRD is Established can
 	// still meet a 404 while discovery catches up: retry.
-	if err := poll(ctx, func() (bool, error) {
+	if err := c.poll(ctx, func() (bool, error) {
 		_, err := dyn.Resource(schema.GroupVersionResource{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "gatewayclasses"}).Create(ctx, gwc, metav1.CreateOptions{})
 		return err == nil || apierrors.IsAlreadyExists(err), nil
 	}); err != nil {
 		return fmt.Errorf("create GatewayClass: %w", err)
 	}
-	if err := poll(ctx, func() (bool, error) {
+	if err := c.poll(ctx, func() (bool, error) {
 		_, err := dyn.Resource(schema.GroupVersionResource{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "gateways"}).Namespace(GatewayNamespace).Create(ctx, gw, metav1.CreateOptions{})
 		return err == nil || apierrors.IsAlreadyExists(err), nil
 	}); err != nil {
@@ -603,7 +627,7 @@ func (c *Cluster) setup(ctx context.Context) error {
 
 	// The node is Ready once kwok picked it up, and the default service
 	// account exists once the controller manager runs: then pods can start.
-	if err := poll(ctx, func() (bool, error) {
+	if err := c.poll(ctx, func() (bool, error) {
 		n, err := cs.CoreV1().Nodes().Get(ctx, NodeName, metav1.GetOptions{})
 		if err != nil {
 			return false, nil
@@ -617,7 +641,7 @@ func (c *Cluster) setup(ctx context.Context) error {
 	}); err != nil {
 		return fmt.Errorf("node %s not Ready (kwok): %w", NodeName, err)
 	}
-	if err := poll(ctx, func() (bool, error) {
+	if err := c.poll(ctx, func() (bool, error) {
 		_, err := cs.CoreV1().ServiceAccounts("default").Get(ctx, "default", metav1.GetOptions{})
 		return err == nil, nil
 	}); err != nil {
@@ -635,6 +659,17 @@ func (c *Cluster) logTails() string {
 	return b.String()
 }
 
+// portTaken says whether a part's log tells it could not bind its port.
+func (c *Cluster) portTaken() bool {
+	for _, p := range c.procs {
+		data, _ := os.ReadFile(filepath.Join(c.Dir, p.name+".log"))
+		if bytes.Contains(data, []byte("address already in use")) {
+			return true
+		}
+	}
+	return false
+}
+
 // exited reports the first part that is no longer running.
 func (c *Cluster) exited() error {
 	for _, p := range c.procs {
@@ -645,6 +680,17 @@ func (c *Cluster) exited() error {
 		}
 	}
 	return nil
+}
+
+// poll is poll that gives up at once when a part of the cluster exited
+// (a port taken, a bad flag), instead of waiting for the deadline.
+func (c *Cluster) poll(ctx context.Context, f func() (bool, error)) error {
+	return poll(ctx, func() (bool, error) {
+		if err := c.exited(); err != nil {
+			return false, err
+		}
+		return f()
+	})
 }
 
 // poll calls f every 100ms until it reports done or ctx ends.
@@ -666,6 +712,10 @@ func poll(ctx context.Context, f func() (bool, error)) error {
 		}
 	}
 }
+
+// pickPort picks the port of part n; a variable so that a test can hand
+// out a taken one.
+var pickPort = func(n string) (int, error) { return freePort() }
 
 func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")

@@ -1,8 +1,15 @@
 package kubetest
 
 import (
+	"bytes"
 	"context"
+	"io"
+	"log/slog"
+	"net"
 	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -89,4 +96,58 @@ func TestClusterLifecycle(t *testing.T) {
 
 func alive(pid int) bool {
 	return syscall.Kill(pid, 0) == nil
+}
+
+// TestStartAgainWhenAPortWasTaken hands the controller manager a port that
+// is already bound, as when a parallel test package's cluster grabs it
+// between the pick and the bind: Start must notice at once and come up on
+// new ports, not wait for its deadline.
+func TestStartAgainWhenAPortWasTaken(t *testing.T) {
+	if why := Skipped(); why != "" {
+		t.Skip(why)
+	}
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	takenPort := taken.Addr().(*net.TCPAddr).Port
+	var handedOut atomic.Int32
+	orig := pickPort
+	pickPort = func(n string) (int, error) {
+		if n == "kcm" && handedOut.Add(1) == 1 {
+			return takenPort, nil
+		}
+		return freePort()
+	}
+	defer func() { pickPort = orig }()
+
+	var logs bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	c, err := Start(ctx, Options{Logger: slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	if handedOut.Load() != 2 {
+		t.Fatalf("controller manager ports picked: %d, want 2 (the taken one, then a new one)", handedOut.Load())
+	}
+	if !strings.Contains(logs.String(), "starting again on new ports") {
+		t.Fatalf("no retry in the log:\n%s", logs.String())
+	}
+	if c.ports["kcm"] == takenPort {
+		t.Fatal("the cluster runs on the taken port")
+	}
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
 }
