@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -225,6 +226,30 @@ func TestNotEnoughTrafficFailsAtTheStepDeadline(t *testing.T) {
 	r = h.release(r.ID)
 	if r.State != release.Failed || !strings.HasPrefix(r.Reason, "not enough traffic:") || !strings.HasSuffix(r.Reason, " of 20 canary requests in 5m0s") {
 		t.Fatalf("release %s: %q", r.State, r.Reason)
+	}
+	if w := h.router.weight("resizer", "production"); w != 0 {
+		t.Fatalf("weight %v", w)
+	}
+}
+
+// TestUnreadableMetricsFailTheStepWithTheirError: a metrics source that
+// cannot be read (Prometheus down, a broken query) never passes a step, and
+// the step's failure names the error rather than blaming the traffic.
+func TestUnreadableMetricsFailTheStepWithTheirError(t *testing.T) {
+	h := newHarness(t)
+	h.stableAt("v1")
+	h.metrics.mu.Lock()
+	h.metrics.err = errors.New(`prometheus http://127.0.0.1:9/: connection refused`)
+	h.metrics.mu.Unlock()
+	r := h.deploy(DeployRequest{Version: "v2"})
+	h.until(r.ID, release.Progressing, time.Second, 0, 0, 5)
+	for i := 0; i < 20 && !h.release(r.ID).State.Terminal(); i++ {
+		h.step(20*time.Second, 1000, 0)
+	}
+	r = h.release(r.ID)
+	want := "step 1 (1%) could not be judged within 5m0s: metrics: prometheus http://127.0.0.1:9/: connection refused"
+	if r.State != release.Failed || r.Reason != want {
+		t.Fatalf("release %s: %q, want failed: %q", r.State, r.Reason, want)
 	}
 	if w := h.router.weight("resizer", "production"); w != 0 {
 		t.Fatalf("weight %v", w)

@@ -31,6 +31,9 @@ type live struct {
 	restarts   map[runtime.Track]int
 	versions   map[runtime.Track]string
 	conflicts  map[runtime.Track]string // last release.conflict recorded per track
+	// metricsErr is the last failure to read metrics (nil once a read
+	// works again), so that a step that ends without data says why.
+	metricsErr error
 }
 
 func (e *Engine) liveOf(id int64) *live {
@@ -133,13 +136,21 @@ func (e *Engine) finish(ctx context.Context, app spec.App, r release.Release, st
 	delete(e.live, r.ID)
 	e.idle[k] = true
 	e.mu.Unlock()
-	// Recorded: now act, even if the caller has gone away meanwhile.
-	if err := e.cfg.Router.SetWeight(context.WithoutCancel(ctx), app, r.Env, 0); err != nil {
+	// Recorded: now act, even if the caller has gone away meanwhile, but
+	// not forever: a hung router must not hang abort (the idle reconciler
+	// sets 0 again later).
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), weightZeroTimeout)
+	defer cancel()
+	if err := e.cfg.Router.SetWeight(wctx, app, r.Env, 0); err != nil {
 		// Recorded as 0 already; the idle reconciler keeps trying.
 		e.log.Error("set weight 0", "app", r.App, "env", r.Env, "release", r.ID, "err", err)
 	}
 	return r, nil
 }
+
+// weightZeroTimeout bounds the router call that turns an ended release's
+// canary off. A variable for tests.
+var weightZeroTimeout = 10 * time.Second
 
 // recordErr turns a failed release update into the error a command returns:
 // conflict when the release ended meanwhile (an abort won the race).
@@ -303,7 +314,7 @@ func (e *Engine) driveCanary(ctx context.Context, app spec.App, r release.Releas
 	}
 	now := e.now()
 	l.mu.Lock()
-	verdict := l.verdict
+	verdict, metricsErr := l.verdict, l.metricsErr
 	l.mu.Unlock()
 	if r.State == release.Paused {
 		if now.After(e.deadline(app, r)) {
@@ -345,6 +356,10 @@ func (e *Engine) driveCanary(ctx context.Context, app spec.App, r release.Releas
 				n = verdict.Canary.Requests
 			}
 			reason = fmt.Sprintf("not enough traffic: %d of %d canary requests in %s", n, thresholds(app).MinRequests, limit)
+			if metricsErr != nil {
+				// Not the traffic's fault: the numbers could not be read.
+				reason = fmt.Sprintf("step %d (%s) could not be judged within %s: %v", r.Step+1, fmtPct(r.Weight), limit, metricsErr)
+			}
 		}
 		_, err := e.finish(ctx, app, r, release.Failed, reason, "", data)
 		return err
@@ -358,10 +373,12 @@ func (e *Engine) driveCanary(ctx context.Context, app spec.App, r release.Releas
 func (e *Engine) analyse(ctx context.Context, app spec.App, r release.Release, l *live) (abort bool, err error) {
 	l.mu.Lock()
 	if !l.haveBase || l.phase != phaseOf(r) {
-		if err := e.takeBaseline(ctx, r, l); err != nil {
+		err := e.takeBaseline(ctx, r, l)
+		l.metricsErr = err
+		l.mu.Unlock()
+		if err != nil {
 			e.log.Error("analysis baseline", "app", r.App, "env", r.Env, "release", r.ID, "err", err)
 		}
-		l.mu.Unlock()
 		return false, nil
 	}
 	if e.now().Sub(l.lastJudge) < interval(app) {
@@ -369,6 +386,7 @@ func (e *Engine) analyse(ctx context.Context, app spec.App, r release.Release, l
 		return false, nil
 	}
 	v, err := e.judge(ctx, app, r, l)
+	l.metricsErr = err
 	l.mu.Unlock()
 	if err != nil {
 		e.log.Error("analysis", "app", r.App, "env", r.Env, "release", r.ID, "err", err)

@@ -191,10 +191,16 @@ type fakeRouter struct {
 	history []float64 // every SetWeight, in order
 	round   float64   // when set, weights are kept as multiples of it
 	reads   int       // Weight calls by the engine
+	hang    bool      // SetWeight blocks until its context ends (a hung API server)
 }
 
-func (r *fakeRouter) SetWeight(_ context.Context, app spec.App, env string, w float64) error {
+func (r *fakeRouter) SetWeight(ctx context.Context, app spec.App, env string, w float64) error {
 	r.mu.Lock()
+	if r.hang {
+		r.mu.Unlock()
+		<-ctx.Done()
+		return ctx.Err()
+	}
 	defer r.mu.Unlock()
 	if r.weights == nil {
 		r.weights = map[string]float64{}
@@ -231,6 +237,7 @@ func (r *fakeRouter) readCount() int {
 type fakeMetrics struct {
 	mu             sync.Mutex
 	stable, canary analysis.Sample
+	err            error // when set, Sample fails with it
 }
 
 var bounds = []time.Duration{10 * time.Millisecond, 100 * time.Millisecond, time.Second}
@@ -238,6 +245,9 @@ var bounds = []time.Duration{10 * time.Millisecond, 100 * time.Millisecond, time
 func (m *fakeMetrics) Sample(context.Context, string, string) (analysis.Sample, analysis.Sample, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.err != nil {
+		return analysis.Sample{}, analysis.Sample{}, m.err
+	}
 	return m.stable.Sub(analysis.Sample{Version: "\x00"}), m.canary.Sub(analysis.Sample{Version: "\x00"}), nil // copies
 }
 

@@ -121,3 +121,48 @@ func TestJudgeAbortsWithinTwoSecondsWhileAnApplyOfTheAppHangs(t *testing.T) {
 		t.Fatalf("release %s %q", got.State, got.Reason)
 	}
 }
+
+// TestAbortReturnsWhenTheRouterHangs: the abort is recorded first; a router
+// that never answers (an API server gone quiet) delays it by at most
+// weightZeroTimeout, and the idle reconciler sets 0 once it answers again.
+func TestAbortReturnsWhenTheRouterHangs(t *testing.T) {
+	defer func(d time.Duration) { weightZeroTimeout = d }(weightZeroTimeout)
+	weightZeroTimeout = 200 * time.Millisecond
+	h := newHarness(t)
+	h.stableAt("v1")
+	r := h.deploy(DeployRequest{Version: "v2", Canary: 10})
+	h.until(r.ID, release.Paused, time.Second, 0, 0, 10)
+	h.router.mu.Lock()
+	h.router.hang = true
+	h.router.mu.Unlock()
+	type result struct {
+		r   release.Release
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		a, err := h.e.Abort(context.Background(), alice, "resizer", "", "router hung")
+		done <- result{a, err}
+	}()
+	select {
+	case res := <-done:
+		if res.err != nil || res.r.State != release.Aborted {
+			t.Fatalf("abort: %s %v", res.r.State, res.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Abort still waits on a hung router after 10s")
+	}
+	if got := h.release(r.ID); got.State != release.Aborted {
+		t.Fatalf("stored state %s", got.State)
+	}
+	// The router answers again: the idle app is brought to weight 0.
+	h.router.mu.Lock()
+	h.router.hang = false
+	h.router.mu.Unlock()
+	for i := 0; i < 20 && h.router.weight("resizer", "production") != 0; i++ {
+		h.step(time.Second, 0, 0)
+	}
+	if w := h.router.weight("resizer", "production"); w != 0 {
+		t.Fatalf("weight %v after the router came back", w)
+	}
+}
