@@ -19,8 +19,12 @@ func failed(ts runtime.TrackStatus, want runtime.Want) bool {
 	return ts.Failed && ts.Version == want.Version
 }
 
+// ready says the track runs want: its version, at least want.Replicas
+// ready, and every instance the runtime itself wants ready too (an
+// autoscaler may have raised a Deployment above want.Replicas; until all of
+// its pods are rolled out the track is not done).
 func ready(ts runtime.TrackStatus, want runtime.Want) bool {
-	return !ts.Failed && ts.Version == want.Version && ts.Ready >= want.Replicas
+	return !ts.Failed && ts.Version == want.Version && ts.Ready >= want.Replicas && ts.Ready >= ts.Desired
 }
 
 // readyOf counts the ready instances of want's version: a track still

@@ -395,3 +395,28 @@ func TestLogsComeFromTheRuntimeWhenItKeepsThem(t *testing.T) {
 		t.Fatalf("events of unknown app: %v", err)
 	}
 }
+
+// TestStableIsDoneOnlyWhenEveryInstanceTheRuntimeWantsIsReady: an
+// autoscaler raised stable above the spec's replicas; a release replacing
+// it is done when all of those run the new version, not when as many as
+// the spec asks for do (the rest still run the old one).
+func TestStableIsDoneOnlyWhenEveryInstanceTheRuntimeWantsIsReady(t *testing.T) {
+	h := newHarness(t)
+	h.stableAt("v1")
+	h.rt.mu.Lock()
+	h.rt.raise = map[string]int{"v2": 5}
+	h.rt.mu.Unlock()
+	r := h.deploy(DeployRequest{Version: "v2", Rolling: true})
+	for i := 0; i < 30 && !h.release(r.ID).State.Terminal(); i++ {
+		h.rt.mu.Lock()
+		st := *h.rt.track("resizer", "production", runtime.Stable)
+		h.rt.mu.Unlock()
+		h.step(time.Second, 0, 0)
+		if got := h.release(r.ID); got.State == release.Succeeded && st.Ready < 5 {
+			t.Fatalf("succeeded with %d of 5 instances of v2 ready: %q", st.Ready, got.Reason)
+		}
+	}
+	if got := h.release(r.ID); got.State != release.Succeeded {
+		t.Fatalf("release %s: %q", got.State, got.Reason)
+	}
+}

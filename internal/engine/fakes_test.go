@@ -53,6 +53,9 @@ type fakeRuntime struct {
 	removeGate chan struct{}            // when set, Remove waits for it to close
 	heldBy     map[string]string        // app/env/track -> who changed it by hand (see handScale)
 	refused    int                      // Apply calls refused with runtime.ErrConflict
+	// raise makes an autoscaler set a version's track to this many
+	// instances when it is applied, rolled out one per observation.
+	raise map[string]int
 }
 
 func newFakeRuntime() *fakeRuntime {
@@ -95,8 +98,11 @@ func (f *fakeRuntime) Apply(ctx context.Context, app spec.App, env string, t run
 		ts.Ready, ts.Restarts, ts.Failed, ts.Reason = 0, 0, false, ""
 	}
 	ts.Version, ts.Desired = w.Version, w.Replicas
-	if ts.Ready > w.Replicas {
-		ts.Ready = w.Replicas
+	if n := f.raise[w.Version]; n > ts.Desired {
+		ts.Desired = n
+	}
+	if ts.Ready > ts.Desired {
+		ts.Ready = ts.Desired
 	}
 	f.applies = append(f.applies, fmt.Sprintf("%s %s×%d", t, w.Version, w.Replicas))
 	return nil
@@ -121,6 +127,8 @@ func (f *fakeRuntime) Status(ctx context.Context, app spec.App, env string) (map
 		snapshot := *ts
 		if reason, bad := f.failing[ts.Version]; bad && ts.Version != "" {
 			ts.Failed, ts.Reason, ts.Ready = true, reason, 0
+		} else if f.raise[ts.Version] > 0 && ts.Ready < ts.Desired {
+			ts.Ready++
 		} else if !f.neverReady[ts.Version] {
 			ts.Ready = ts.Desired
 		}
