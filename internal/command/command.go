@@ -32,6 +32,7 @@ const (
 	VerbAbort    Verb = "abort"
 	VerbRollback Verb = "rollback"
 	VerbScale    Verb = "scale"
+	VerbReclaim  Verb = "reclaim"
 	VerbStatus   Verb = "status"
 	VerbHistory  Verb = "history"
 	VerbLock     Verb = "lock"
@@ -89,7 +90,7 @@ func (v Verb) ReadOnly() bool {
 
 // Verbs lists every verb in the order help shows them.
 func Verbs() []Verb {
-	return []Verb{VerbDeploy, VerbPromote, VerbAbort, VerbRollback, VerbScale, VerbStatus, VerbHistory, VerbLock, VerbUnlock, VerbLogs, VerbApps, VerbHelp}
+	return []Verb{VerbDeploy, VerbPromote, VerbAbort, VerbRollback, VerbScale, VerbReclaim, VerbStatus, VerbHistory, VerbLock, VerbUnlock, VerbLogs, VerbApps, VerbHelp}
 }
 
 var aliases = map[string]Verb{"ls": VerbApps, "list": VerbApps, "rb": VerbRollback, "log": VerbLogs, "st": VerbStatus}

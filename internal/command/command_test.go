@@ -29,6 +29,8 @@ func TestParseEveryVerb(t *testing.T) {
 		{"rb resizer --to v1 --wait", Command{Verb: VerbRollback, App: "resizer", To: "v1", Wait: true, Output: text}},
 		{"scale resizer 10", Command{Verb: VerbScale, App: "resizer", Replicas: 10, Output: text}},
 		{"scale resizer 0 -e staging", Command{Verb: VerbScale, App: "resizer", Replicas: 0, Env: "staging", Output: text}},
+		{"reclaim resizer", Command{Verb: VerbReclaim, App: "resizer", Output: text}},
+		{"reclaim resizer -e staging -o json", Command{Verb: VerbReclaim, App: "resizer", Env: "staging", Output: OutputJSON}},
 		{"status", Command{Verb: VerbStatus, Output: text}},
 		{"status resizer --output json", Command{Verb: VerbStatus, App: "resizer", Output: OutputJSON}},
 		{"history resizer -n 5", Command{Verb: VerbHistory, App: "resizer", Lines: 5, Output: text}},
@@ -108,6 +110,9 @@ func TestParseRefusesWithAHelpfulUsageError(t *testing.T) {
 		{"scale resizer 1001", VerbScale, `N must be a whole number from 0 to 1000, got "1001"`},
 		{"scale resizer ten", VerbScale, `N must be a whole number from 0 to 1000, got "ten"`},
 		{"scale resizer 99999999999999999999", VerbScale, `N must be a whole number from 0 to 1000`},
+		{"reclaim", VerbReclaim, "missing APP"},
+		{"reclaim resizer v2", VerbReclaim, `unexpected argument "v2" after APP`},
+		{"reclaim resizer --wait", VerbReclaim, "reclaim does not take --wait"},
 		{"lock resizer", VerbLock, `lock needs --reason, e.g. --reason "db migration"`},
 		{`lock resizer --reason ""`, VerbLock, `--reason needs some text`},
 		{"lock resizer --reason \"a\nb\"", VerbLock, "--reason must be one line of text"},
@@ -161,6 +166,8 @@ func TestParseSlash(t *testing.T) {
 		{"/ship", "rollback resizer", "rollback resizer"},
 		{"/ship", "scale resizer 10", "scale resizer 10"},
 		{"/ship", "history resizer", "history resizer"},
+		{"/ship", "reclaim resizer --env staging", "reclaim resizer --env staging"},
+		{"/reclaim", "resizer", "reclaim resizer"},
 		{"/ship", `lock resizer --reason "release freeze"`, `lock resizer --reason "release freeze"`},
 		{"/ship", "help", "help"},
 		{"/ship", "", "help"},
@@ -226,6 +233,9 @@ func TestUsageAndHelpMentionEveryVerbAndFlag(t *testing.T) {
 	if !strings.HasPrefix(Usage(VerbLock), "lock APP [--env ENV] --reason TEXT") {
 		t.Errorf("lock usage: %s", Usage(VerbLock))
 	}
+	if !strings.HasPrefix(Usage(VerbReclaim), "reclaim APP [--env ENV]\n") {
+		t.Errorf("reclaim usage: %s", Usage(VerbReclaim))
+	}
 	if !strings.HasPrefix(Usage(VerbDeploy), "deploy APP VERSION [--env ENV] [--canary PCT] [--steps W,W,...] [--rolling] [--wait]") {
 		t.Errorf("deploy usage: %s", Usage(VerbDeploy))
 	}
@@ -233,7 +243,7 @@ func TestUsageAndHelpMentionEveryVerbAndFlag(t *testing.T) {
 
 func TestReadOnlyVerbs(t *testing.T) {
 	for v, want := range map[Verb]bool{VerbStatus: true, VerbLogs: true, VerbApps: true, VerbHistory: true, VerbHelp: true,
-		VerbDeploy: false, VerbPromote: false, VerbAbort: false, VerbRollback: false, VerbScale: false, VerbLock: false, VerbUnlock: false} {
+		VerbDeploy: false, VerbPromote: false, VerbAbort: false, VerbRollback: false, VerbScale: false, VerbReclaim: false, VerbLock: false, VerbUnlock: false} {
 		if v.ReadOnly() != want {
 			t.Errorf("%s.ReadOnly() = %v", v, !want)
 		}

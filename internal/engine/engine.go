@@ -93,6 +93,7 @@ const (
 	ActAbort    Action = "abort"
 	ActRollback Action = "rollback"
 	ActScale    Action = "scale"
+	ActReclaim  Action = "reclaim"
 	ActLock     Action = "lock"
 	ActUnlock   Action = "unlock"
 )

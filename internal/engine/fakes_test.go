@@ -53,6 +53,7 @@ type fakeRuntime struct {
 	removeGate chan struct{}            // when set, Remove waits for it to close
 	heldBy     map[string]string        // app/env/track -> who changed it by hand (see handScale)
 	refused    int                      // Apply calls refused with runtime.ErrConflict
+	reclaims   []string                 // Reclaim calls, as "track version×n"
 	// raise makes an autoscaler set a version's track to this many
 	// instances when it is applied, rolled out one per observation.
 	raise map[string]int
@@ -173,6 +174,24 @@ func (f *fakeRuntime) handScale(app, env string, t runtime.Track, n int, who str
 	ts := f.track(app, env, t)
 	ts.Desired = n
 	f.heldBy[app+"/"+env+"/"+string(t)] = who
+}
+
+// Reclaim is Apply with force: a track held by a hand edit is given back
+// to ship, and who held it is reported as having lost the count.
+func (f *fakeRuntime) Reclaim(ctx context.Context, app spec.App, env string, t runtime.Track, w runtime.Want) ([]string, error) {
+	f.mu.Lock()
+	k := app.Name + "/" + env + "/" + string(t)
+	var lost []string
+	if who := f.heldBy[k]; who != "" {
+		lost = []string{fmt.Sprintf("%q: %s .spec.replicas", who, t)}
+		delete(f.heldBy, k)
+	}
+	f.reclaims = append(f.reclaims, fmt.Sprintf("%s %s×%d", t, w.Version, w.Replicas))
+	f.mu.Unlock()
+	if err := f.Apply(ctx, app, env, t, w); err != nil {
+		return nil, err
+	}
+	return lost, nil
 }
 
 func (f *fakeRuntime) refusedApplies() int {

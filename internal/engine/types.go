@@ -63,6 +63,24 @@ type AppStatus struct {
 	Note        string           `json:"note,omitempty"`
 }
 
+// Reclaimed is what Reclaim forced back onto each track.
+type Reclaimed struct {
+	App     string           `json:"app"`
+	Env     string           `json:"env"`
+	Release int64            `json:"release,omitempty"` // the active release, if any
+	Tracks  []ReclaimedTrack `json:"tracks"`
+}
+
+// ReclaimedTrack is one track Reclaim applied with force.
+type ReclaimedTrack struct {
+	Track    string `json:"track"`
+	Version  string `json:"version"`
+	Replicas int    `json:"replicas"`
+	// Lost names each field another manager lost, in the runtime's words
+	// (on Kubernetes: `"hand-update": deployment web-stable .spec.replicas`).
+	Lost []string `json:"lost"`
+}
+
 // Code classifies an engine error for front ends (HTTP status, exit code).
 type Code string
 
