@@ -318,3 +318,42 @@ func TestClientRefusesBadServerAddress(t *testing.T) {
 		t.Fatalf("%v %v", c, err)
 	}
 }
+
+// POST /v1/apps/{app}/reclaim takes env from the query (the client's way)
+// or from a body like the other commands, refuses the two disagreeing,
+// and answers with what the engine reclaimed.
+func TestReclaimTakesEnvFromQueryOrBody(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	res, err := f.cli.Reclaim(ctx, "resizer", "staging")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.App != "resizer" || res.Env != "staging" || len(res.Tracks) != 1 || res.Tracks[0].Lost[0] != `"kubectl": deployment resizer-stable .spec.replicas` {
+		t.Fatalf("reclaim = %+v", res)
+	}
+	if f.eng.calls[len(f.eng.calls)-1] != "reclaim:staging" || f.eng.lastActr != (engine.Actor{Name: "alice", Source: release.SourceCLI}) {
+		t.Fatalf("engine calls %v by %+v", f.eng.calls, f.eng.lastActr)
+	}
+	auth := "Bearer " + f.token
+	if status, body := f.raw(t, "POST", "/v1/apps/resizer/reclaim", auth, `{"env":"canary-land"}`); status != 200 || !strings.Contains(body, `"env": "canary-land"`) {
+		t.Fatalf("env in body: %d %s", status, body)
+	}
+	if status, body := f.raw(t, "POST", "/v1/apps/resizer/reclaim?env=staging", auth, `{"env":"production"}`); status != 400 || !strings.Contains(body, "differ") {
+		t.Fatalf("query and body disagree: %d %s", status, body)
+	}
+	if status, _ := f.raw(t, "POST", "/v1/apps/resizer/reclaim", auth, `{"replicas":2}`); status != 400 {
+		t.Fatalf("unknown field: %d", status)
+	}
+	if status, _ := f.raw(t, "POST", "/v1/apps/resizer/reclaim", "", ""); status != 401 {
+		t.Fatalf("no token: %d", status)
+	}
+	var ae *Error
+	if _, err := f.cli.Reclaim(ctx, "nope", ""); !errors.As(err, &ae) || ae.Status != 404 || ae.Code != "not_found" {
+		t.Fatalf("unknown app: %v", err)
+	}
+	f.eng.failWith = engine.Errorf(engine.CodeInvalid, "reclaim is for runtimes with server-side apply; the local runtime has no hand edits")
+	if _, err := f.cli.Reclaim(ctx, "resizer", ""); !errors.As(err, &ae) || ae.Status != 400 || !strings.Contains(ae.Message, "local runtime") {
+		t.Fatalf("local runtime: %v", err)
+	}
+}

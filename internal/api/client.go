@@ -231,6 +231,14 @@ func (c *Client) Scale(ctx context.Context, app, env string, replicas int) (engi
 	return out, err
 }
 
+// Reclaim forces ship's recorded state back onto app's tracks in env,
+// taking back fields changed by hand; it reports who lost which field.
+func (c *Client) Reclaim(ctx context.Context, app, env string) (engine.Reclaimed, error) {
+	var out engine.Reclaimed
+	err := c.do(ctx, http.MethodPost, appPath(app, "/reclaim"), envQuery(env), nil, &out)
+	return out, err
+}
+
 // Lock blocks deploys of app in env.
 func (c *Client) Lock(ctx context.Context, app, env, reason string) (engine.AppStatus, error) {
 	var out engine.AppStatus

@@ -153,6 +153,20 @@ func (f *fakeEngine) Scale(_ context.Context, a engine.Actor, app, env string, n
 	return nil
 }
 
+func (f *fakeEngine) Reclaim(_ context.Context, a engine.Actor, app, env string) (engine.Reclaimed, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.check(a, "reclaim:"+env, app); err != nil {
+		return engine.Reclaimed{}, err
+	}
+	if env == "" {
+		env = "production"
+	}
+	return engine.Reclaimed{App: app, Env: env, Tracks: []engine.ReclaimedTrack{
+		{Track: "stable", Version: "v1", Replicas: f.replicas, Lost: []string{`"kubectl": deployment resizer-stable .spec.replicas`}},
+	}}, nil
+}
+
 func (f *fakeEngine) Lock(_ context.Context, a engine.Actor, app, env, reason string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()

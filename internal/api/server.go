@@ -33,6 +33,7 @@ type Engine interface {
 	Abort(ctx context.Context, a engine.Actor, app, env, reason string) (release.Release, error)
 	Rollback(ctx context.Context, a engine.Actor, app, env, to string) (release.Release, error)
 	Scale(ctx context.Context, a engine.Actor, app, env string, replicas int) error
+	Reclaim(ctx context.Context, a engine.Actor, app, env string) (engine.Reclaimed, error)
 	Lock(ctx context.Context, a engine.Actor, app, env, reason string) error
 	Unlock(ctx context.Context, a engine.Actor, app, env string) error
 	Status(ctx context.Context, app, env string) (engine.AppStatus, error)
@@ -131,6 +132,7 @@ func (s *Server) build() http.Handler {
 	v1.HandleFunc("POST /v1/apps/{app}/abort", s.abort)
 	v1.HandleFunc("POST /v1/apps/{app}/rollback", s.rollback)
 	v1.HandleFunc("POST /v1/apps/{app}/scale", s.scale)
+	v1.HandleFunc("POST /v1/apps/{app}/reclaim", s.reclaim)
 	v1.HandleFunc("POST /v1/apps/{app}/lock", s.lock)
 	v1.HandleFunc("DELETE /v1/apps/{app}/lock", s.unlock)
 	v1.HandleFunc("GET /v1/apps/{app}/history", s.history)
@@ -347,6 +349,31 @@ func (s *Server) scale(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.answerStatus(w, r, app, body.Env)
+}
+
+// reclaim takes env from the query (?env=) like DELETE .../lock; a JSON
+// body {"env": ...} as the other commands take is accepted too, and must
+// not name another environment.
+func (s *Server) reclaim(w http.ResponseWriter, r *http.Request) {
+	var body EnvRequest
+	if err := s.decode(w, r, &body); err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	env := r.URL.Query().Get("env")
+	switch {
+	case env == "":
+		env = body.Env
+	case body.Env != "" && body.Env != env:
+		writeError(w, r, s.log, invalid("env %q in the query and %q in the body differ", env, body.Env))
+		return
+	}
+	res, err := s.cfg.Engine.Reclaim(r.Context(), s.actor(r), r.PathValue("app"), env)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
 }
 
 func (s *Server) lock(w http.ResponseWriter, r *http.Request) {

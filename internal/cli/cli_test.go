@@ -442,3 +442,57 @@ func TestHelpAndVersionNeedNoServer(t *testing.T) {
 		t.Errorf("missing version: exit %d, %q", code, errs)
 	}
 }
+
+// reclaimEngine answers Reclaim as the engine does on Kubernetes after a
+// hand edit, and as it does on the local runtime (app "local").
+type reclaimEngine struct {
+	fakeEngine
+	got []string // app/env of each call
+}
+
+func (f *reclaimEngine) Reclaim(_ context.Context, a engine.Actor, app, env string) (engine.Reclaimed, error) {
+	f.got = append(f.got, app+"/"+env+" by "+a.Name)
+	if app == "local" {
+		return engine.Reclaimed{}, engine.Errorf(engine.CodeInvalid, "reclaim is for runtimes with server-side apply; the local runtime has no hand edits")
+	}
+	return engine.Reclaimed{App: app, Env: "staging", Release: 9, Tracks: []engine.ReclaimedTrack{
+		{Track: "stable", Version: "v1", Replicas: 2},
+		{Track: "canary", Version: "v2", Replicas: 1, Lost: []string{`"kubectl": deployment web-canary .spec.replicas`}},
+	}}, nil
+}
+
+func TestReclaimPrintsWhoLostWhichField(t *testing.T) {
+	eng := &reclaimEngine{}
+	s, err := api.New(api.Config{Engine: eng, Tokens: tokens{string(api.HashToken(testToken)): "alice"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(srv.Close)
+	env := map[string]string{"SHIP_SERVER": srv.URL, "SHIP_TOKEN": testToken}
+
+	code, out, errs := runCLI(t, env, "reclaim", "web", "--env", "staging")
+	if code != ExitOK {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
+	}
+	want := "web staging: reclaimed stable v1×2, canary v2×1\n  taken back:\n    \"kubectl\": deployment web-canary .spec.replicas\n"
+	if out != want {
+		t.Errorf("stdout %q, want %q", out, want)
+	}
+	code, out, _ = runCLI(t, env, "reclaim", "web", "-o", "json")
+	var res engine.Reclaimed
+	if code != ExitOK || json.Unmarshal([]byte(out), &res) != nil || res.Release != 9 || len(res.Tracks) != 2 || res.Tracks[1].Lost[0] != `"kubectl": deployment web-canary .spec.replicas` {
+		t.Fatalf("json: exit %d %s", code, out)
+	}
+	// invalid, as every engine refusal of that code: exit 2.
+	code, _, errs = runCLI(t, env, "reclaim", "local")
+	if code != ExitUsage || !strings.Contains(errs, "the local runtime has no hand edits") {
+		t.Fatalf("local runtime: exit %d %s", code, errs)
+	}
+	if code, _, errs = runCLI(t, env, "reclaim"); code != ExitUsage || !strings.Contains(errs, "missing APP") {
+		t.Fatalf("no app: exit %d %s", code, errs)
+	}
+	if got := strings.Join(eng.got, ","); got != "web/staging by alice,web/ by alice,local/ by alice" {
+		t.Errorf("engine calls %s", got)
+	}
+}

@@ -72,6 +72,8 @@ func (r *runner) run(ctx context.Context, cmd command.Command) error {
 		fmt.Fprintf(r.env.Stdout, "%s %s: stable %s scaled to %d (ready %d)\n",
 			st.App, st.Env, orNone(st.Stable.Version), cmd.Replicas, st.Stable.Ready)
 		return nil
+	case "reclaim":
+		return r.reclaim(ctx, cmd)
 	case "history":
 		return r.history(ctx, cmd)
 	case "lock":
@@ -98,6 +100,33 @@ func (r *runner) run(ctx context.Context, cmd command.Command) error {
 		return r.logs(ctx, cmd)
 	}
 	return &usageErr{fmt.Sprintf("the CLI does not handle %q", cmd.Verb)}
+}
+
+// reclaim prints what was forced back, then one line per field another
+// manager lost.
+func (r *runner) reclaim(ctx context.Context, cmd command.Command) error {
+	res, err := r.c.Reclaim(ctx, cmd.App, cmd.Env)
+	if err != nil {
+		return err
+	}
+	if r.json {
+		return r.printJSON(res)
+	}
+	var tracks, lost []string
+	for _, t := range res.Tracks {
+		tracks = append(tracks, fmt.Sprintf("%s %s×%d", t.Track, t.Version, t.Replicas))
+		lost = append(lost, t.Lost...)
+	}
+	fmt.Fprintf(r.env.Stdout, "%s %s: reclaimed %s\n", res.App, res.Env, strings.Join(tracks, ", "))
+	if len(lost) == 0 {
+		fmt.Fprintln(r.env.Stdout, "  no field ship manages was held by anyone else")
+		return nil
+	}
+	fmt.Fprintln(r.env.Stdout, "  taken back:")
+	for _, l := range lost {
+		fmt.Fprintf(r.env.Stdout, "    %s\n", l)
+	}
+	return nil
 }
 
 func (r *runner) printJSON(v any) error {

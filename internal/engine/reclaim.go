@@ -24,8 +24,10 @@ type Reclaimer interface {
 // Reclaim forces what ship records onto every track that runs a version:
 // stable, and during a release the canary at the release's current size.
 // It is how a person ends a conflict with a hand edit (see applyTrack):
-// ship never forces by itself. The event (release.reclaimed during a
-// release, else app.reclaimed) names who lost which field; the remembered
+// ship never forces by itself. The event, app.reclaimed, names who lost
+// which field; typed like app.scaled, it is an app fact that chat
+// announces on its own and, during a release, is linked to it (ReleaseID)
+// so it shows in the release's history too. The remembered
 // conflicts are cleared so a new hand edit is reported again. Like Scale,
 // it is allowed while the app is locked: it changes no version, it puts
 // back what ship already records.
@@ -134,7 +136,7 @@ func (e *Engine) recordReclaim(ctx context.Context, a Actor, k appKey, act relea
 	d := map[string]any{"tracks": data, "lost": lost, "source": string(a.Source)}
 	ev := release.Event{App: k.app, Env: k.env, Type: "app.reclaimed", Actor: a.Name, Time: e.now(), Message: msg, Data: d}
 	if hasActive {
-		ev = e.event(act, "release.reclaimed", a.Name, msg, d)
+		ev.ReleaseID = act.ID
 	}
 	evs, err := e.cfg.Store.AddEvents(ctx, nil, ev)
 	if err != nil {

@@ -62,10 +62,10 @@ func TestReclaimTakesBackAHandEditedCanaryAndReportsTheNextOne(t *testing.T) {
 	if got := h.rt.get("resizer", "production", runtime.Canary); got.Desired != 1 || got.Version != "v2" {
 		t.Errorf("canary runs %+v after reclaim, want v2×1", got)
 	}
-	evs := eventsOfType(t, h, EventQuery{ReleaseID: r.ID}, "release.reclaimed")
+	evs := eventsOfType(t, h, EventQuery{ReleaseID: r.ID}, "app.reclaimed")
 	if len(evs) != 1 || evs[0].Actor != "bob" || !strings.Contains(evs[0].Message, "bob via cli reclaimed resizer/production") ||
 		!strings.Contains(evs[0].Message, `taken back from "kubectl": canary .spec.replicas`) {
-		t.Fatalf("release.reclaimed events %+v", evs)
+		t.Fatalf("app.reclaimed events of the release %+v", evs)
 	}
 	if st, err := h.e.Status(ctx, "resizer", ""); err != nil || strings.Contains(st.Note, "changed outside ship") {
 		t.Errorf("status note after reclaim %q (%v)", st.Note, err)
@@ -91,7 +91,7 @@ func TestReclaimTakesBackAHandEditedCanaryAndReportsTheNextOne(t *testing.T) {
 // An idle app whose stable count was taken over by hand: without reclaim
 // a rolling release would be refused until its deadline (see
 // TestPromotionBlockedByAHandEditFailsWithTheConflict); after it, it goes
-// through. The event is an app event, not tied to a release.
+// through. The event is not tied to a release.
 func TestReclaimOfAnIdleAppLetsTheNextReleaseThrough(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()

@@ -276,6 +276,8 @@ func TestQuickReadsAnswerInline(t *testing.T) {
 		{"apps", "*thumbs* (production): stable v1"},
 		{"history resizer", "#1 v2 → production (deploy) by alice via slack"},
 		{"help", "deploy APP VERSION"},
+		{"help", "reclaim APP"},
+		{"help reclaim", "usage: /ship reclaim APP [--env ENV]"},
 		{"logs resizer -n 3", "Last 3 lines of resizer (only you see this):\n```"},
 		{"logs resizer -n 3", "stable-0 v1 GET /resize 200 line 2```"},
 	}
@@ -642,5 +644,29 @@ func TestWalkingCanaryUpdatesTheMessageAndTellsTheDeployer(t *testing.T) {
 	})
 	if n := count(calls, "chat.postMessage"); n != 1 {
 		t.Fatalf("%d chat.postMessage calls, want 1 (then updates)", n)
+	}
+}
+
+// /ship reclaim goes through the same mutate path as scale and needs the
+// scale grant: an operator may, a responder may not. The result names who
+// lost which field; the app event is announced in the channel.
+func TestReclaimNeedsTheScaleGrantAndSaysWhatWasTakenBack(t *testing.T) {
+	h := newHarness(t, nil, nil)
+	_, reply, _ := h.slash(bob, testChannel, "/ship", "reclaim resizer")
+	if reply.ResponseType != "ephemeral" || !strings.Contains(reply.Text, "You may not *scale* resizer in production") {
+		t.Fatalf("responder's reclaim = %+v", reply)
+	}
+	h.slack.SetGroup("SOPS", "UOLGA")
+	_, reply, respURL := h.slash(olga, testChannel, "/ship", "reclaim resizer")
+	if !strings.Contains(reply.Text, "On it: taking back the fields ship manages of resizer in production") {
+		t.Fatalf("operator's reclaim = %+v", reply)
+	}
+	h.waitCalls("reclaim answered and announced", func(cs []slackCall) bool {
+		return hasText(responsesTo(cs, respURL), "", "Reclaimed resizer in production: stable v1×3. Taken back:\n• \"kubectl\": deployment resizer-stable .spec.replicas") &&
+			hasText(cs, "chat.postMessage", "reclaimed, taken back from \"kubectl\"") && hasText(cs, "chat.postMessage", "by olga")
+	})
+	want := []string{"reclaim resizer production slack:UOLGA (olga)"}
+	if got := h.fake.Calls(); strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("engine calls = %q", got)
 	}
 }

@@ -15,6 +15,7 @@ type Engine interface {
 	Abort(ctx context.Context, a engine.Actor, app, env, reason string) (release.Release, error)
 	Rollback(ctx context.Context, a engine.Actor, app, env, to string) (release.Release, error)
 	Scale(ctx context.Context, a engine.Actor, app, env string, n int) error
+	Reclaim(ctx context.Context, a engine.Actor, app, env string) (engine.Reclaimed, error)
 	Lock(ctx context.Context, a engine.Actor, app, env, reason string) error
 	Unlock(ctx context.Context, a engine.Actor, app, env string) error
 	Status(ctx context.Context, app, env string) (engine.AppStatus, error)

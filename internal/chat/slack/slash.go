@@ -46,7 +46,7 @@ func (b *Bot) handleSlash(ctx context.Context, sr slashRequest) message {
 		return b.withinBudget(ctx, r, func(ctx context.Context) message { return b.history(ctx, c.App, c.Env, c.Lines) })
 	case command.VerbLogs:
 		return b.withinBudget(ctx, r, func(ctx context.Context) message { return b.logs(ctx, c) })
-	case command.VerbDeploy, command.VerbPromote, command.VerbAbort, command.VerbRollback, command.VerbScale, command.VerbLock, command.VerbUnlock:
+	case command.VerbDeploy, command.VerbPromote, command.VerbAbort, command.VerbRollback, command.VerbScale, command.VerbReclaim, command.VerbLock, command.VerbUnlock:
 		return b.withinBudget(ctx, r, func(ctx context.Context) message { return b.mutate(ctx, sr, c, r) })
 	}
 	return ephemeral(fmt.Sprintf("ship cannot run %q from chat. `/ship help` lists every command.", c.Verb))
@@ -126,6 +126,7 @@ func (b *Bot) execute(ctx context.Context, u chatUser, sr slashRequest, c comman
 	a := u.actor()
 	var (
 		rel release.Release
+		rec engine.Reclaimed
 		err error
 	)
 	log := b.log.With("app", c.App, "env", env, "actor", a.Name, "verb", c.Verb)
@@ -146,6 +147,8 @@ func (b *Bot) execute(ctx context.Context, u chatUser, sr slashRequest, c comman
 		rel, err = b.eng.Rollback(ctx, a, c.App, env, c.To)
 	case command.VerbScale:
 		err = b.eng.Scale(ctx, a, c.App, env, c.Replicas)
+	case command.VerbReclaim:
+		rec, err = b.eng.Reclaim(ctx, a, c.App, env)
 	case command.VerbLock:
 		err = b.eng.Lock(ctx, a, c.App, env, c.Reason)
 	case command.VerbUnlock:
@@ -178,6 +181,8 @@ func (b *Bot) execute(ctx context.Context, u chatUser, sr slashRequest, c comman
 		return b.reply(sr, fmt.Sprintf("Rolling %s in %s back to %s (release #%d).%s", rel.App, rel.Env, rel.Version, rel.ID, where))
 	case command.VerbScale:
 		return b.reply(sr, fmt.Sprintf("Scaled %s in %s to %d instances.", c.App, env, c.Replicas))
+	case command.VerbReclaim:
+		return b.reply(sr, reclaimText(rec))
 	case command.VerbLock:
 		return b.reply(sr, fmt.Sprintf("Locked %s in %s: %s", c.App, env, c.Reason))
 	case command.VerbUnlock:
@@ -216,6 +221,8 @@ func describe(c command.Command, env string) string {
 		return fmt.Sprintf("rolling %s in %s back to its last good release", c.App, env)
 	case command.VerbScale:
 		return fmt.Sprintf("scaling %s in %s to %d", c.App, env, c.Replicas)
+	case command.VerbReclaim:
+		return fmt.Sprintf("taking back the fields ship manages of %s in %s", c.App, env)
 	}
 	return fmt.Sprintf("%s %s in %s", c.Verb, c.App, env)
 }
@@ -232,11 +239,31 @@ func pastTense(verb string) string {
 	return verb
 }
 
+// permissionVerb is the grant a command needs. Reclaim needs scale's: like
+// scale it changes what runs (instance counts, and images back to the
+// recorded version), never which version is released.
 func permissionVerb(verb string) string {
-	if verb == "unlock" {
+	switch verb {
+	case "unlock":
 		return VerbLock
+	case "reclaim":
+		return VerbScale
 	}
 	return verb
+}
+
+// reclaimText says what was forced back and who lost which field.
+func reclaimText(r engine.Reclaimed) string {
+	var tracks, lost []string
+	for _, t := range r.Tracks {
+		tracks = append(tracks, fmt.Sprintf("%s %s×%d", t.Track, t.Version, t.Replicas))
+		lost = append(lost, t.Lost...)
+	}
+	s := fmt.Sprintf("Reclaimed %s in %s: %s.", r.App, r.Env, strings.Join(tracks, ", "))
+	if len(lost) == 0 {
+		return s + " No field ship manages was held by anyone else."
+	}
+	return s + " Taken back:\n• " + strings.Join(lost, "\n• ")
 }
 
 // usageReply explains a command that did not parse. The grammar's

@@ -290,6 +290,26 @@ func (e *Engine) Scale(ctx context.Context, a engine.Actor, app, env string, n i
 	return nil
 }
 
+// Reclaim pretends a hand edit held the stable count ("kubectl") and takes
+// it back.
+func (e *Engine) Reclaim(ctx context.Context, a engine.Actor, app, env string) (engine.Reclaimed, error) {
+	if err := e.wait(ctx); err != nil {
+		return engine.Reclaimed{}, err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	fa, env, err := e.appLocked(app, env)
+	if err != nil {
+		return engine.Reclaimed{}, err
+	}
+	e.calls = append(e.calls, fmt.Sprintf("reclaim %s %s %s", app, env, a.Name))
+	lost := fmt.Sprintf(`"kubectl": deployment %s-stable .spec.replicas`, app)
+	e.emitLocked(release.Event{App: app, Env: env, Type: "app.reclaimed", Message: "reclaimed, taken back from " + lost, Actor: a.Name})
+	return engine.Reclaimed{App: app, Env: env, Tracks: []engine.ReclaimedTrack{
+		{Track: "stable", Version: fa.stable, Replicas: fa.replicas, Lost: []string{lost}},
+	}}, nil
+}
+
 // Lock blocks deploys.
 func (e *Engine) Lock(ctx context.Context, a engine.Actor, app, env, reason string) error {
 	e.mu.Lock()
