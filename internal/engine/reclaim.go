@@ -70,6 +70,9 @@ func (e *Engine) Reclaim(ctx context.Context, a Actor, appName, env string) (Rec
 			break
 		}
 		e.noteApplied(trackKey{k, tw.track}, tw.want) // also forgets the track's conflict
+		if lost == nil {
+			lost = []string{} // [] in JSON: nothing lost, for scripts
+		}
 		res.Tracks = append(res.Tracks, ReclaimedTrack{Track: string(tw.track), Version: tw.want.Version, Replicas: tw.want.Replicas, Lost: lost})
 	}
 	if hasActive {

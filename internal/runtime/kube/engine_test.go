@@ -7,10 +7,12 @@ package kube
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -674,22 +676,24 @@ kube:
 	}
 
 	// Reverting the value by hand would not help (the field stays
-	// hand-update's); the way out the error names: drop that manager's
-	// entry from managedFields. The next release then goes through, and
-	// the hand edits to fields ship does not set are still there.
+	// hand-update's); the way out the error names: `ship reclaim`. It puts
+	// the recorded v2 image back and takes only that field: the hand edits
+	// to fields ship does not set stay, and the next release goes through.
+	res, err := c.Reclaim(s.ctx, s.app.Name, "")
+	if err != nil {
+		t.Fatalf("reclaim: %v", err)
+	}
+	t.Logf("reclaimed: %+v", res)
+	if len(res.Tracks) != 1 || res.Tracks[0].Track != "stable" || res.Tracks[0].Version != "v2" ||
+		!slices.Contains(res.Tracks[0].Lost, `"hand-update": deployment enghand-stable .spec.template.spec.containers[name="app"].image`) {
+		t.Fatalf("reclaimed %+v, want stable v2 taken from hand-update's image", res)
+	}
 	d = get("enghand-stable")
-	idx := -1
-	for i, m := range d.ManagedFields {
-		if m.Manager == "hand-update" {
-			idx = i
-		}
+	if img := d.Spec.Template.Spec.Containers[0].Image; img != "registry.example/enghand:v2" {
+		t.Errorf("stable image %s after reclaim, want v2", img)
 	}
-	if idx < 0 {
-		t.Fatalf("no managedFields entry of hand-update: %v", d.ManagedFields)
-	}
-	patch := fmt.Sprintf(`[{"op":"test","path":"/metadata/managedFields/%d/manager","value":"hand-update"},{"op":"remove","path":"/metadata/managedFields/%d"}]`, idx, idx)
-	if _, err := deps.Patch(s.ctx, "enghand-stable", types.JSONPatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
-		t.Fatalf("drop hand-update from managedFields: %v", err)
+	if d.Annotations["team.example/owner"] != "payments" || d.Labels["team.example/tier"] != "gold" {
+		t.Errorf("reclaim took hand edits of fields ship does not set: annotations %v labels %v", d.Annotations, d.Labels)
 	}
 	r = s.deploy(api.DeployRequest{Version: "v3", Rolling: true})
 	s.waitRelease(r.ID, release.Succeeded)
@@ -704,3 +708,156 @@ kube:
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// The kube Runtime is the engine's Reclaimer: `ship reclaim` works on it.
+var _ engine.Reclaimer = (*Runtime)(nil)
+
+// owns reports whether manager's managedFields entry of d (the main
+// resource, any operation) holds the field at path, e.g. "f:spec",
+// "f:replicas".
+func owns(t *testing.T, d *appsv1.Deployment, manager string, path ...string) bool {
+	t.Helper()
+	for _, m := range d.ManagedFields {
+		if m.Manager != manager || m.Subresource != "" || m.FieldsV1 == nil {
+			continue
+		}
+		var node map[string]any
+		if err := json.Unmarshal(m.FieldsV1.Raw, &node); err != nil {
+			t.Fatalf("managedFields of %s: %v", manager, err)
+		}
+		found := true
+		for _, p := range path {
+			next, ok := node[p].(map[string]any)
+			if !ok {
+				found = false
+				break
+			}
+			node = next
+		}
+		if found {
+			return true
+		}
+	}
+	return false
+}
+
+// TestShipReclaimTakesBackHandEdits: hand edits of fields ship manages
+// block a release — the canary's replicas taken by a forced server-side
+// apply of another manager, stable's image changed by a plain update —
+// and `ship reclaim` (through api.Client) is the one-command way out: the
+// fields get ship's values back, ship's managedFields entry holds them
+// again, the event names the managers that lost, and the release goes
+// through, as does the next one.
+func TestShipReclaimTakesBackHandEdits(t *testing.T) {
+	s := setupShip(t, fmt.Sprintf(`
+name: engreclaim
+replicas: 2
+strategy: {stepTimeout: 60s}
+kube:
+  image: registry.example/engreclaim:{{.Version}}
+  gateway: {name: %s, namespace: %s}
+`, kubetest.GatewayName, kubetest.GatewayNamespace), true)
+	c, ns := s.ship.c, s.ns(s.app)
+	deps := s.cs.AppsV1().Deployments(ns)
+	get := func(name string) *appsv1.Deployment {
+		t.Helper()
+		d, err := deps.Get(s.ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	imagePath := []string{"f:spec", "f:template", "f:spec", "f:containers", `k:{"name":"app"}`, "f:image"}
+	replicasPath := []string{"f:spec", "f:replicas"}
+	conflictEvent := func(id int64, track, manager, field string) {
+		t.Helper()
+		ev := s.waitEvent(id, "release.conflict "+track+" "+manager, func(ev release.Event) bool {
+			return ev.Type == "release.conflict" && ev.Data["track"] == track &&
+				strings.Contains(ev.Message, `conflict with "`+manager+`"`) && strings.Contains(ev.Message, field)
+		})
+		t.Logf("blocked: %s", ev.Message)
+	}
+	reclaimedEvent := func(id int64, lost string) {
+		t.Helper()
+		ev := s.waitEvent(id, "app.reclaimed "+lost, func(ev release.Event) bool {
+			return ev.Type == "app.reclaimed" && strings.Contains(ev.Message, lost)
+		})
+		t.Logf("event: %s", ev.Message)
+	}
+
+	r := s.deploy(api.DeployRequest{Version: "v1"})
+	s.waitRelease(r.ID, release.Succeeded)
+	r = s.deploy(api.DeployRequest{Version: "v2", Canary: 10})
+	s.waitRelease(r.ID, release.Paused)
+	s.waitReady(s.app, runtime.Canary, "v2", 1)
+
+	// (1) The held canary's replicas, taken over by another manager with
+	// a forced server-side apply (`kubectl apply --server-side
+	// --force-conflicts`). ship's reapply is refused.
+	hand := appsv1ac.Deployment("engreclaim-canary", ns).WithSpec(appsv1ac.DeploymentSpec().WithReplicas(3))
+	if _, err := deps.Apply(s.ctx, hand, metav1.ApplyOptions{FieldManager: "hand-ssa", Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	conflictEvent(r.ID, "canary", "hand-ssa", ".spec.replicas")
+	if d := get("engreclaim-canary"); *d.Spec.Replicas != 3 || owns(t, d, "ship", replicasPath...) {
+		t.Fatalf("canary replicas %d, ship owns them: %v; want the hand edit 3 held by hand-ssa", *d.Spec.Replicas, owns(t, d, "ship", replicasPath...))
+	}
+	res, err := c.Reclaim(s.ctx, s.app.Name, "")
+	if err != nil {
+		t.Fatalf("reclaim: %v", err)
+	}
+	t.Logf("reclaimed: %+v", res)
+	if res.Release != r.ID || len(res.Tracks) != 2 || len(res.Tracks[0].Lost) != 0 ||
+		!slices.Equal(res.Tracks[1].Lost, []string{`"hand-ssa": deployment engreclaim-canary .spec.replicas`}) {
+		t.Fatalf("reclaimed %+v, want stable untouched and the canary's replicas taken from hand-ssa", res)
+	}
+	d := get("engreclaim-canary")
+	if *d.Spec.Replicas != 1 || !owns(t, d, "ship", replicasPath...) || owns(t, d, "hand-ssa", replicasPath...) {
+		t.Errorf("canary after reclaim: replicas %d, ship owns them %v, hand-ssa %v; want 1 and ship's alone",
+			*d.Spec.Replicas, owns(t, d, "ship", replicasPath...), owns(t, d, "hand-ssa", replicasPath...))
+	}
+	reclaimedEvent(r.ID, `taken back from "hand-ssa": deployment engreclaim-canary .spec.replicas`)
+
+	// (2) Stable's image, changed by a plain update (`kubectl set image`):
+	// the promotion needs that field and is refused.
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		d := get("engreclaim-stable")
+		d.Spec.Template.Spec.Containers[0].Image = "registry.example/engreclaim:v1-hotfix"
+		_, err := deps.Update(s.ctx, d, metav1.UpdateOptions{FieldManager: "hand-update"})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Promote(s.ctx, s.app.Name, ""); err != nil {
+		t.Fatal(err)
+	}
+	conflictEvent(r.ID, "stable", "hand-update", ".image")
+	if d := get("engreclaim-stable"); d.Spec.Template.Spec.Containers[0].Image != "registry.example/engreclaim:v1-hotfix" || owns(t, d, "ship", imagePath...) {
+		t.Fatalf("stable image %s while blocked, want the hotfix held by hand-update", d.Spec.Template.Spec.Containers[0].Image)
+	}
+	res, err = c.Reclaim(s.ctx, s.app.Name, "")
+	if err != nil {
+		t.Fatalf("reclaim: %v", err)
+	}
+	t.Logf("reclaimed: %+v", res)
+	lost := `"hand-update": deployment engreclaim-stable .spec.template.spec.containers[name="app"].image`
+	if res.Tracks[0].Track != "stable" || res.Tracks[0].Version != "v2" || !slices.Contains(res.Tracks[0].Lost, lost) {
+		t.Fatalf("reclaimed %+v, want stable at the promoted v2, taken from hand-update", res)
+	}
+	reclaimedEvent(r.ID, lost)
+	s.waitRelease(r.ID, release.Succeeded)
+	d = get("engreclaim-stable")
+	if img := d.Spec.Template.Spec.Containers[0].Image; img != "registry.example/engreclaim:v2" || !owns(t, d, "ship", imagePath...) || owns(t, d, "hand-update", imagePath...) {
+		t.Errorf("stable after reclaim: image %s, ship owns it %v, hand-update %v; want v2 and ship's alone",
+			img, owns(t, d, "ship", imagePath...), owns(t, d, "hand-update", imagePath...))
+	}
+
+	// The next release changes both fields again, unrefused.
+	r = s.deploy(api.DeployRequest{Version: "v3", Rolling: true})
+	s.waitRelease(r.ID, release.Succeeded)
+	s.waitDeployments("engreclaim-stable=v3")
+	if img := get("engreclaim-stable").Spec.Template.Spec.Containers[0].Image; img != "registry.example/engreclaim:v3" {
+		t.Errorf("stable image %s, want v3", img)
+	}
+}

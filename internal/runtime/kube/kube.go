@@ -159,14 +159,90 @@ func where(app spec.App, env string) (string, string, error) {
 
 func applyErr(kind, ns, name string, err error) error {
 	if IsConflict(err) {
-		return fmt.Errorf("apply %s %s/%s: %w (put the change in the spec, or give the field back by removing that manager's entry from metadata.managedFields): %w", kind, ns, name, runtime.ErrConflict, err)
+		return fmt.Errorf("apply %s %s/%s: %w (put the change in the spec, or take the field back with `ship reclaim`): %w", kind, ns, name, runtime.ErrConflict, err)
 	}
 	return fmt.Errorf("apply %s %s/%s: %w", kind, ns, name, err)
+}
+
+// takeBack collects, during Reclaim, the fields other managers lose.
+// A nil *takeBack is an ordinary apply that never forces.
+type takeBack struct{ lost []string }
+
+// note records the causes of conflict err: the API server lists each field
+// and the manager that holds it, which is exactly what Force then takes.
+func (tb *takeBack) note(kind, name string, err error) {
+	var se apierrors.APIStatus
+	n := 0
+	if errors.As(err, &se) && se.Status().Details != nil {
+		for _, c := range se.Status().Details.Causes {
+			if c.Type != metav1.CauseTypeFieldManagerConflict {
+				continue
+			}
+			tb.lost = append(tb.lost, fmt.Sprintf("%s: %s %s %s", conflictManager(c.Message), kind, name, c.Field))
+			n++
+		}
+	}
+	if n == 0 {
+		tb.lost = append(tb.lost, fmt.Sprintf("%s %s: %v", kind, name, err))
+	}
+}
+
+// conflictManager turns the cause message `conflict with "kubectl" using
+// apps/v1` into `"kubectl"`; another wording is kept whole.
+func conflictManager(msg string) string {
+	rest, ok := strings.CutPrefix(msg, "conflict with ")
+	if !ok {
+		return msg
+	}
+	if q, err := strconv.QuotedPrefix(rest); err == nil {
+		return q
+	}
+	return rest
+}
+
+// apply writes one object by server-side apply. With tb (Reclaim), a
+// conflict is recorded and the same apply repeated with Force; without
+// it, ship never forces.
+func (r *Runtime) apply(tb *takeBack, kind, ns, name string, do func(metav1.ApplyOptions) error) error {
+	err := do(r.applyOpts())
+	if err == nil {
+		return nil
+	}
+	if tb == nil || !IsConflict(err) {
+		return applyErr(kind, ns, name, err)
+	}
+	tb.note(kind, name, err)
+	opts := r.applyOpts()
+	opts.Force = true
+	if err := do(opts); err != nil {
+		return fmt.Errorf("apply %s %s/%s with force: %w", kind, ns, name, err)
+	}
+	return nil
 }
 
 // Apply makes track run w.Replicas pods of w.Version and makes sure the
 // app's Services, PodDisruptionBudget, autoscaler and route exist.
 func (r *Runtime) Apply(ctx context.Context, app spec.App, env string, track runtime.Track, w runtime.Want) error {
+	return r.applyTrack(ctx, app, env, track, w, nil)
+}
+
+// Reclaim is Apply that takes back, with Force, every field ship sets that
+// another field manager holds (a hand edit), on the track's objects and the
+// app's. It returns who lost which field, as `"manager": kind name field`.
+// Only a person asks for it (`ship reclaim`); the engine never forces.
+//
+// How lost fields are known: a plain apply first, and on conflict the
+// causes the API server returns (each field and its manager: exactly the
+// set Force takes over), then the forced apply. Diffing managedFields
+// before and after would need decoding field sets and would also race
+// with other writers; the conflict is the API server's own answer.
+func (r *Runtime) Reclaim(ctx context.Context, app spec.App, env string, track runtime.Track, w runtime.Want) ([]string, error) {
+	tb := &takeBack{}
+	err := r.applyTrack(ctx, app, env, track, w, tb)
+	return tb.lost, err
+}
+
+func (r *Runtime) applyTrack(ctx context.Context, app spec.App, env string, track runtime.Track, w runtime.Want, tb *takeBack) error {
 	env, ns, err := where(app, env)
 	if err != nil {
 		return err
@@ -185,18 +261,24 @@ func (r *Runtime) Apply(ctx context.Context, app spec.App, env string, track run
 	if err != nil {
 		return err
 	}
-	if _, err := r.cs.AppsV1().Deployments(ns).Apply(ctx, dep, r.applyOpts()); err != nil {
-		return applyErr("deployment", ns, *dep.Name, err)
+	if err := r.apply(tb, "deployment", ns, *dep.Name, func(o metav1.ApplyOptions) error {
+		_, err := r.cs.AppsV1().Deployments(ns).Apply(ctx, dep, o)
+		return err
+	}); err != nil {
+		return err
 	}
 	svc := r.trackService(app, env, ns, track)
-	if _, err := r.cs.CoreV1().Services(ns).Apply(ctx, svc, r.applyOpts()); err != nil {
-		return applyErr("service", ns, *svc.Name, err)
+	if err := r.apply(tb, "service", ns, *svc.Name, func(o metav1.ApplyOptions) error {
+		_, err := r.cs.CoreV1().Services(ns).Apply(ctx, svc, o)
+		return err
+	}); err != nil {
+		return err
 	}
-	if err := r.ensureAppObjects(ctx, app, env, ns); err != nil {
+	if err := r.ensureAppObjects(ctx, app, env, ns, tb); err != nil {
 		return err
 	}
 	if track == runtime.Stable {
-		if err := r.applyHPA(ctx, app, env, ns, w.Replicas); err != nil {
+		if err := r.applyHPA(ctx, app, env, ns, w.Replicas, tb); err != nil {
 			return err
 		}
 	}
@@ -339,22 +421,22 @@ func (r *Runtime) trackService(app spec.App, env, ns string, track runtime.Track
 
 // ensureAppObjects applies the app's Service (keeping the weight in force),
 // its PodDisruptionBudget and, with a Gateway, its HTTPRoute.
-func (r *Runtime) ensureAppObjects(ctx context.Context, app spec.App, env, ns string) error {
+func (r *Runtime) ensureAppObjects(ctx context.Context, app spec.App, env, ns string, tb *takeBack) error {
 	weight, _, err := r.desiredWeight(ctx, app, ns)
 	if err != nil {
 		return err
 	}
-	if err := r.applyRouting(ctx, app, env, ns, weight); err != nil {
+	if err := r.applyRouting(ctx, app, env, ns, weight, tb); err != nil {
 		return err
 	}
 	pdb := policyv1ac.PodDisruptionBudget(app.Name, ns).WithLabels(baseLabels(app, env)).
 		WithSpec(policyv1ac.PodDisruptionBudgetSpec().
 			WithMaxUnavailable(intstr.FromInt32(1)).
 			WithSelector(metav1ac.LabelSelector().WithMatchLabels(map[string]string{LabelApp: app.Name})))
-	if _, err := r.cs.PolicyV1().PodDisruptionBudgets(ns).Apply(ctx, pdb, r.applyOpts()); err != nil {
-		return applyErr("poddisruptionbudget", ns, app.Name, err)
-	}
-	return nil
+	return r.apply(tb, "poddisruptionbudget", ns, app.Name, func(o metav1.ApplyOptions) error {
+		_, err := r.cs.PolicyV1().PodDisruptionBudgets(ns).Apply(ctx, pdb, o)
+		return err
+	})
 }
 
 // hpaBounds: scaling to n sets the floor to n (never below the spec's min)
@@ -374,7 +456,7 @@ func hpaBounds(a spec.Autoscale, replicas int) (min, max int32) {
 	return int32(lo), int32(hi)
 }
 
-func (r *Runtime) applyHPA(ctx context.Context, app spec.App, env, ns string, replicas int) error {
+func (r *Runtime) applyHPA(ctx context.Context, app spec.App, env, ns string, replicas int, tb *takeBack) error {
 	if app.Kube.Autoscale == nil {
 		err := r.cs.AutoscalingV2().HorizontalPodAutoscalers(ns).Delete(ctx, app.Name, metav1.DeleteOptions{})
 		if err != nil && !apierrors.IsNotFound(err) {
@@ -395,10 +477,10 @@ func (r *Runtime) applyHPA(ctx context.Context, app spec.App, env, ns string, re
 			WithMetrics(autoscalingv2ac.MetricSpec().WithType("Resource").
 				WithResource(autoscalingv2ac.ResourceMetricSource().WithName(corev1.ResourceCPU).
 					WithTarget(autoscalingv2ac.MetricTarget().WithType("Utilization").WithAverageUtilization(target)))))
-	if _, err := r.cs.AutoscalingV2().HorizontalPodAutoscalers(ns).Apply(ctx, hpa, r.applyOpts()); err != nil {
-		return applyErr("horizontalpodautoscaler", ns, app.Name, err)
-	}
-	return nil
+	return r.apply(tb, "horizontalpodautoscaler", ns, app.Name, func(o metav1.ApplyOptions) error {
+		_, err := r.cs.AutoscalingV2().HorizontalPodAutoscalers(ns).Apply(ctx, hpa, o)
+		return err
+	})
 }
 
 // Remove deletes the track's Deployment; the cluster drains its pods

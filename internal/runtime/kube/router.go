@@ -62,7 +62,7 @@ func (rt Router) SetWeight(ctx context.Context, app spec.App, env string, canary
 	if err := rt.r.ensureNamespace(ctx, ns, env); err != nil {
 		return err
 	}
-	return rt.r.applyRouting(ctx, app, env, ns, round2(canaryPercent))
+	return rt.r.applyRouting(ctx, app, env, ns, round2(canaryPercent), nil)
 }
 
 // Weight reports the canary share in force: the route's weights with a
@@ -132,7 +132,7 @@ func (r *Runtime) desiredWeight(ctx context.Context, app spec.App, ns string) (f
 // applyRouting writes the app's Service and, with a Gateway, its HTTPRoute
 // for weight. Both are applied whole, by one code path, so ship's field
 // set stays the same whoever calls it.
-func (r *Runtime) applyRouting(ctx context.Context, app spec.App, env, ns string, weight float64) error {
+func (r *Runtime) applyRouting(ctx context.Context, app spec.App, env, ns string, weight float64, tb *takeBack) error {
 	// The app's Service: stable only at 0, canary only at 100, both tracks
 	// in between (the replica-ratio split when there is no Gateway).
 	sel := map[string]string{LabelApp: app.Name}
@@ -150,9 +150,12 @@ func (r *Runtime) applyRouting(ctx context.Context, app spec.App, env, ns string
 		WithAnnotations(map[string]string{AnnotationWeight: strconv.FormatFloat(weight, 'f', -1, 64)}).
 		WithSpec(corev1ac.ServiceSpec().WithType(typ).WithSelector(sel).
 			WithPorts(corev1ac.ServicePort().WithName("http").WithPort(ServicePort).WithTargetPort(intstr.FromString("http")).WithProtocol(corev1.ProtocolTCP)))
-	applied, err := r.cs.CoreV1().Services(ns).Apply(ctx, svc, r.applyOpts())
-	if err != nil {
-		return applyErr("service", ns, app.Name, err)
+	var applied *corev1.Service
+	if err := r.apply(tb, "service", ns, app.Name, func(o metav1.ApplyOptions) (err error) {
+		applied, err = r.cs.CoreV1().Services(ns).Apply(ctx, svc, o)
+		return err
+	}); err != nil {
+		return err
 	}
 	if r.cache != nil {
 		r.cache.waitService(ctx, ns, app.Name, applied.ResourceVersion)
@@ -173,10 +176,10 @@ func (r *Runtime) applyRouting(ctx context.Context, app spec.App, env, ns string
 				gwv1ac.HTTPBackendRef().WithName(gwv1.ObjectName(trackName(app, runtime.Stable))).WithPort(ServicePort).WithWeight(s),
 				gwv1ac.HTTPBackendRef().WithName(gwv1.ObjectName(trackName(app, runtime.Canary))).WithPort(ServicePort).WithWeight(c),
 			)))
-	if _, err := r.gw.GatewayV1().HTTPRoutes(ns).Apply(ctx, route, r.applyOpts()); err != nil {
-		return applyErr("httproute", ns, app.Name, err)
-	}
-	return nil
+	return r.apply(tb, "httproute", ns, app.Name, func(o metav1.ApplyOptions) error {
+		_, err := r.gw.GatewayV1().HTTPRoutes(ns).Apply(ctx, route, o)
+		return err
+	})
 }
 
 // share is the replica-ratio split behind the app's Service.
