@@ -143,10 +143,13 @@ func TestKubeRBACFromDeployManifests(t *testing.T) {
 	applyManifests(ctx, t, c.RestConfig, objs)
 	saCfg := serviceAccountConfig(ctx, t, c.RestConfig, "ship-system", "ship")
 
-	rt, err := New(Config{RestConfig: saCfg})
+	// Informer caches on, as `ship serve` runs: their list and watch need
+	// the manifests' permissions too.
+	rt, err := New(Config{RestConfig: saCfg, Cache: true})
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer rt.Close()
 	saCS := kubernetes.NewForConfigOrDie(saCfg)
 	// Checks read with the admin's clients, work done with the SA's.
 	e := &env{t: t, ctx: ctx, rt: rt, rr: rt.Router(), cs: kubernetes.NewForConfigOrDie(c.RestConfig), gw: gwclient.NewForConfigOrDie(c.RestConfig)}
@@ -164,6 +167,7 @@ kube:
   image: registry.example/rbac:{{.Version}}
   gateway: {name: %s, namespace: %s}
   autoscale: {min: 2, max: 4, targetCPU: 70}
+  expose: true
 `, envName, kubetest.GatewayName, kubetest.GatewayNamespace))
 		t.Logf("env %s, namespace %s", envName, e.ns(app))
 		e.apply(app, runtime.Stable, "v1", 2)
@@ -188,6 +192,17 @@ kube:
 		}
 		if *h.Spec.MinReplicas != 3 || h.Spec.MaxReplicas != 4 {
 			t.Errorf("HPA %d..%d after scale 3", *h.Spec.MinReplicas, h.Spec.MaxReplicas)
+		}
+		// The LoadBalancer Service of an exposed app.
+		if svc, err := e.cs.CoreV1().Services(e.ns(app)).Get(ctx, "rbac", metav1.GetOptions{}); err != nil || svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
+			if err == nil {
+				err = fmt.Errorf("type %s", svc.Spec.Type)
+			}
+			t.Errorf("load balancer Service made as ship's ServiceAccount: %v", err)
+		}
+		// Reclaim: a forced apply is still a PATCH.
+		if _, err := rt.Reclaim(ctx, app, "", runtime.Canary, runtime.Want{Version: "v2", Replicas: 1}); err != nil {
+			t.Errorf("reclaim as ship's ServiceAccount: %v", err)
 		}
 		if err := e.rr.SetWeight(ctx, app, "", 0); err != nil {
 			t.Fatal(err)
