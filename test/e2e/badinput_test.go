@@ -5,14 +5,13 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/shipteam/ship/internal/release"
+	"github.com/shipteam/ship/test/procs"
 )
 
 // TestBadInputIsRefusedClearly runs the ways users get things wrong
@@ -25,21 +24,21 @@ func TestBadInputIsRefusedClearly(t *testing.T) {
 
 	t.Run("unknown app", func(t *testing.T) {
 		r := s.cli("deploy", "nope", "v1")
-		if r.code != 1 || !strings.Contains(r.stderr, "nope") {
+		if r.Code != 1 || !strings.Contains(r.Stderr, "nope") {
 			t.Fatalf("%s", r)
 		}
 	})
 	t.Run("garbage version", func(t *testing.T) {
 		for _, v := range []string{"../../etc/passwd", "v1;rm -rf /", ""} {
 			r := s.cli("deploy", "web", v)
-			if r.code == 0 {
+			if r.Code == 0 {
 				t.Fatalf("version %q accepted: %s", v, r)
 			}
 		}
 	})
 	t.Run("usage errors exit 2", func(t *testing.T) {
 		for _, args := range [][]string{{"deploy"}, {"deploy", "web", "v2", "--canary", "300%"}, {"scale", "web", "many"}, {"frobnicate"}} {
-			if r := s.cli(args...); r.code != 2 {
+			if r := s.cli(args...); r.Code != 2 {
 				t.Errorf("ship %v: %s", args, r)
 			}
 		}
@@ -47,7 +46,7 @@ func TestBadInputIsRefusedClearly(t *testing.T) {
 	t.Run("concurrent deploys", func(t *testing.T) {
 		s.mustCLI("deploy", "web", "v2", "--canary", "1", "--wait")
 		r := s.cli("deploy", "web", "v3")
-		if r.code != 1 || !strings.Contains(r.stderr, "admin") || !strings.Contains(r.stderr, "v2") {
+		if r.Code != 1 || !strings.Contains(r.Stderr, "admin") || !strings.Contains(r.Stderr, "v2") {
 			t.Fatalf("second deploy: %s", r)
 		}
 		s.mustCLI("abort", "web")
@@ -55,7 +54,7 @@ func TestBadInputIsRefusedClearly(t *testing.T) {
 	t.Run("lock", func(t *testing.T) {
 		s.mustCLI("lock", "web", "--reason", "release freeze")
 		r := s.cli("deploy", "web", "v2")
-		if r.code != 1 || !strings.Contains(r.stderr, "release freeze") {
+		if r.Code != 1 || !strings.Contains(r.Stderr, "release freeze") {
 			t.Fatalf("deploy while locked: %s", r)
 		}
 		s.mustCLI("unlock", "web")
@@ -64,7 +63,7 @@ func TestBadInputIsRefusedClearly(t *testing.T) {
 		t.Run(v, func(t *testing.T) {
 			start := time.Now()
 			r := s.cli("deploy", "web", v, "--wait")
-			if r.code != 1 {
+			if r.Code != 1 {
 				t.Fatalf("deploy %s: %s", v, r)
 			}
 			st := s.status()
@@ -72,7 +71,7 @@ func TestBadInputIsRefusedClearly(t *testing.T) {
 				t.Fatalf("release of %s: %+v", v, st.Release)
 			}
 			t.Logf("%s failed after %s: %s", v, time.Since(start).Round(time.Millisecond), st.Release.Reason)
-			if !strings.Contains(r.stderr, st.Release.Reason) {
+			if !strings.Contains(r.Stderr, st.Release.Reason) {
 				t.Errorf("the CLI did not print the reason %q: %s", st.Release.Reason, r)
 			}
 			if st.Weight != 0 || st.Stable.Version != "v1" {
@@ -83,24 +82,24 @@ func TestBadInputIsRefusedClearly(t *testing.T) {
 	}
 	t.Run("logs of the crashed version", func(t *testing.T) {
 		r := s.mustCLI("logs", "web", "--version", "v4-crash", "-n", "50")
-		if !strings.Contains(r.stdout, "crashing at once as asked") {
+		if !strings.Contains(r.Stdout, "crashing at once as asked") {
 			t.Fatalf("logs: %s", r)
 		}
 	})
 	t.Run("wrong or missing token", func(t *testing.T) {
 		r := s.cliEnv([]string{"SHIP_SERVER=http://" + s.addr, "SHIP_TOKEN=ship_wrong"}, "apps")
-		if r.code != 3 || !strings.Contains(r.stderr, "invalid token") {
+		if r.Code != 3 || !strings.Contains(r.Stderr, "invalid token") {
 			t.Fatalf("wrong token: %s", r)
 		}
 		// No token anywhere (the server address is not local's default data dir).
 		r = s.cliEnv([]string{"SHIP_SERVER=http://" + s.addr}, "apps")
-		if r.code != 3 || !strings.Contains(r.stderr, "token") {
+		if r.Code != 3 || !strings.Contains(r.Stderr, "token") {
 			t.Fatalf("missing token: %s", r)
 		}
 		// On the server's machine, the token ship wrote on first start is
 		// found through SHIP_DATA without any configuration.
 		r = s.cliEnv([]string{"SHIP_SERVER=http://" + s.addr, "SHIP_DATA=" + s.data}, "apps")
-		if r.code != 0 || !strings.Contains(r.stdout, "web") {
+		if r.Code != 0 || !strings.Contains(r.Stdout, "web") {
 			t.Fatalf("local admin token: %s", r)
 		}
 		for _, auth := range []string{"", "Bearer ship_wrong", "Bearer " + s.token + "x"} {
@@ -124,28 +123,14 @@ func TestBadInputIsRefusedClearly(t *testing.T) {
 func serveFails(t *testing.T, apps, addr string) (string, int) {
 	t.Helper()
 	dir := t.TempDir()
-	cmd := exec.Command(shipBin, "serve", "--addr", addr, "--data", filepath.Join(dir, "data"), "--apps", apps, "--log-format", "text")
-	cmd.Env = cleanEnv(dir)
-	done := make(chan struct{})
-	var out []byte
-	var err error
-	go func() { out, err = cmd.CombinedOutput(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(20 * time.Second):
-		_ = cmd.Process.Kill()
-		<-done
-		t.Fatalf("ship serve did not refuse to start: %s", out)
-	}
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	}
-	return string(out), code
+	r := procs.Run(t, procs.Command{Name: "ship serve", Path: shipBin,
+		Args: []string{"serve", "--addr", addr, "--data", filepath.Join(dir, "data"), "--apps", apps, "--log-format", "text"},
+		Env:  procs.CleanEnv(dir), Stdout: filepath.Join(dir, "serve.log")}, 20*time.Second)
+	return r.Stdout, r.Code
 }
 
 func TestServeRefusesBadSpecsAndBusyPorts(t *testing.T) {
-	apiAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
+	apiAddr := procs.FreeAddr(t)
 	t.Run("malformed spec names file and line", func(t *testing.T) {
 		apps := t.TempDir()
 		os.WriteFile(filepath.Join(apps, "web.yaml"), []byte("name: web\nport: 9\nrun:\n  command: [unclosed\n"), 0o644)
@@ -183,7 +168,7 @@ func TestServeRefusesBadSpecsAndBusyPorts(t *testing.T) {
 		}
 		defer ln.Close()
 		apps := t.TempDir()
-		os.WriteFile(filepath.Join(apps, "web.yaml"), []byte(testappSpec(specOpts{Port: freePort(t)})), 0o644)
+		os.WriteFile(filepath.Join(apps, "web.yaml"), []byte(testappSpec(specOpts{Port: procs.FreePort(t)})), 0o644)
 		out, code := serveFails(t, apps, ln.Addr().String())
 		if code == 0 || !strings.Contains(out, ln.Addr().String()) {
 			t.Fatalf("exit %d, output:\n%s", code, out)

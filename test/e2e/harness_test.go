@@ -6,26 +6,22 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	goruntime "runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/shipteam/ship/internal/api"
 	"github.com/shipteam/ship/internal/release"
+	"github.com/shipteam/ship/test/procs"
 )
 
 var (
@@ -41,8 +37,8 @@ func TestMain(m *testing.M) {
 	}
 	shipBin = filepath.Join(dir, "ship")
 	testappBin = filepath.Join(dir, "testapp")
-	if err := build(shipBin, "./cmd/ship"); err == nil {
-		err = build(testappBin, "./test/testapp")
+	if err := procs.Build(shipBin, "./cmd/ship"); err == nil {
+		err = procs.Build(testappBin, "./test/testapp")
 	}
 	code := 1
 	if err != nil {
@@ -52,30 +48,6 @@ func TestMain(m *testing.M) {
 	}
 	os.RemoveAll(dir)
 	os.Exit(code)
-}
-
-func build(out, pkg string) error {
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(goruntime.GOROOT(), "bin", "go")
-	}
-	cmd := exec.Command(goBin, "build", "-o", out, pkg)
-	cmd.Dir = "../.."
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
-	}
-	return nil
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // specOpts are the knobs a test sets in the testapp spec.
@@ -122,21 +94,20 @@ type ship struct {
 	endpoint string // the app's router address
 	token    string
 	client   *api.Client
-	cmd      *exec.Cmd
-	exited   chan struct{}
-	logs     *os.File
-	starts   int
+	serve    *procs.Server
+	clis     int
 }
 
 // newShip writes the spec and starts ship; it is stopped when the test ends.
 func newShip(t *testing.T, o specOpts) *ship {
 	t.Helper()
 	if o.Port == 0 {
-		o.Port = freePort(t)
+		o.Port = procs.FreePort(t)
 	}
 	dir := t.TempDir()
 	s := &ship{t: t, dir: dir, data: filepath.Join(dir, "data"), apps: filepath.Join(dir, "apps"),
-		addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t))), endpoint: net.JoinHostPort("127.0.0.1", strconv.Itoa(o.Port))}
+		addr: procs.FreeAddr(t), endpoint: net.JoinHostPort("127.0.0.1", strconv.Itoa(o.Port)),
+		serve: &procs.Server{Name: "ship serve", Dir: dir}}
 	if err := os.MkdirAll(s.apps, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -144,10 +115,10 @@ func newShip(t *testing.T, o specOpts) *ship {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		s.stop()
+		s.serve.Stop(t, 40*time.Second)
 		assertNoInstancesLeft(t)
 		if t.Failed() {
-			s.dumpLogs()
+			s.serve.DumpLogs(t, 60000)
 		}
 	})
 	s.start()
@@ -158,36 +129,9 @@ func newShip(t *testing.T, o specOpts) *ship {
 func (s *ship) start() {
 	t := s.t
 	t.Helper()
-	s.starts++
-	logs, err := os.Create(filepath.Join(s.dir, fmt.Sprintf("ship-%d.log", s.starts)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.logs = logs
-	s.cmd = exec.Command(shipBin, "serve", "--addr", s.addr, "--data", s.data, "--apps", s.apps, "--log-format", "json")
-	s.cmd.Stdout, s.cmd.Stderr = logs, logs
-	s.cmd.Env = cleanEnv(s.dir)
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	s.exited = make(chan struct{})
-	go func(cmd *exec.Cmd, done chan struct{}) {
-		_ = cmd.Wait()
-		close(done)
-	}(s.cmd, s.exited)
-	waitUntil(t, 20*time.Second, "ship serve answers /healthz", func() bool {
-		select {
-		case <-s.exited:
-			t.Fatalf("ship serve exited during start:\n%s", s.readLogs())
-		default:
-		}
-		resp, err := http.Get("http://" + s.addr + "/healthz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	})
+	s.serve.Start(t, procs.Command{Path: shipBin,
+		Args: []string{"serve", "--addr", s.addr, "--data", s.data, "--apps", s.apps, "--log-format", "json"},
+		Env:  procs.CleanEnv(s.dir)}, "http://"+s.addr+"/healthz", 20*time.Second)
 	b, err := os.ReadFile(filepath.Join(s.data, "admin-token"))
 	if err != nil {
 		t.Fatal(err)
@@ -199,105 +143,30 @@ func (s *ship) start() {
 	}
 }
 
-// stop sends SIGTERM and waits for an orderly exit (SIGKILL after 40s).
-func (s *ship) stop() {
-	if s.cmd == nil || s.cmd.Process == nil {
-		return
-	}
-	select {
-	case <-s.exited:
-		return
-	default:
-	}
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.exited:
-	case <-time.After(40 * time.Second):
-		s.t.Errorf("ship serve (pid %d) did not stop within 40s of SIGTERM", s.cmd.Process.Pid)
-		_ = s.cmd.Process.Kill()
-		<-s.exited
-	}
-	s.logs.Close()
-}
-
 // kill sends SIGKILL: instances are left running for the next start to adopt.
-func (s *ship) kill() {
-	_ = s.cmd.Process.Kill()
-	<-s.exited
-	s.logs.Close()
-}
+func (s *ship) kill() { s.serve.Kill() }
 
-func (s *ship) readLogs() string {
-	var b strings.Builder
-	for i := 1; i <= s.starts; i++ {
-		data, _ := os.ReadFile(filepath.Join(s.dir, fmt.Sprintf("ship-%d.log", i)))
-		fmt.Fprintf(&b, "--- ship serve run %d ---\n%s", i, data)
-	}
-	return b.String()
-}
-
-func (s *ship) dumpLogs() {
-	out := s.readLogs()
-	if len(out) > 60000 {
-		out = "…" + out[len(out)-60000:]
-	}
-	s.t.Logf("ship logs:\n%s", out)
-}
-
-// cleanEnv is the environment of every child: no SHIP_* or config from the
-// developer's machine leaks in.
-func cleanEnv(home string) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "SHIP_") || strings.HasPrefix(kv, "HOME=") || strings.HasPrefix(kv, "XDG_CONFIG_HOME=") {
-			continue
-		}
-		env = append(env, kv)
-	}
-	return append(env, "HOME="+home, "XDG_CONFIG_HOME="+filepath.Join(home, "config"))
-}
-
-type cliResult struct {
-	code           int
-	stdout, stderr string
-}
-
-func (r cliResult) String() string {
-	return fmt.Sprintf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
-}
-
-// ship runs the CLI against this server with its token.
-func (s *ship) cli(args ...string) cliResult {
+// cli runs the CLI against this server with its token.
+func (s *ship) cli(args ...string) procs.Result {
 	return s.cliEnv([]string{"SHIP_SERVER=http://" + s.addr, "SHIP_TOKEN=" + s.token}, args...)
 }
 
-func (s *ship) cliEnv(extra []string, args ...string) cliResult {
+// cliEnv runs the CLI with extra environment (and none of the
+// developer's); one that runs over 90s fails the test.
+func (s *ship) cliEnv(extra []string, args ...string) procs.Result {
 	s.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, shipBin, args...)
-	cmd.Dir = s.dir
-	cmd.Env = append(cleanEnv(s.dir), extra...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if err != nil {
-		var ee *exec.ExitError
-		if !errors.As(err, &ee) {
-			s.t.Fatalf("run ship %v: %v", args, err)
-		}
-		code = ee.ExitCode()
-	}
-	return cliResult{code: code, stdout: out.String(), stderr: errb.String()}
+	s.clis++
+	base := filepath.Join(s.dir, fmt.Sprintf("cli-%d", s.clis))
+	return procs.Run(s.t, procs.Command{Name: "ship " + strings.Join(args, " "), Path: shipBin, Args: args,
+		Env: append(procs.CleanEnv(s.dir), extra...), Dir: s.dir, Stdout: base + ".out", Stderr: base + ".err"}, 90*time.Second)
 }
 
 // mustCLI runs the CLI and fails the test unless it exits 0.
-func (s *ship) mustCLI(args ...string) cliResult {
+func (s *ship) mustCLI(args ...string) procs.Result {
 	s.t.Helper()
 	r := s.cli(args...)
-	if r.code != 0 {
-		s.t.Fatalf("ship %s: %s", strings.Join(args, " "), r)
+	if r.Code != 0 {
+		s.t.Fatalf("%s", r)
 	}
 	return r
 }
@@ -451,10 +320,10 @@ func (l *load) versions() map[string]int64 {
 // assertNoInstancesLeft fails when a testapp process of this run is alive.
 func assertNoInstancesLeft(t *testing.T) {
 	t.Helper()
-	var left []string
+	var left []int
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		left = liveTestapps()
+		left = procs.Live(testappBin)
 		if len(left) == 0 || time.Now().After(deadline) {
 			break
 		}
@@ -462,30 +331,6 @@ func assertNoInstancesLeft(t *testing.T) {
 	}
 	if len(left) > 0 {
 		t.Errorf("testapp processes left running after ship stopped: %v", left)
-		for _, p := range left {
-			if pid, err := strconv.Atoi(p); err == nil {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
+		procs.KillAll(left)
 	}
-}
-
-func liveTestapps() []string {
-	entries, _ := os.ReadDir("/proc")
-	var pids []string
-	for _, e := range entries {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
-			continue
-		}
-		exe, err := os.Readlink(filepath.Join("/proc", e.Name(), "exe"))
-		if err != nil || exe != testappBin {
-			continue
-		}
-		stat, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if i := bytes.LastIndexByte(stat, ')'); i > 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
-			continue // a zombie is dead; only its parent can reap it
-		}
-		pids = append(pids, e.Name())
-	}
-	return pids
 }

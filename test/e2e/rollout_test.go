@@ -18,8 +18,8 @@ func (s *ship) status() engine.AppStatus {
 	s.t.Helper()
 	var st engine.AppStatus
 	r := s.mustCLI("status", "web", "--output", "json")
-	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
-		s.t.Fatalf("status json: %v\n%s", err, r.stdout)
+	if err := json.Unmarshal([]byte(r.Stdout), &st); err != nil {
+		s.t.Fatalf("status json: %v\n%s", err, r.Stdout)
 	}
 	return st
 }
@@ -40,7 +40,7 @@ func (s *ship) serving(version string) {
 func TestLifecycleUnderLoadLosesNoRequest(t *testing.T) {
 	s := newShip(t, specOpts{})
 	r := s.mustCLI("deploy", "web", "v1", "--wait")
-	if !strings.Contains(r.stdout, "succeeded") {
+	if !strings.Contains(r.Stdout, "succeeded") {
 		t.Fatalf("deploy v1 output lacks the outcome:\n%s", r)
 	}
 	s.serving("v1")
@@ -76,7 +76,7 @@ func TestLifecycleUnderLoadLosesNoRequest(t *testing.T) {
 	}
 
 	r = s.mustCLI("promote", "web", "--wait")
-	if !strings.Contains(r.stdout, "succeeded") {
+	if !strings.Contains(r.Stdout, "succeeded") {
 		t.Fatalf("promote output:\n%s", r)
 	}
 	if st := s.status(); st.Stable.Version != "v2" || st.Weight != 0 {
@@ -119,7 +119,7 @@ func TestLifecycleUnderLoadLosesNoRequest(t *testing.T) {
 	// History keeps every release, newest first, with actor and source.
 	var hist []release.Release
 	r = s.mustCLI("history", "web", "--output", "json")
-	if err := json.Unmarshal([]byte(r.stdout), &hist); err != nil {
+	if err := json.Unmarshal([]byte(r.Stdout), &hist); err != nil {
 		t.Fatal(err)
 	}
 	var got []string
@@ -181,7 +181,7 @@ func TestBadCanaryIsTurnedOffWithinTwoSeconds(t *testing.T) {
 	defer l.halt()
 
 	r := s.cli("deploy", "web", "v2-fail50", "--wait")
-	if r.code != 1 {
+	if r.Code != 1 {
 		t.Fatalf("deploy of a failing canary should exit 1: %s", r)
 	}
 	st := s.status()

@@ -3,17 +3,12 @@ package e2ekube
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -26,117 +21,12 @@ import (
 	"github.com/shipteam/ship/internal/kubetest"
 	"github.com/shipteam/ship/internal/runtime/kube"
 	"github.com/shipteam/ship/internal/spec"
+	"github.com/shipteam/ship/test/procs"
 )
 
 // waitFor bounds every wait on the cluster or on ship: generous, since the
 // two shared cores may be loaded; a passing run takes a fraction of it.
 const waitFor = 90 * time.Second
-
-// child is one process started by a test: output to a file, stopped by
-// its PID. Nothing reads a pipe from it, so Wait never blocks on output.
-type child struct {
-	name string
-	cmd  *exec.Cmd
-	out  string // path of the combined stdout+stderr (serve) or stdout (CLI)
-	done chan struct{}
-	err  error // Wait's result, once done is closed
-}
-
-func startChild(t *testing.T, name string, stdout, stderr string, env []string, args ...string) *child {
-	t.Helper()
-	of, err := os.Create(stdout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ef := of
-	if stderr != stdout {
-		if ef, err = os.Create(stderr); err != nil {
-			of.Close()
-			t.Fatal(err)
-		}
-	}
-	cmd := exec.Command(shipBin, args...)
-	cmd.Stdout, cmd.Stderr = of, ef
-	cmd.Env = env
-	// Children die with the test binary even when it is killed.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		of.Close()
-		ef.Close()
-		t.Fatalf("start %s: %v", name, err)
-	}
-	c := &child{name: name, cmd: cmd, out: stdout, done: make(chan struct{})}
-	go func() {
-		c.err = cmd.Wait()
-		of.Close()
-		if ef != of {
-			ef.Close()
-		}
-		close(c.done)
-	}()
-	return c
-}
-
-func (c *child) exited() bool {
-	select {
-	case <-c.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// stop sends SIGTERM, then SIGKILL after grace; it reports whether the
-// process ended within the grace.
-func (c *child) stop(grace time.Duration) bool {
-	if c.exited() {
-		return true
-	}
-	_ = c.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-c.done:
-		return true
-	case <-time.After(grace):
-		_ = c.cmd.Process.Kill()
-		<-c.done
-		return false
-	}
-}
-
-// kill sends SIGKILL and waits until the process is gone.
-func (c *child) kill() {
-	_ = c.cmd.Process.Kill()
-	<-c.done
-}
-
-// exitCode is the exit status, or -1 while the process runs.
-func (c *child) exitCode() int {
-	if !c.exited() {
-		return -1
-	}
-	if c.err == nil {
-		return 0
-	}
-	var ee *exec.ExitError
-	if errors.As(c.err, &ee) {
-		return ee.ExitCode()
-	}
-	return -1
-}
-
-// cleanEnv is every child's environment: nothing from the developer's
-// ship config or kubeconfig leaks in; the cluster is named by flag only.
-func cleanEnv(home string) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(k, "SHIP_") || k == "HOME" || k == "XDG_CONFIG_HOME" || k == "KUBECONFIG" {
-			continue
-		}
-		env = append(env, kv)
-	}
-	return append(env, "HOME="+home, "XDG_CONFIG_HOME="+filepath.Join(home, "config"))
-}
 
 // shipServe is `ship serve --runtime kube` on a data dir that outlives its
 // restarts.
@@ -147,8 +37,7 @@ type shipServe struct {
 	apps  string
 	addr  string
 	token string
-	runs  int
-	serve *child
+	serve *procs.Server
 	clis  int
 	kube  *kubeClient
 }
@@ -161,7 +50,7 @@ func newShip(t *testing.T, specs map[string]string) *shipServe {
 	c := kubetest.Need(t, cluster)
 	dir := t.TempDir()
 	s := &shipServe{t: t, dir: dir, data: filepath.Join(dir, "data"), apps: filepath.Join(dir, "apps"),
-		addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t))), kube: newKubeClient(t, c)}
+		addr: procs.FreeAddr(t), kube: newKubeClient(t, c), serve: &procs.Server{Name: "ship serve", Dir: dir}}
 	if err := os.MkdirAll(s.apps, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -171,11 +60,9 @@ func newShip(t *testing.T, specs map[string]string) *shipServe {
 		}
 	}
 	t.Cleanup(func() {
-		if s.serve != nil && !s.serve.stop(20*time.Second) {
-			t.Errorf("ship serve (pid %d) did not stop within 20s of SIGTERM; killed", s.serve.cmd.Process.Pid)
-		}
+		s.serve.Stop(t, 20*time.Second)
 		if t.Failed() {
-			s.dumpLogs()
+			s.serve.DumpLogs(t, 80000)
 		}
 	})
 	s.start()
@@ -186,26 +73,10 @@ func newShip(t *testing.T, specs map[string]string) *shipServe {
 func (s *shipServe) start() {
 	t := s.t
 	t.Helper()
-	s.runs++
-	log := filepath.Join(s.dir, fmt.Sprintf("serve-%d.log", s.runs))
-	s.serve = startChild(t, "ship serve", log, log, cleanEnv(s.dir),
-		"serve", "--runtime", "kube", "--kubeconfig", cluster.Kubeconfig,
-		"--apps", s.apps, "--data", s.data, "--addr", s.addr, "--log-format", "json", "--log-level", "debug")
-	hc := &http.Client{Timeout: 2 * time.Second}
-	eventually(t, "ship serve answers /healthz", func() string {
-		if s.serve.exited() {
-			t.Fatalf("ship serve exited during start (%v):\n%s", s.serve.err, s.logs())
-		}
-		resp, err := hc.Get("http://" + s.addr + "/healthz")
-		if err != nil {
-			return err.Error()
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return resp.Status
-		}
-		return ""
-	})
+	s.serve.Start(t, procs.Command{Path: shipBin,
+		Args: []string{"serve", "--runtime", "kube", "--kubeconfig", cluster.Kubeconfig,
+			"--apps", s.apps, "--data", s.data, "--addr", s.addr, "--log-format", "json", "--log-level", "debug"},
+		Env: procs.CleanEnv(s.dir)}, "http://"+s.addr+"/healthz", waitFor)
 	b, err := os.ReadFile(filepath.Join(s.data, "admin-token"))
 	if err != nil {
 		t.Fatal(err)
@@ -216,84 +87,48 @@ func (s *shipServe) start() {
 // kill ends ship serve with SIGKILL: no shutdown, as when a machine dies.
 func (s *shipServe) kill() {
 	s.t.Helper()
-	s.serve.kill()
-	s.t.Logf("ship serve run %d killed (SIGKILL)", s.runs)
+	s.serve.Kill()
+	s.t.Logf("ship serve run %d killed (SIGKILL)", s.serve.Runs())
 }
 
-func (s *shipServe) logs() string {
-	var b strings.Builder
-	for i := 1; i <= s.runs; i++ {
-		data, _ := os.ReadFile(filepath.Join(s.dir, fmt.Sprintf("serve-%d.log", i)))
-		fmt.Fprintf(&b, "--- ship serve run %d ---\n%s", i, data)
-	}
-	return b.String()
-}
-
-func (s *shipServe) dumpLogs() {
-	out := s.logs()
-	if len(out) > 80000 {
-		out = "…" + out[len(out)-80000:]
-	}
-	s.t.Logf("ship serve logs:\n%s", out)
-}
-
-// cliResult is how one CLI command ended.
-type cliResult struct {
-	args           []string
-	code           int
-	stdout, stderr string
-}
-
-func (r cliResult) String() string {
-	return fmt.Sprintf("ship %s: exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(r.args, " "), r.code, r.stdout, r.stderr)
-}
-
-// startCLI starts `ship ARGS --server URL --token T` in the background.
-func (s *shipServe) startCLI(args ...string) (*child, []string) {
+// startCLI starts `ship ARGS --server URL --token T` in the background
+// (its name, in messages, leaves the token out).
+func (s *shipServe) startCLI(args ...string) *procs.Child {
 	s.t.Helper()
 	s.clis++
 	base := filepath.Join(s.dir, fmt.Sprintf("cli-%d", s.clis))
-	full := append(slices.Clone(args), "--server", "http://"+s.addr, "--token", s.token)
-	c := startChild(s.t, "ship "+args[0], base+".out", base+".err", cleanEnv(s.dir), full...)
-	s.t.Cleanup(func() { c.stop(2 * time.Second) }) // one a failed test left behind
-	return c, args
+	c := procs.Start(s.t, procs.Command{Name: "ship " + strings.Join(args, " "), Path: shipBin,
+		Args: append(slices.Clone(args), "--server", "http://"+s.addr, "--token", s.token),
+		Env:  procs.CleanEnv(s.dir), Stdout: base + ".out", Stderr: base + ".err"})
+	s.t.Cleanup(func() { c.Stop(2 * time.Second) }) // one a failed test left behind
+	return c
 }
 
 // waitCLI waits for a CLI started by startCLI; one that outlives d is
 // killed and fails the test.
-func (s *shipServe) waitCLI(c *child, args []string, d time.Duration) cliResult {
+func (s *shipServe) waitCLI(c *procs.Child, d time.Duration) procs.Result {
 	s.t.Helper()
-	select {
-	case <-c.done:
-	case <-time.After(d):
-		c.stop(2 * time.Second)
-		r := s.result(c, args)
-		s.t.Fatalf("ship %s did not exit within %s:\n%s", strings.Join(args, " "), d, r)
+	if !c.Wait(d) {
+		c.Stop(2 * time.Second)
+		s.t.Fatalf("%s did not exit within %s:\n%s", c.Name, d, c.Result())
 	}
-	return s.result(c, args)
-}
-
-func (s *shipServe) result(c *child, args []string) cliResult {
-	out, _ := os.ReadFile(c.out)
-	errb, _ := os.ReadFile(strings.TrimSuffix(c.out, ".out") + ".err")
-	return cliResult{args: args, code: c.exitCode(), stdout: string(out), stderr: string(errb)}
+	return c.Result()
 }
 
 // cli runs one CLI command to its end.
-func (s *shipServe) cli(args ...string) cliResult {
+func (s *shipServe) cli(args ...string) procs.Result {
 	s.t.Helper()
-	c, a := s.startCLI(args...)
-	return s.waitCLI(c, a, 2*waitFor)
+	return s.waitCLI(s.startCLI(args...), 2*waitFor)
 }
 
 // mustCLI runs the CLI and fails the test unless it exits 0.
-func (s *shipServe) mustCLI(args ...string) cliResult {
+func (s *shipServe) mustCLI(args ...string) procs.Result {
 	s.t.Helper()
 	r := s.cli(args...)
-	if r.code != 0 {
+	if r.Code != 0 {
 		s.t.Fatalf("%s", r)
 	}
-	s.t.Logf("ship %s: ok\n%s", strings.Join(args, " "), strings.TrimSpace(r.stdout))
+	s.t.Logf("%s: ok\n%s", r.Name, strings.TrimSpace(r.Stdout))
 	return r
 }
 
@@ -301,22 +136,12 @@ func (s *shipServe) mustCLI(args ...string) cliResult {
 func (s *shipServe) cliJSON(v any, args ...string) {
 	s.t.Helper()
 	r := s.cli(append(args, "--output", "json")...)
-	if r.code != 0 {
+	if r.Code != 0 {
 		s.t.Fatalf("%s", r)
 	}
-	if err := json.Unmarshal([]byte(r.stdout), v); err != nil {
+	if err := json.Unmarshal([]byte(r.Stdout), v); err != nil {
 		s.t.Fatalf("%s\ndecode: %v", r, err)
 	}
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // eventually polls f until it returns "" or waitFor passes, then fails

@@ -43,7 +43,7 @@ func TestShipServeKubeCanaryPromoteAbortRollbackScale(t *testing.T) {
 
 	// v1: nothing to compare with, straight to stable.
 	r := s.mustCLI("deploy", "web", "v1", "--wait")
-	if !strings.Contains(r.stdout, "succeeded") {
+	if !strings.Contains(r.Stdout, "succeeded") {
 		t.Errorf("deploy v1 --wait does not say it succeeded:\n%s", r)
 	}
 	k.mustAvailable(ns, "web-stable", "v1", 2)
@@ -90,7 +90,7 @@ func TestShipServeKubeCanaryPromoteAbortRollbackScale(t *testing.T) {
 
 	// Promote: one Deployment at v2, the canary gone, all traffic stable.
 	r = s.mustCLI("promote", "web", "--wait")
-	if !strings.Contains(r.stdout, "succeeded") {
+	if !strings.Contains(r.Stdout, "succeeded") {
 		t.Errorf("promote --wait does not say it succeeded:\n%s", r)
 	}
 	k.mustAvailable(ns, "web-stable", "v2", 2)
@@ -104,7 +104,7 @@ func TestShipServeKubeCanaryPromoteAbortRollbackScale(t *testing.T) {
 	k.mustRoute(ns, "web", "web-stable=9 web-canary=1")
 	k.waitDeployments(ns, "web", "web-canary=v3 web-stable=v2")
 	r = s.mustCLI("abort", "web")
-	if !strings.Contains(r.stdout, "aborted") {
+	if !strings.Contains(r.Stdout, "aborted") {
 		t.Errorf("abort output:\n%s", r)
 	}
 	k.mustRoute(ns, "web", "web-stable=1 web-canary=0")
@@ -113,7 +113,7 @@ func TestShipServeKubeCanaryPromoteAbortRollbackScale(t *testing.T) {
 
 	// Rollback: to the previous good release, v1.
 	r = s.mustCLI("rollback", "web", "--wait")
-	if !strings.Contains(r.stdout, "v1") {
+	if !strings.Contains(r.Stdout, "v1") {
 		t.Errorf("rollback output does not name v1:\n%s", r)
 	}
 	k.mustAvailable(ns, "web-stable", "v1", 2)
@@ -123,7 +123,7 @@ func TestShipServeKubeCanaryPromoteAbortRollbackScale(t *testing.T) {
 	// Scale: the HPA owns replicas, so its bounds move; its controller
 	// then raises the Deployment.
 	r = s.mustCLI("scale", "web", "10")
-	if !strings.Contains(r.stdout, "scaled to 10") {
+	if !strings.Contains(r.Stdout, "scaled to 10") {
 		t.Errorf("scale output does not say 10:\n%s", r)
 	}
 	if got := k.hpaBounds(ns, "web"); got != "10..10 -> web-stable" {
@@ -191,10 +191,10 @@ func TestShipServeKubeKilledMidRolloutResumes(t *testing.T) {
 	}
 
 	// Killed right after the deploy is recorded.
-	cli, args := s.startCLI("deploy", "webkill", "v2", "--canary", "5", "--wait")
+	cli := s.startCLI("deploy", "webkill", "v2", "--canary", "5", "--wait")
 	eventually(t, "deploy v2 accepted", func() string {
-		if out := s.result(cli, args); !strings.Contains(out.stdout, "release ") {
-			if cli.exited() {
+		if out := cli.Result(); !strings.Contains(out.Stdout, "release ") {
+			if cli.Exited() {
 				t.Fatalf("CLI ended before the release was accepted:\n%s", out)
 			}
 			return "no release yet"
@@ -204,10 +204,10 @@ func TestShipServeKubeKilledMidRolloutResumes(t *testing.T) {
 	s.kill()
 	// Usually still pending (the canary not yet ready); the kill below,
 	// during promotion, is the one checked to be mid-rollout.
-	t.Logf("CLI output when ship was killed:\n%s", s.result(cli, args).stdout)
+	t.Logf("CLI output when ship was killed:\n%s", cli.Result().Stdout)
 	s.start()
-	r := s.waitCLI(cli, args, 2*waitFor)
-	if r.code != 0 || !strings.Contains(r.stdout, "paused") {
+	r := s.waitCLI(cli, 2*waitFor)
+	if r.Code != 0 || !strings.Contains(r.Stdout, "paused") {
 		t.Fatalf("deploy --wait across a ship restart:\n%s", r)
 	}
 	t.Logf("%s", r)
@@ -217,7 +217,7 @@ func TestShipServeKubeKilledMidRolloutResumes(t *testing.T) {
 	k.waitAvailable(ns, "webkill-stable", "v1", 2)
 
 	// Killed while stable rolls to v2: the rollout is verifiably mid-way.
-	cli, args = s.startCLI("promote", "webkill", "--wait")
+	cli = s.startCLI("promote", "webkill", "--wait")
 	eventually(t, "stable rolling to v2", func() string {
 		d, err := k.cs.AppsV1().Deployments(ns).Get(k.ctx, "webkill-stable", metav1.GetOptions{})
 		if err != nil {
@@ -240,13 +240,13 @@ func TestShipServeKubeKilledMidRolloutResumes(t *testing.T) {
 	if mid == "" {
 		t.Fatalf("stable finished rolling before ship was killed: no mid-rollout to resume")
 	}
-	if out := s.result(cli, args).stdout; strings.Contains(out, "succeeded") {
+	if out := cli.Result().Stdout; strings.Contains(out, "succeeded") {
 		t.Fatalf("the promotion had ended before ship was killed:\n%s", out)
 	}
 	t.Logf("killed mid-rollout: %s", mid)
 	s.start()
-	r = s.waitCLI(cli, args, 2*waitFor)
-	if r.code != 0 || !strings.Contains(r.stdout, "succeeded") {
+	r = s.waitCLI(cli, 2*waitFor)
+	if r.Code != 0 || !strings.Contains(r.Stdout, "succeeded") {
 		t.Fatalf("promote --wait across a ship restart:\n%s", r)
 	}
 	t.Logf("%s", r)
@@ -279,9 +279,9 @@ func TestShipServeKubeNeverReadyFailsWithClusterReason(t *testing.T) {
 	k.mustAvailable(ns, "webstuck-stable", "v1", 2)
 
 	start := time.Now()
-	cli, args := s.startCLI("deploy", "webstuck", kubetest.NeverReadyVersion, "--wait")
+	cli := s.startCLI("deploy", "webstuck", kubetest.NeverReadyVersion, "--wait")
 	// Stable serves the whole time the canary is stuck.
-	for !cli.exited() {
+	for !cli.Exited() {
 		d, err := k.cs.AppsV1().Deployments(ns).Get(k.ctx, "webstuck-stable", metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
@@ -297,12 +297,12 @@ func TestShipServeKubeNeverReadyFailsWithClusterReason(t *testing.T) {
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
-	r := s.waitCLI(cli, args, time.Second)
+	r := s.waitCLI(cli, time.Second)
 	t.Logf("deploy %s --wait after %s:\n%s", kubetest.NeverReadyVersion, time.Since(start).Round(time.Millisecond), r)
-	if r.code != 1 {
-		t.Errorf("exit %d, want 1 (release failed)", r.code)
+	if r.Code != 1 {
+		t.Errorf("exit %d, want 1 (release failed)", r.Code)
 	}
-	if out := r.stdout + r.stderr; !strings.Contains(out, "ProgressDeadlineExceeded") {
+	if out := r.Stdout + r.Stderr; !strings.Contains(out, "ProgressDeadlineExceeded") {
 		t.Errorf("the cluster's reason (ProgressDeadlineExceeded) is not printed")
 	}
 

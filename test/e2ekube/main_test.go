@@ -6,20 +6,16 @@
 package e2ekube
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
-	goruntime "runtime"
-	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/shipteam/ship/internal/kubetest"
+	"github.com/shipteam/ship/test/procs"
 )
 
 var (
@@ -46,7 +42,7 @@ func run(m *testing.M) int {
 	defer os.RemoveAll(dir)
 	shipBin = filepath.Join(dir, "ship")
 	built := make(chan error, 1)
-	go func() { built <- build(shipBin, "./cmd/ship") }()
+	go func() { built <- procs.Build(shipBin, "./cmd/ship") }()
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	start := time.Now()
@@ -65,48 +61,10 @@ func run(m *testing.M) int {
 	fmt.Fprintf(os.Stderr, "e2ekube: cluster and ship binary ready in %s\n", time.Since(start).Round(time.Millisecond))
 	cluster = cl
 	code := m.Run()
-	if left := liveShips(); len(left) > 0 {
+	if left := procs.Live(shipBin); len(left) > 0 {
 		fmt.Fprintf(os.Stderr, "e2ekube: ship processes left running after the tests: %v (killed)\n", left)
-		for _, pid := range left {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
+		procs.KillAll(left)
 		code = 1
 	}
 	return code
-}
-
-// liveShips lists the processes running this package's ship binary
-// (zombies aside: they are dead, only their parent can reap them).
-func liveShips() []int {
-	entries, _ := os.ReadDir("/proc")
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if exe, err := os.Readlink(filepath.Join("/proc", e.Name(), "exe")); err != nil || exe != shipBin {
-			continue
-		}
-		stat, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if i := bytes.LastIndexByte(stat, ')'); i > 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
-			continue
-		}
-		pids = append(pids, pid)
-	}
-	return pids
-}
-
-func build(out, pkg string) error {
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(goruntime.GOROOT(), "bin", "go")
-	}
-	cmd := exec.Command(goBin, "build", "-o", out, pkg)
-	cmd.Dir = filepath.Join("..", "..")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // as ship is built and shipped
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
-	}
-	return nil
 }
