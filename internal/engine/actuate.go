@@ -141,6 +141,57 @@ func (e *Engine) applyTrack(ctx context.Context, app spec.App, r release.Release
 	return err
 }
 
+// reportIdleConflict is applyTrack's release.conflict for an app without
+// a release: a track that does not run what ship applied (the runtime's
+// Drift: a hand-changed image) or whose Apply was refused (conflictOf) is
+// recorded once as an app.conflict event, which chat announces on its own;
+// the same finding on later ticks is not news. Nothing is overwritten:
+// `ship reclaim` is the way back, and forgets the finding, as does a look
+// that finds the track clean again, so the same edit made again is
+// reported again.
+func (e *Engine) reportIdleConflict(ctx context.Context, app spec.App, env string, track runtime.Track, want runtime.Want, actual runtime.TrackStatus) error {
+	k := trackKey{appKey{app.Name, env}, track}
+	what := actual.Drift
+	if what == "" {
+		what = e.conflictOf(app, env, track)
+	}
+	e.mu.Lock()
+	seen := e.reported[k] == what
+	if what == "" {
+		delete(e.reported, k)
+	} else {
+		e.reported[k] = what
+	}
+	e.mu.Unlock()
+	if seen || what == "" {
+		return nil
+	}
+	d := trackData(actual)
+	d["conflict"] = what
+	d["want"] = map[string]any{"version": want.Version, "replicas": want.Replicas}
+	ev := release.Event{App: app.Name, Env: env, Type: "app.conflict", Actor: "ship", Time: e.now(), Data: d,
+		Message: fmt.Sprintf("%s/%s %s changed outside ship, left as is: %s; `ship reclaim %s --env %s` puts back %s×%d",
+			app.Name, env, track, what, app.Name, env, want.Version, want.Replicas)}
+	evs, err := e.cfg.Store.AddEvents(ctx, nil, ev)
+	if err != nil {
+		e.mu.Lock()
+		delete(e.reported, k) // not recorded: try again next time
+		e.mu.Unlock()
+		return fmt.Errorf("record conflict of %s %s: %w", k.appKey, track, err)
+	}
+	e.publish(evs)
+	e.log.Warn("changed outside ship", "app", app.Name, "env", env, "track", track, "conflict", what)
+	return nil
+}
+
+// forgetReported forgets the app.conflict recorded for a track (see
+// reportIdleConflict), so the same finding is news again.
+func (e *Engine) forgetReported(k trackKey) {
+	e.mu.Lock()
+	delete(e.reported, k)
+	e.mu.Unlock()
+}
+
 // conflictOf is the last refusal of an Apply to the track because of a
 // change made outside ship, "" when there is none.
 func (e *Engine) conflictOf(app spec.App, env string, track runtime.Track) string {

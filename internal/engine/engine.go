@@ -204,6 +204,8 @@ type Engine struct {
 	latest   map[appKey]*Analysis   // last analysis of each app/env, for Status
 	applied  map[trackKey]applied   // last Apply per track in this process
 	conflict map[trackKey]conflict  // Apply refused for a change made outside ship
+	reported map[trackKey]string    // last app.conflict recorded per track of an idle app
+	sweptAt  time.Time              // when idle apps were last all marked for a look
 	removing map[trackKey]time.Time // when Remove was last started
 	inflight map[trackKey]bool      // Remove still running
 	weights  map[appKey]weightMark  // what the router reported after our last SetWeight
@@ -233,6 +235,7 @@ func New(cfg Config) (*Engine, error) {
 		latest:   map[appKey]*Analysis{},
 		applied:  map[trackKey]applied{},
 		conflict: map[trackKey]conflict{},
+		reported: map[trackKey]string{},
 		removing: map[trackKey]time.Time{},
 		inflight: map[trackKey]bool{},
 		weights:  map[appKey]weightMark{},

@@ -54,13 +54,14 @@ type fakeRuntime struct {
 	heldBy     map[string]string        // app/env/track -> who changed it by hand (see handScale)
 	refused    int                      // Apply calls refused with runtime.ErrConflict
 	reclaims   []string                 // Reclaim calls, as "track version×n"
+	drift      map[string]string        // app/env/track -> TrackStatus.Drift (see handEdit)
 	// raise makes an autoscaler set a version's track to this many
 	// instances when it is applied, rolled out one per observation.
 	raise map[string]int
 }
 
 func newFakeRuntime() *fakeRuntime {
-	return &fakeRuntime{tracks: map[string]map[runtime.Track]*runtime.TrackStatus{}, failing: map[string]string{}, neverReady: map[string]bool{}, hang: map[string]bool{}, hangApply: map[string]chan struct{}{}, heldBy: map[string]string{}}
+	return &fakeRuntime{tracks: map[string]map[runtime.Track]*runtime.TrackStatus{}, failing: map[string]string{}, neverReady: map[string]bool{}, hang: map[string]bool{}, hangApply: map[string]chan struct{}{}, heldBy: map[string]string{}, drift: map[string]string{}}
 }
 
 func (f *fakeRuntime) track(app, env string, t runtime.Track) *runtime.TrackStatus {
@@ -126,6 +127,7 @@ func (f *fakeRuntime) Status(ctx context.Context, app spec.App, env string) (map
 	for _, t := range runtime.Tracks {
 		ts := f.track(app.Name, env, t)
 		snapshot := *ts
+		snapshot.Drift = f.drift[app.Name+"/"+env+"/"+string(t)]
 		if reason, bad := f.failing[ts.Version]; bad && ts.Version != "" {
 			ts.Failed, ts.Reason, ts.Ready = true, reason, 0
 		} else if f.raise[ts.Version] > 0 && ts.Ready < ts.Desired {
@@ -176,6 +178,19 @@ func (f *fakeRuntime) handScale(app, env string, t runtime.Track, n int, who str
 	f.heldBy[app+"/"+env+"/"+string(t)] = who
 }
 
+// handEdit makes a track run something other than what ship applied, as
+// `kubectl set image` does, keeping its version label: Status reports it
+// as drift; "" undoes it. Only Reclaim (force) puts it back.
+func (f *fakeRuntime) handEdit(app, env string, t runtime.Track, drift string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if drift == "" {
+		delete(f.drift, app+"/"+env+"/"+string(t))
+		return
+	}
+	f.drift[app+"/"+env+"/"+string(t)] = drift
+}
+
 // Reclaim is Apply with force: a track held by a hand edit is given back
 // to ship, and who held it is reported as having lost the count.
 func (f *fakeRuntime) Reclaim(ctx context.Context, app spec.App, env string, t runtime.Track, w runtime.Want) ([]string, error) {
@@ -186,6 +201,7 @@ func (f *fakeRuntime) Reclaim(ctx context.Context, app spec.App, env string, t r
 		lost = []string{fmt.Sprintf("%q: %s .spec.replicas", who, t)}
 		delete(f.heldBy, k)
 	}
+	delete(f.drift, k)
 	f.reclaims = append(f.reclaims, fmt.Sprintf("%s %s×%d", t, w.Version, w.Replicas))
 	f.mu.Unlock()
 	if err := f.Apply(ctx, app, env, t, w); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/shipteam/ship/internal/release"
 )
@@ -72,9 +73,16 @@ func (e *Engine) spawnJudge(ctx context.Context, wg *sync.WaitGroup, k appKey, i
 	}()
 }
 
-// stepIdle starts reconciling every app/env marked idle.
+// lookEvery is how often every app without a release is looked at again
+// once reconciled: hand edits (a changed image, a taken-over field) happen
+// while nothing else would make ship look, and are reported (app.conflict).
+const lookEvery = 5 * time.Second
+
+// stepIdle starts reconciling every app/env marked idle, and every lookEvery
+// all that run a stable version.
 func (e *Engine) stepIdle(ctx context.Context) *sync.WaitGroup {
 	wg := &sync.WaitGroup{}
+	e.markAllIdle(ctx)
 	e.mu.Lock()
 	idle := make([]appKey, 0, len(e.idle))
 	for k := range e.idle {
@@ -131,4 +139,31 @@ func (e *Engine) spawn(ctx context.Context, wg *sync.WaitGroup, k appKey, f func
 		f(ctx)
 	}()
 	return true
+}
+
+// markAllIdle marks every app/env with a recorded stable version for the
+// idle reconciler, every lookEvery; reconcileIdle leaves those with a
+// release to their driver.
+func (e *Engine) markAllIdle(ctx context.Context) {
+	e.mu.Lock()
+	due := e.now().Sub(e.sweptAt) >= lookEvery
+	if due {
+		e.sweptAt = e.now()
+	}
+	e.mu.Unlock()
+	if !due {
+		return
+	}
+	sts, err := e.cfg.Store.AppStates(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			e.log.Error("list app states", "err", err)
+		}
+		return
+	}
+	for _, st := range sts {
+		if _, ok := e.cfg.Apps.Get(st.App); ok && st.Stable != "" {
+			e.markIdle(appKey{st.App, st.Env})
+		}
+	}
 }

@@ -70,6 +70,7 @@ func (e *Engine) Reclaim(ctx context.Context, a Actor, appName, env string) (Rec
 			break
 		}
 		e.noteApplied(trackKey{k, tw.track}, tw.want) // also forgets the track's conflict
+		e.forgetReported(trackKey{k, tw.track})       // the same hand edit again is news
 		if lost == nil {
 			lost = []string{} // [] in JSON: nothing lost, for scripts
 		}

@@ -43,6 +43,9 @@ func (e *Engine) reconcileIdle(ctx context.Context, k appKey) (bool, error) {
 		if err := e.ensureApply(ctx, app, k.env, runtime.Stable, want, s); err != nil {
 			errs = append(errs, err)
 		}
+		if err := e.reportIdleConflict(ctx, app, k.env, runtime.Stable, want, s); err != nil {
+			errs = append(errs, err)
+		}
 		done = done && s.Version == want.Version && e.wasApplied(trackKey{k, runtime.Stable}, want)
 	} else if s.Version != "" || s.Desired > 0 {
 		e.ensureRemoved(ctx, app, k.env, runtime.Stable, s) // a first deploy that failed

@@ -52,6 +52,9 @@ func (e *Engine) status(ctx context.Context, app spec.App, env string) (AppStatu
 			if n := ts[t].Note; n != "" {
 				notes = append(notes, string(t)+": "+n)
 			}
+			if d := ts[t].Drift; d != "" {
+				notes = append(notes, string(t)+": changed outside ship, left as is: "+d+" (`ship reclaim` puts back what ship records)")
+			}
 		}
 	}
 	for _, t := range runtime.Tracks {

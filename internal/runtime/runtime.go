@@ -42,6 +42,12 @@ type TrackStatus struct {
 	Failed bool
 	Reason string // why Failed, in the runtime's own words
 	Note   string // non-fatal remark, e.g. "weight rounded to 10% by replica counts"
+	// Drift says the track does not run what ship applied for Version: a
+	// field ship sets was changed outside ship (on Kubernetes: the image,
+	// e.g. `kubectl set image`), and by whom when the runtime can tell.
+	// "" when it runs what ship applied; always "" on the local runtime,
+	// which nobody else can change.
+	Drift string
 }
 
 // ErrConflict is wrapped by an Apply that was refused because a field the

@@ -2,7 +2,9 @@ package kube
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -62,6 +64,7 @@ func (r *Runtime) trackStatus(ctx context.Context, app spec.App, ns string, t ru
 	}
 	version := d.Spec.Template.Labels[LabelVersion]
 	ts.Version = version
+	ts.Drift = r.drift(app, d, version)
 	ts.Desired = 1
 	if d.Spec.Replicas != nil {
 		ts.Desired = int(*d.Spec.Replicas)
@@ -148,4 +151,61 @@ func (r *Runtime) ratioNote(ctx context.Context, app spec.App, ns string) (strin
 
 func pct(f float64) string {
 	return strings.TrimSuffix(strings.TrimRight(fmt.Sprintf("%.2f", f), "0"), ".") + "%"
+}
+
+// imagePath is where a Deployment's managedFields hold the app container's
+// image.
+var imagePath = []string{"f:spec", "f:template", "f:spec", "f:containers", `k:{"name":"app"}`, "f:image"}
+
+// drift names an image of the app container other than the one ship
+// renders for the version label: a hand edit (`kubectl set image`) that
+// the version label alone does not show. Who made it is read from
+// managedFields: the managers other than ship that hold the image field.
+func (r *Runtime) drift(app spec.App, d *appsv1.Deployment, version string) string {
+	if version == "" {
+		return ""
+	}
+	want, err := app.ImageFor(version)
+	if err != nil {
+		return "" // not an image ship could have rendered; nothing to compare
+	}
+	for _, c := range d.Spec.Template.Spec.Containers {
+		if c.Name != "app" || c.Image == want {
+			continue
+		}
+		msg := fmt.Sprintf("image %s instead of %s", c.Image, want)
+		if by := holders(d, r.fm, imagePath); len(by) > 0 {
+			msg += " set by " + strings.Join(by, ", ")
+		}
+		return msg
+	}
+	return ""
+}
+
+// holders lists, quoted, the field managers other than self whose
+// managedFields entry of d (the main resource) holds the field at path.
+func holders(d *appsv1.Deployment, self string, path []string) []string {
+	var out []string
+	for _, m := range d.ManagedFields {
+		if m.Manager == self || m.Subresource != "" || m.FieldsV1 == nil {
+			continue
+		}
+		var node map[string]any
+		if err := json.Unmarshal(m.FieldsV1.Raw, &node); err != nil {
+			continue
+		}
+		found := true
+		for _, p := range path {
+			next, ok := node[p].(map[string]any)
+			if !ok {
+				found = false
+				break
+			}
+			node = next
+		}
+		if q := fmt.Sprintf("%q", m.Manager); found && !slices.Contains(out, q) {
+			out = append(out, q)
+		}
+	}
+	return out
 }
