@@ -527,6 +527,46 @@ kube:
 	})
 }
 
+// deployment reads a Deployment of the app's namespace.
+func (s *shipEnv) deployment(name string) *appsv1.Deployment {
+	s.t.Helper()
+	d, err := s.cs.AppsV1().Deployments(s.ns(s.app)).Get(s.ctx, name, metav1.GetOptions{})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return d
+}
+
+// editDeployment is a plain read-modify-write by field manager, as
+// `kubectl edit`/`kubectl set image` or a client-go script does, retried
+// when a controller wrote in between.
+func (s *shipEnv) editDeployment(name, manager string, edit func(*appsv1.Deployment)) {
+	s.t.Helper()
+	deps := s.cs.AppsV1().Deployments(s.ns(s.app))
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		d, err := deps.Get(s.ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		edit(d)
+		_, err = deps.Update(s.ctx, d, metav1.UpdateOptions{FieldManager: manager})
+		return err
+	})
+	if err != nil {
+		s.t.Fatalf("update %s as %s: %v", name, manager, err)
+	}
+}
+
+// waitConflict waits for release id's release.conflict event on track
+// naming manager and field.
+func (s *shipEnv) waitConflict(id int64, track, manager, field string) release.Event {
+	s.t.Helper()
+	return s.waitEvent(id, "release.conflict "+track+" "+manager, func(ev release.Event) bool {
+		return ev.Type == "release.conflict" && ev.Data["track"] == track &&
+			strings.Contains(ev.Message, `conflict with "`+manager+`"`) && strings.Contains(ev.Message, field)
+	})
+}
+
 // TestShipHandEditsMidRelease: while a canary is held, people edit ship's
 // Deployments as `kubectl` would — server-side apply under their own field
 // manager, and a plain update. Fields ship does not set survive the
@@ -547,28 +587,6 @@ kube:
 `, kubetest.GatewayName, kubetest.GatewayNamespace), true)
 	c, ns := s.ship.c, s.ns(s.app)
 	deps := s.cs.AppsV1().Deployments(ns)
-	get := func(name string) *appsv1.Deployment {
-		t.Helper()
-		d, err := deps.Get(s.ctx, name, metav1.GetOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return d
-	}
-	// update is a plain read-modify-write, as `kubectl edit` or a script
-	// with client-go does, retried when the controller wrote in between.
-	update := func(name string, edit func(*appsv1.Deployment)) {
-		t.Helper()
-		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			d := get(name)
-			edit(d)
-			_, err := deps.Update(s.ctx, d, metav1.UpdateOptions{FieldManager: "hand-update"})
-			return err
-		})
-		if err != nil {
-			t.Fatalf("update %s: %v", name, err)
-		}
-	}
 	// ssa applies as `kubectl apply --server-side [--force-conflicts]`
 	// under the field manager hand-ssa.
 	ssa := func(d *appsv1ac.DeploymentApplyConfiguration, force bool) {
@@ -577,14 +595,6 @@ kube:
 			t.Fatalf("apply as hand-ssa: %v", err)
 		}
 	}
-	conflictEvent := func(id int64, track, manager, field string) release.Event {
-		t.Helper()
-		return s.waitEvent(id, "release.conflict "+track+" "+manager, func(ev release.Event) bool {
-			return ev.Type == "release.conflict" && ev.Data["track"] == track &&
-				strings.Contains(ev.Message, `conflict with "`+manager+`"`) && strings.Contains(ev.Message, field)
-		})
-	}
-
 	r := s.deploy(api.DeployRequest{Version: "v1"})
 	s.waitRelease(r.ID, release.Succeeded)
 	s.waitReady(s.app, runtime.Stable, "v1", 2)
@@ -598,19 +608,19 @@ kube:
 		WithAnnotations(map[string]string{"team.example/owner": "payments"}).
 		WithSpec(appsv1ac.DeploymentSpec().WithTemplate(corev1ac.PodTemplateSpec().WithSpec(corev1ac.PodSpec().
 			WithContainers(corev1ac.Container().WithName("app").WithEnv(corev1ac.EnvVar().WithName("HAND_FLAG").WithValue("1")))))), false)
-	update("enghand-stable", func(d *appsv1.Deployment) { d.Labels["team.example/tier"] = "gold" })
+	s.editDeployment("enghand-stable", "hand-update", func(d *appsv1.Deployment) { d.Labels["team.example/tier"] = "gold" })
 
 	// (b) A field ship sets: the canary's replicas, taken over by a forced
 	// server-side apply, then by an update.
 	ssa(appsv1ac.Deployment("enghand-canary", ns).WithSpec(appsv1ac.DeploymentSpec().WithReplicas(2)), true)
-	ev := conflictEvent(r.ID, "canary", "hand-ssa", ".spec.replicas")
+	ev := s.waitConflict(r.ID, "canary", "hand-ssa", ".spec.replicas")
 	t.Logf("event: %s", ev.Message)
-	if n := *get("enghand-canary").Spec.Replicas; n != 2 {
+	if n := *s.deployment("enghand-canary").Spec.Replicas; n != 2 {
 		t.Errorf("canary replicas %d after ship's refused apply, want the hand edit 2", n)
 	}
-	update("enghand-canary", func(d *appsv1.Deployment) { d.Spec.Replicas = ptr(int32(3)) })
-	conflictEvent(r.ID, "canary", "hand-update", ".spec.replicas")
-	if n := *get("enghand-canary").Spec.Replicas; n != 3 {
+	s.editDeployment("enghand-canary", "hand-update", func(d *appsv1.Deployment) { d.Spec.Replicas = ptr(int32(3)) })
+	s.waitConflict(r.ID, "canary", "hand-update", ".spec.replicas")
+	if n := *s.deployment("enghand-canary").Spec.Replicas; n != 3 {
 		t.Errorf("canary replicas %d after ship's refused apply, want the hand edit 3", n)
 	}
 	st, err := c.Status(s.ctx, s.app.Name, "")
@@ -633,7 +643,7 @@ kube:
 	s.waitRelease(r.ID, release.Succeeded)
 	s.waitDeployments("enghand-stable=v2")
 	s.waitReady(s.app, runtime.Stable, "v2", 2)
-	d := get("enghand-stable")
+	d := s.deployment("enghand-stable")
 	envs := map[string]string{}
 	for _, e := range d.Spec.Template.Spec.Containers[0].Env {
 		envs[e.Name] = e.Value
@@ -658,11 +668,11 @@ kube:
 	// Stable's image changed by hand (a hotfix): the next release needs
 	// that field, is refused, says why, and fails at its deadline; the
 	// hotfix keeps running.
-	update("enghand-stable", func(d *appsv1.Deployment) {
+	s.editDeployment("enghand-stable", "hand-update", func(d *appsv1.Deployment) {
 		d.Spec.Template.Spec.Containers[0].Image = "registry.example/enghand:v2-hotfix"
 	})
 	r = s.deploy(api.DeployRequest{Version: "v3", Rolling: true})
-	conflictEvent(r.ID, "stable", "hand-update", ".image")
+	s.waitConflict(r.ID, "stable", "hand-update", ".image")
 	got := s.waitRelease(r.ID, release.Failed)
 	t.Logf("failed: %s", got.Reason)
 	for _, w := range []string{"not ready within 20s: 0 of 2 instances ready", "blocked by a change made outside ship", `conflict with "hand-update"`, ".image"} {
@@ -671,7 +681,7 @@ kube:
 		}
 	}
 	s.waitDeployments("enghand-stable=v2")
-	if img := get("enghand-stable").Spec.Template.Spec.Containers[0].Image; img != "registry.example/enghand:v2-hotfix" {
+	if img := s.deployment("enghand-stable").Spec.Template.Spec.Containers[0].Image; img != "registry.example/enghand:v2-hotfix" {
 		t.Errorf("stable image %s, want the hand edit kept", img)
 	}
 
@@ -688,7 +698,7 @@ kube:
 		!slices.Contains(res.Tracks[0].Lost, `"hand-update": deployment enghand-stable .spec.template.spec.containers[name="app"].image`) {
 		t.Fatalf("reclaimed %+v, want stable v2 taken from hand-update's image", res)
 	}
-	d = get("enghand-stable")
+	d = s.deployment("enghand-stable")
 	if img := d.Spec.Template.Spec.Containers[0].Image; img != "registry.example/enghand:v2" {
 		t.Errorf("stable image %s after reclaim, want v2", img)
 	}
@@ -698,7 +708,7 @@ kube:
 	r = s.deploy(api.DeployRequest{Version: "v3", Rolling: true})
 	s.waitRelease(r.ID, release.Succeeded)
 	s.waitDeployments("enghand-stable=v3")
-	d = get("enghand-stable")
+	d = s.deployment("enghand-stable")
 	if img := d.Spec.Template.Spec.Containers[0].Image; img != "registry.example/enghand:v3" {
 		t.Errorf("stable image %s after the field was given back, want v3", img)
 	}
@@ -759,23 +769,11 @@ kube:
 `, kubetest.GatewayName, kubetest.GatewayNamespace), true)
 	c, ns := s.ship.c, s.ns(s.app)
 	deps := s.cs.AppsV1().Deployments(ns)
-	get := func(name string) *appsv1.Deployment {
-		t.Helper()
-		d, err := deps.Get(s.ctx, name, metav1.GetOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return d
-	}
 	imagePath := []string{"f:spec", "f:template", "f:spec", "f:containers", `k:{"name":"app"}`, "f:image"}
 	replicasPath := []string{"f:spec", "f:replicas"}
 	conflictEvent := func(id int64, track, manager, field string) {
 		t.Helper()
-		ev := s.waitEvent(id, "release.conflict "+track+" "+manager, func(ev release.Event) bool {
-			return ev.Type == "release.conflict" && ev.Data["track"] == track &&
-				strings.Contains(ev.Message, `conflict with "`+manager+`"`) && strings.Contains(ev.Message, field)
-		})
-		t.Logf("blocked: %s", ev.Message)
+		t.Logf("blocked: %s", s.waitConflict(id, track, manager, field).Message)
 	}
 	reclaimedEvent := func(id int64, lost string) {
 		t.Helper()
@@ -799,7 +797,7 @@ kube:
 		t.Fatal(err)
 	}
 	conflictEvent(r.ID, "canary", "hand-ssa", ".spec.replicas")
-	if d := get("engreclaim-canary"); *d.Spec.Replicas != 3 || owns(t, d, "ship", replicasPath...) {
+	if d := s.deployment("engreclaim-canary"); *d.Spec.Replicas != 3 || owns(t, d, "ship", replicasPath...) {
 		t.Fatalf("canary replicas %d, ship owns them: %v; want the hand edit 3 held by hand-ssa", *d.Spec.Replicas, owns(t, d, "ship", replicasPath...))
 	}
 	res, err := c.Reclaim(s.ctx, s.app.Name, "")
@@ -811,7 +809,7 @@ kube:
 		!slices.Equal(res.Tracks[1].Lost, []string{`"hand-ssa": deployment engreclaim-canary .spec.replicas`}) {
 		t.Fatalf("reclaimed %+v, want stable untouched and the canary's replicas taken from hand-ssa", res)
 	}
-	d := get("engreclaim-canary")
+	d := s.deployment("engreclaim-canary")
 	if *d.Spec.Replicas != 1 || !owns(t, d, "ship", replicasPath...) || owns(t, d, "hand-ssa", replicasPath...) {
 		t.Errorf("canary after reclaim: replicas %d, ship owns them %v, hand-ssa %v; want 1 and ship's alone",
 			*d.Spec.Replicas, owns(t, d, "ship", replicasPath...), owns(t, d, "hand-ssa", replicasPath...))
@@ -820,20 +818,14 @@ kube:
 
 	// (2) Stable's image, changed by a plain update (`kubectl set image`):
 	// the promotion needs that field and is refused.
-	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		d := get("engreclaim-stable")
+	s.editDeployment("engreclaim-stable", "hand-update", func(d *appsv1.Deployment) {
 		d.Spec.Template.Spec.Containers[0].Image = "registry.example/engreclaim:v1-hotfix"
-		_, err := deps.Update(s.ctx, d, metav1.UpdateOptions{FieldManager: "hand-update"})
-		return err
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	if _, err := c.Promote(s.ctx, s.app.Name, ""); err != nil {
 		t.Fatal(err)
 	}
 	conflictEvent(r.ID, "stable", "hand-update", ".image")
-	if d := get("engreclaim-stable"); d.Spec.Template.Spec.Containers[0].Image != "registry.example/engreclaim:v1-hotfix" || owns(t, d, "ship", imagePath...) {
+	if d := s.deployment("engreclaim-stable"); d.Spec.Template.Spec.Containers[0].Image != "registry.example/engreclaim:v1-hotfix" || owns(t, d, "ship", imagePath...) {
 		t.Fatalf("stable image %s while blocked, want the hotfix held by hand-update", d.Spec.Template.Spec.Containers[0].Image)
 	}
 	res, err = c.Reclaim(s.ctx, s.app.Name, "")
@@ -847,7 +839,7 @@ kube:
 	}
 	reclaimedEvent(r.ID, lost)
 	s.waitRelease(r.ID, release.Succeeded)
-	d = get("engreclaim-stable")
+	d = s.deployment("engreclaim-stable")
 	if img := d.Spec.Template.Spec.Containers[0].Image; img != "registry.example/engreclaim:v2" || !owns(t, d, "ship", imagePath...) || owns(t, d, "hand-update", imagePath...) {
 		t.Errorf("stable after reclaim: image %s, ship owns it %v, hand-update %v; want v2 and ship's alone",
 			img, owns(t, d, "ship", imagePath...), owns(t, d, "hand-update", imagePath...))
@@ -857,7 +849,7 @@ kube:
 	r = s.deploy(api.DeployRequest{Version: "v3", Rolling: true})
 	s.waitRelease(r.ID, release.Succeeded)
 	s.waitDeployments("engreclaim-stable=v3")
-	if img := get("engreclaim-stable").Spec.Template.Spec.Containers[0].Image; img != "registry.example/engreclaim:v3" {
+	if img := s.deployment("engreclaim-stable").Spec.Template.Spec.Containers[0].Image; img != "registry.example/engreclaim:v3" {
 		t.Errorf("stable image %s, want v3", img)
 	}
 }
@@ -896,32 +888,18 @@ func (s *shipEnv) waitAppEvent(typ, what string, match func(release.Event) bool)
 // note goes.
 func TestShipReportsAHandChangedImageOfAnIdleApp(t *testing.T) {
 	s := setupShip(t, gatewayApp("engdrift"), true)
-	c, ns := s.ship.c, s.ns(s.app)
-	deps := s.cs.AppsV1().Deployments(ns)
+	c := s.ship.c
 	image := func() string {
 		t.Helper()
-		d, err := deps.Get(s.ctx, "engdrift-stable", metav1.GetOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return d.Spec.Template.Spec.Containers[0].Image
+		return s.deployment("engdrift-stable").Spec.Template.Spec.Containers[0].Image
 	}
 	r := s.deploy(api.DeployRequest{Version: "v1"})
 	s.waitRelease(r.ID, release.Succeeded)
 
 	hotfix := "registry.example/engdrift:v1-hotfix"
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		d, err := deps.Get(s.ctx, "engdrift-stable", metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
+	s.editDeployment("engdrift-stable", "hand-set-image", func(d *appsv1.Deployment) {
 		d.Spec.Template.Spec.Containers[0].Image = hotfix
-		_, err = deps.Update(s.ctx, d, metav1.UpdateOptions{FieldManager: "hand-set-image"})
-		return err
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	ev, _ := s.waitAppEvent("app.conflict", "app.conflict naming the hotfix image and hand-set-image", func(ev release.Event) bool {
 		return ev.Type == "app.conflict" && ev.Data["track"] == "stable" &&
 			strings.Contains(ev.Message, "image "+hotfix) && strings.Contains(ev.Message, `"hand-set-image"`)
