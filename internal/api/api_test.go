@@ -214,11 +214,11 @@ func TestRequestBodiesAreStrict(t *testing.T) {
 func TestClientCommandsReachEngineWithActor(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
-	rel, err := f.cli.Deploy(ctx, "resizer", DeployRequest{Version: "v2", Canary: 1, Steps: []float64{1, 50, 100}})
+	rel, err := f.cli.Deploy(ctx, "resizer", DeployRequest{Version: "v2", Canary: 100, Steps: []release.Weight{100, 5000, 10000}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rel.ID != 1 || rel.Version != "v2" || rel.HoldAt != 1 || rel.Actor != "alice" || rel.Source != release.SourceCLI {
+	if rel.ID != 1 || rel.Version != "v2" || rel.HoldAt != 100 || rel.Actor != "alice" || rel.Source != release.SourceCLI {
 		t.Fatalf("deploy = %+v", rel)
 	}
 	_, err = f.cli.Deploy(ctx, "resizer", DeployRequest{Version: "v3"})

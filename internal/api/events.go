@@ -156,7 +156,7 @@ func writeSSE(w http.ResponseWriter, ev release.Event) error {
 		return err
 	}
 	// JSON from encoding/json has no raw newlines, so one data line suffices.
-	_, err = fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", ev.ID, sseField(ev.Type), data)
+	_, err = fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", ev.ID, sseField(string(ev.Type)), data)
 	return err
 }
 

@@ -115,7 +115,7 @@ func (f *fakeEngine) transition(a engine.Actor, call, app string, st release.Sta
 			f.releases[i].State = st
 			r := f.releases[i]
 			f.mu.Unlock()
-			f.publish(release.Event{ReleaseID: r.ID, App: r.App, Env: r.Env, Type: "release." + string(st), State: st, Actor: a.Name})
+			f.publish(release.Event{ReleaseID: r.ID, App: r.App, Env: r.Env, Type: release.Ended(st), State: st, Actor: a.Name})
 			return r, nil
 		}
 	}

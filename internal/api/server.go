@@ -173,11 +173,11 @@ func (s *Server) build() http.Handler {
 
 // DeployRequest is the body of POST /v1/apps/{app}/deploy.
 type DeployRequest struct {
-	Env     string    `json:"env,omitempty"`
-	Version string    `json:"version"`
-	Canary  float64   `json:"canary,omitempty"`
-	Steps   []float64 `json:"steps,omitempty"`
-	Rolling bool      `json:"rolling,omitempty"`
+	Env     string           `json:"env,omitempty"`
+	Version string           `json:"version"`
+	Canary  release.Weight   `json:"canary,omitempty"`
+	Steps   []release.Weight `json:"steps,omitempty"`
+	Rolling bool             `json:"rolling,omitempty"`
 }
 
 // EnvRequest is the body of POST /v1/apps/{app}/promote.

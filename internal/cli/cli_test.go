@@ -32,8 +32,8 @@ type fakeEngine struct {
 	// weightLag is how long after a paused event the router has its
 	// weight, as the engine records "paused" before it sets the weight.
 	weightLag time.Duration
-	inForce   float64   // the router's weight for the scripted release
-	inForceAt time.Time // when it was set
+	inForce   release.Weight // the router's weight for the scripted release
+	inForceAt time.Time      // when it was set
 }
 
 func (f *fakeEngine) Deploy(_ context.Context, a engine.Actor, req engine.DeployRequest) (release.Release, error) {
@@ -167,8 +167,8 @@ func runCLI(t *testing.T, env map[string]string, args ...string) (int, string, s
 
 func TestDeployWaitExitsOneWithTheReasonWhenTheCanaryFails(t *testing.T) {
 	eng := &fakeEngine{script: []release.Event{
-		{Type: "release.step", State: release.Progressing, Weight: 20, Message: "step 1 of 2"},
-		{Type: "release.analysis", State: release.Progressing, Weight: 20, Message: "fail: canary error rate 50.0%"},
+		{Type: "release.step", State: release.Progressing, Weight: 2000, Message: "step 1 of 2"},
+		{Type: "release.analysis", State: release.Progressing, Weight: 2000, Message: "fail: canary error rate 50.0%"},
 		{Type: "release.aborted", State: release.Aborted, Message: "analysis failed: canary error rate 50.0%"},
 	}}
 	url := serve(t, eng)
@@ -192,7 +192,7 @@ func TestDeployWaitExitsOneWithTheReasonWhenTheCanaryFails(t *testing.T) {
 
 func TestDeployCanaryHoldExitsZeroOncePaused(t *testing.T) {
 	eng := &fakeEngine{script: []release.Event{
-		{Type: "release.paused", State: release.Paused, Weight: 1, Message: "holding 1%"},
+		{Type: "release.paused", State: release.Paused, Weight: 100, Message: "holding 1%"},
 	}}
 	url := serve(t, eng)
 	code, out, errs := runCLI(t, map[string]string{"SHIP_SERVER": url, "SHIP_TOKEN": testToken},
@@ -204,14 +204,14 @@ func TestDeployCanaryHoldExitsZeroOncePaused(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &rel); err != nil {
 		t.Fatalf("json output: %v\n%s", err, out)
 	}
-	if rel.State != release.Paused || rel.HoldAt != 1 || rel.Actor != "alice" || rel.Source != release.SourceCLI {
+	if rel.State != release.Paused || rel.HoldAt != 100 || rel.Actor != "alice" || rel.Source != release.SourceCLI {
 		t.Fatalf("release = %+v", rel)
 	}
 }
 
 func TestDeployCanaryHoldWaitsForTheWeightInForce(t *testing.T) {
 	eng := &fakeEngine{weightLag: 300 * time.Millisecond, script: []release.Event{
-		{Type: "release.paused", State: release.Paused, Weight: 1, Message: "holding 1%"},
+		{Type: "release.paused", State: release.Paused, Weight: 100, Message: "holding 1%"},
 	}}
 	url := serve(t, eng)
 	code, out, errs := runCLI(t, map[string]string{"SHIP_SERVER": url, "SHIP_TOKEN": testToken},
@@ -271,7 +271,7 @@ func TestExitCodes(t *testing.T) {
 }
 
 func TestStatusJSONIsTheAppStatus(t *testing.T) {
-	want := engine.AppStatus{App: "web", Env: "production", Endpoint: "127.0.0.1:8080", Weight: 1,
+	want := engine.AppStatus{App: "web", Env: "production", Endpoint: "127.0.0.1:8080", Weight: 100,
 		Stable: engine.TrackView{Version: "v1", Ready: 2, Desired: 2}, Canary: engine.TrackView{Version: "v2", Ready: 1, Desired: 1},
 		Release: &release.Release{ID: 3, Version: "v2", State: release.Paused}}
 	url := serve(t, &fakeEngine{status: want})
@@ -294,9 +294,9 @@ func TestStatusJSONIsTheAppStatus(t *testing.T) {
 }
 
 func TestStatusSaysWhenTheWeightIsRounded(t *testing.T) {
-	st := engine.AppStatus{App: "web", Env: "production", Endpoint: "web.ship-production.svc:80", Weight: 20, WeightAsked: 1,
+	st := engine.AppStatus{App: "web", Env: "production", Endpoint: "web.ship-production.svc:80", Weight: 2000, WeightAsked: 100,
 		Stable: engine.TrackView{Version: "v1", Ready: 4, Desired: 4}, Canary: engine.TrackView{Version: "v2", Ready: 1, Desired: 1},
-		Release: &release.Release{ID: 3, Version: "v2", State: release.Paused, Steps: []float64{1}, Weight: 1},
+		Release: &release.Release{ID: 3, Version: "v2", State: release.Paused, Steps: []release.Weight{100}, Weight: 100},
 		Note:    "canary: weight 1% asked, 20% given by replica counts (1 canary of 5 instances; no gateway)"}
 	url := serve(t, &fakeEngine{status: st})
 	code, out, errs := runCLI(t, map[string]string{"SHIP_SERVER": url, "SHIP_TOKEN": testToken}, "status", "web")
@@ -367,20 +367,20 @@ func TestSplitGlobals(t *testing.T) {
 }
 
 func TestProgressLines(t *testing.T) {
-	st := engine.AppStatus{Weight: 10,
+	st := engine.AppStatus{Weight: 1000,
 		Stable:   engine.TrackView{Version: "v1", Ready: 2, Desired: 2},
 		Canary:   engine.TrackView{Version: "v2", Ready: 1, Desired: 1},
-		Release:  &release.Release{ID: 4, Version: "v2", State: release.Progressing, Steps: []float64{1, 10, 100}, Step: 1},
+		Release:  &release.Release{ID: 4, Version: "v2", State: release.Progressing, Steps: []release.Weight{100, 1000, 10000}, Step: 1},
 		Analysis: &engine.Analysis{CanaryRequests: 40, CanaryErrorRate: 0.025, StableRequests: 400}}
 	want := "#4 v2 progressing step 2/3 | weight 10% | canary v2 1/1 | stable v1 2/2 | errors canary 2.5% (40 req) stable 0.0% (400 req)"
 	if got := statusLine(st); got != want {
 		t.Errorf("statusLine:\n got %q\nwant %q", got, want)
 	}
-	ev := release.Event{Type: "release.step", State: release.Progressing, Step: 1, Weight: 10, Message: "step 2 of 3", Actor: "ship"}
+	ev := release.Event{Type: "release.step", State: release.Progressing, Step: 1, Weight: 1000, Message: "step 2 of 3", Actor: "ship"}
 	if got := eventSummary(ev); got != "progressing step 2 weight 10% — step 2 of 3" {
 		t.Errorf("eventSummary = %q", got)
 	}
-	for in, want := range map[float64]string{1: "1", 0.5: "0.5", 12.25: "12.25", 100: "100"} {
+	for in, want := range map[release.Weight]string{100: "1", 50: "0.5", 1225: "12.25", 10000: "100"} {
 		if pct(in) != want {
 			t.Errorf("pct(%v) = %q", in, pct(in))
 		}
@@ -389,13 +389,13 @@ func TestProgressLines(t *testing.T) {
 
 func TestTerminalProgressRedrawsOneStatusLine(t *testing.T) {
 	eng := &fakeEngine{
-		status: engine.AppStatus{App: "web", Weight: 50,
+		status: engine.AppStatus{App: "web", Weight: 5000,
 			Stable: engine.TrackView{Version: "v1", Ready: 2, Desired: 2}, Canary: engine.TrackView{Version: "v2", Ready: 1, Desired: 1}},
 	}
 	// Slow enough that the 500ms redraw ticks at least once.
-	eng.script = []release.Event{{Type: "release.step", State: release.Progressing, Weight: 50}}
+	eng.script = []release.Event{{Type: "release.step", State: release.Progressing, Weight: 5000}}
 	for range 60 {
-		eng.script = append(eng.script, release.Event{Type: "release.analysis", State: release.Progressing, Weight: 50})
+		eng.script = append(eng.script, release.Event{Type: "release.analysis", State: release.Progressing, Weight: 5000})
 	}
 	eng.script = append(eng.script, release.Event{Type: "release.succeeded", State: release.Succeeded, Message: "v2 is stable"})
 	url := serve(t, eng)

@@ -432,11 +432,7 @@ func orNone(s string) string {
 	return s
 }
 
-// pct formats a percentage without trailing zeros: 1, 0.5, 12.5.
-func pct(w float64) string {
-	s := fmt.Sprintf("%.2f", w)
-	s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
-	return s
-}
+// pct formats a weight without trailing zeros or sign: 1, 0.5, 12.5.
+func pct(w release.Weight) string { return w.Number() }
 
 func rate(f float64) string { return fmt.Sprintf("%.1f%%", f*100) }

@@ -40,7 +40,7 @@ func (r *runner) watch(ctx context.Context, rel release.Release, holdIsDone bool
 	if cur, err := r.c.Release(ctx, rel.ID); err == nil {
 		final = cur
 		if settled(cur) {
-			p.event(release.Event{ReleaseID: cur.ID, App: cur.App, Env: cur.Env, Type: "release." + string(cur.State),
+			p.event(release.Event{ReleaseID: cur.ID, App: cur.App, Env: cur.Env, Type: release.Ended(cur.State),
 				State: cur.State, Step: cur.Step, Weight: cur.Weight, Message: cur.Reason, Time: cur.Updated})
 			p.done()
 			return cur, nil
@@ -73,7 +73,7 @@ func (r *runner) watch(ctx context.Context, rel release.Release, holdIsDone bool
 	onRetry := func(err error) { p.note("connection to ship lost (%v); reconnecting", err) }
 	err := r.c.Follow(ctx, q, reconnectFor, onRetry, func(ev release.Event) error {
 		p.event(ev)
-		if ev.State == "" && !strings.HasPrefix(ev.Type, "release.") {
+		if ev.State == "" && !ev.Type.IsRelease() {
 			return nil
 		}
 		cur, err := r.c.Release(ctx, rel.ID)
@@ -89,7 +89,7 @@ func (r *runner) watch(ctx context.Context, rel release.Release, holdIsDone bool
 	if err == nil && final.State != p.lastState {
 		// Settled on the release's own state (fetched) before its event
 		// arrived: say how it ended in the same form.
-		p.event(release.Event{ReleaseID: final.ID, App: final.App, Env: final.Env, Type: "release." + string(final.State),
+		p.event(release.Event{ReleaseID: final.ID, App: final.App, Env: final.Env, Type: release.Ended(final.State),
 			State: final.State, Step: final.Step, Weight: final.Weight, Message: final.Reason, Time: final.Updated})
 	}
 	p.done()
@@ -110,7 +110,7 @@ const weightWait = 15 * time.Second
 // the router may round it (replica ratios), so it need not equal the
 // weight asked.
 func (r *runner) waitWeight(ctx context.Context, rel release.Release) error {
-	inForce := func(w float64) bool {
+	inForce := func(w release.Weight) bool {
 		if rel.State.Terminal() {
 			return w == 0
 		}
@@ -259,11 +259,8 @@ func eventSummary(ev release.Event) string {
 	case release.Progressing, release.Paused, release.Promoting:
 		parts = append(parts, fmt.Sprintf("step %d weight %s%%", ev.Step+1, pct(ev.Weight)))
 	}
-	if v, ok := ev.Data["canaryErrorRate"].(float64); ok {
-		parts = append(parts, "canary errors "+rate(v))
-	}
-	if v, ok := ev.Data["stableErrorRate"].(float64); ok {
-		parts = append(parts, "stable errors "+rate(v))
+	if d := ev.Data; d != nil && d.Analysis != nil {
+		parts = append(parts, "canary errors "+rate(d.Analysis.CanaryErrorRate), "stable errors "+rate(d.Analysis.StableErrorRate))
 	}
 	if ev.Message != "" {
 		parts = append(parts, "— "+ev.Message)

@@ -15,12 +15,9 @@ package command
 
 import (
 	"fmt"
-	"math"
+	"github.com/shipteam/ship/internal/release"
 	"regexp"
-	"strconv"
 	"strings"
-	"unicode"
-	"unicode/utf8"
 )
 
 // Verb is what a command does.
@@ -52,7 +49,7 @@ const (
 const (
 	MaxReplicas  = 1000
 	MaxLines     = 10000
-	MaxReasonLen = 500
+	MaxReasonLen = release.MaxReasonLen
 	MaxTextLen   = 4000 // Slack's slash-command text is at most about this
 	maxSteps     = 100
 )
@@ -61,13 +58,13 @@ const (
 type Command struct {
 	Verb    Verb
 	App     string
-	Env     string    // --env / -e; "" = the app's default environment
-	Version string    // deploy's VERSION
-	Canary  float64   // --canary PCT: go to this weight and hold until promoted or aborted; 0 = none
-	Steps   []float64 // --steps 1,10,50,100: walk these weights instead of the spec's; nil = the spec's
-	Rolling bool      // --rolling: no canary, replace stable directly
-	Wait    bool      // --wait: follow progress until the release ends
-	To      string    // rollback --to VERSION; "" = the previous successful release
+	Env     string           // --env / -e; "" = the app's default environment
+	Version string           // deploy's VERSION
+	Canary  release.Weight   // --canary PCT: go to this weight and hold until promoted or aborted; 0 = none
+	Steps   []release.Weight // --steps 1,10,50,100: walk these weights instead of the spec's; nil = the spec's
+	Rolling bool             // --rolling: no canary, replace stable directly
+	Wait    bool             // --wait: follow progress until the release ends
+	To      string           // rollback --to VERSION; "" = the previous successful release
 	// Replicas is scale's N.
 	Replicas   int
 	Reason     string // lock --reason (required), abort/rollback --reason (optional)
@@ -127,10 +124,8 @@ func usageErr(v Verb, format string, args ...any) *UsageError {
 }
 
 var (
-	nameRE    = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
-	versionRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}$`)
-	weightRE  = regexp.MustCompile(`^[0-9]{1,3}(\.[0-9]{1,2})?%?$`)
-	countRE   = regexp.MustCompile(`^[0-9]{1,9}$`)
+	nameRE  = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	countRE = regexp.MustCompile(`^[0-9]{1,9}$`)
 )
 
 func checkName(v Verb, what, s string) (string, error) {
@@ -142,37 +137,19 @@ func checkName(v Verb, what, s string) (string, error) {
 }
 
 func checkVersion(v Verb, s string) (string, error) {
-	if !versionRE.MatchString(s) {
-		return "", usageErr(v, "invalid version %q: use letters, digits, '.', '_', '-' and '+' (at most 128), starting with a letter or digit", s)
+	if err := release.CheckVersion(s); err != nil {
+		return "", usageErr(v, "%v", err)
 	}
 	return s, nil
 }
 
-// parseWeight reads "1%", "1", "0.1%", "12.5": a percentage with at most two
-// decimals, so weights are exact and print back the same.
-func parseWeight(s string) (float64, bool) {
-	if !weightRE.MatchString(s) {
-		return 0, false
-	}
-	w, err := strconv.ParseFloat(strings.TrimSuffix(s, "%"), 64)
-	return w, err == nil && !math.IsNaN(w)
-}
-
-func formatWeight(w float64) string {
-	return strconv.FormatFloat(w, 'f', -1, 64)
-}
-
 func checkReason(v Verb, s string) (string, error) {
-	s = strings.TrimSpace(s)
-	switch {
-	case s == "":
+	if strings.TrimSpace(s) == "" {
 		return "", usageErr(v, "--reason needs some text, e.g. --reason \"db migration\"")
-	case !utf8.ValidString(s):
-		return "", usageErr(v, "--reason is not valid UTF-8")
-	case utf8.RuneCountInString(s) > MaxReasonLen:
-		return "", usageErr(v, "--reason is longer than %d characters", MaxReasonLen)
-	case strings.IndexFunc(s, unicode.IsControl) >= 0:
-		return "", usageErr(v, "--reason must be one line of text")
+	}
+	s, err := release.CheckReason(s)
+	if err != nil {
+		return "", usageErr(v, "--%v", err)
 	}
 	return s, nil
 }

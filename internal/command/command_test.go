@@ -2,6 +2,7 @@ package command
 
 import (
 	"errors"
+	"github.com/shipteam/ship/internal/release"
 	"reflect"
 	"strings"
 	"testing"
@@ -14,12 +15,12 @@ func TestParseEveryVerb(t *testing.T) {
 		want Command
 	}{
 		{"deploy resizer v2", Command{Verb: VerbDeploy, App: "resizer", Version: "v2", Output: text}},
-		{"deploy resizer v2 --canary 1%", Command{Verb: VerbDeploy, App: "resizer", Version: "v2", Canary: 1, Output: text}},
-		{"deploy resizer v2 --canary=0.1%", Command{Verb: VerbDeploy, App: "resizer", Version: "v2", Canary: 0.1, Output: text}},
-		{"deploy --canary 12.5 resizer v2", Command{Verb: VerbDeploy, App: "resizer", Version: "v2", Canary: 12.5, Output: text}},
+		{"deploy resizer v2 --canary 1%", Command{Verb: VerbDeploy, App: "resizer", Version: "v2", Canary: 100, Output: text}},
+		{"deploy resizer v2 --canary=0.1%", Command{Verb: VerbDeploy, App: "resizer", Version: "v2", Canary: 10, Output: text}},
+		{"deploy --canary 12.5 resizer v2", Command{Verb: VerbDeploy, App: "resizer", Version: "v2", Canary: 1250, Output: text}},
 		{"deploy resizer 1.4.0-rc.1 --steps 1,10,50,100 -e staging --wait -o json",
-			Command{Verb: VerbDeploy, App: "resizer", Version: "1.4.0-rc.1", Steps: []float64{1, 10, 50, 100}, Env: "staging", Wait: true, Output: OutputJSON}},
-		{"deploy resizer v2 --steps 5%,50% --env=staging", Command{Verb: VerbDeploy, App: "resizer", Version: "v2", Steps: []float64{5, 50}, Env: "staging", Output: text}},
+			Command{Verb: VerbDeploy, App: "resizer", Version: "1.4.0-rc.1", Steps: []release.Weight{100, 1000, 5000, 10000}, Env: "staging", Wait: true, Output: OutputJSON}},
+		{"deploy resizer v2 --steps 5%,50% --env=staging", Command{Verb: VerbDeploy, App: "resizer", Version: "v2", Steps: []release.Weight{500, 5000}, Env: "staging", Output: text}},
 		{"deploy resizer v2 --rolling", Command{Verb: VerbDeploy, App: "resizer", Version: "v2", Rolling: true, Output: text}},
 		{"Deploy Resizer V2", Command{Verb: VerbDeploy, App: "resizer", Version: "V2", Output: text}},
 		{"promote resizer --wait", Command{Verb: VerbPromote, App: "resizer", Wait: true, Output: text}},
@@ -52,7 +53,7 @@ func TestParseEveryVerb(t *testing.T) {
 		{"--help", Command{Verb: VerbHelp, Output: text}},
 		{"-- deploy resizer v2", Command{Verb: VerbDeploy, App: "resizer", Version: "v2", Output: text}},
 		// Phones and Macs turn "--" into a dash and straight quotes into curly ones.
-		{"deploy resizer v2 —canary 1%", Command{Verb: VerbDeploy, App: "resizer", Version: "v2", Canary: 1, Output: text}},
+		{"deploy resizer v2 —canary 1%", Command{Verb: VerbDeploy, App: "resizer", Version: "v2", Canary: 100, Output: text}},
 		{"lock resizer –reason “db migration”", Command{Verb: VerbLock, App: "resizer", Reason: "db migration", Output: text}},
 		{"lock resizer --reason ‘don’t ship’", Command{Verb: VerbLock, App: "resizer", Reason: "don’t ship", Output: text}},
 		{`lock resizer --reason db\ migration`, Command{Verb: VerbLock, App: "resizer", Reason: "db migration", Output: text}},
@@ -115,7 +116,7 @@ func TestParseRefusesWithAHelpfulUsageError(t *testing.T) {
 		{"reclaim resizer --wait", VerbReclaim, "reclaim does not take --wait"},
 		{"lock resizer", VerbLock, `lock needs --reason, e.g. --reason "db migration"`},
 		{`lock resizer --reason ""`, VerbLock, `--reason needs some text`},
-		{"lock resizer --reason \"a\nb\"", VerbLock, "--reason must be one line of text"},
+		{"lock resizer --reason \"a\nb\"", VerbLock, "--reason must be one line of plain text"},
 		{"lock resizer --reason " + strings.Repeat("x", 501), VerbLock, "--reason is longer than 500 characters"},
 		{"status a b", VerbStatus, `unexpected argument "b" after APP`},
 		{"apps resizer", VerbApps, `apps takes no arguments, got "resizer"`},

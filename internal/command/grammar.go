@@ -2,6 +2,7 @@ package command
 
 import (
 	"fmt"
+	"github.com/shipteam/ship/internal/release"
 	"strconv"
 	"strings"
 )
@@ -30,8 +31,8 @@ var flags = map[string]*flagDef{
 		set: func(c *Command, v Verb, s string) (err error) { c.Env, err = checkName(v, "environment", s); return }},
 	"canary": {long: "canary", value: "PCT", help: "send PCT% (1%, 0.5, 12.5%) to the new version and hold there until promote or abort",
 		set: func(c *Command, v Verb, s string) error {
-			w, ok := parseWeight(s)
-			if !ok || w <= 0 || w >= 100 {
+			w, err := release.ParseWeight(s)
+			if err != nil || w <= 0 || w >= release.Full {
 				return usageErr(v, "--canary must be a percentage above 0 and below 100 such as 1%%, 0.5 or 10%%, got %q", s)
 			}
 			c.Canary = w
@@ -43,14 +44,14 @@ var flags = map[string]*flagDef{
 			if len(parts) > maxSteps {
 				return usageErr(v, "--steps takes at most %d weights", maxSteps)
 			}
-			var ws []float64
+			var ws []release.Weight
 			for _, p := range parts {
-				w, ok := parseWeight(strings.TrimSpace(p))
-				if !ok || w <= 0 || w > 100 {
+				w, err := release.ParseWeight(strings.TrimSpace(p))
+				if err != nil || w <= 0 || w > release.Full {
 					return usageErr(v, "--steps weights must be percentages above 0 and at most 100 such as 1,10,50,100, got %q", strings.TrimSpace(p))
 				}
 				if len(ws) > 0 && w <= ws[len(ws)-1] {
-					return usageErr(v, "--steps must go up: %s comes after %s", formatWeight(w), formatWeight(ws[len(ws)-1]))
+					return usageErr(v, "--steps must go up: %s comes after %s", w.Number(), ws[len(ws)-1].Number())
 				}
 				ws = append(ws, w)
 			}

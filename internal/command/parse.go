@@ -380,12 +380,12 @@ func (c Command) String() string {
 		parts = append(parts, "--env", c.Env)
 	}
 	if c.Canary != 0 {
-		parts = append(parts, "--canary", formatWeight(c.Canary)+"%")
+		parts = append(parts, "--canary", c.Canary.String())
 	}
 	if len(c.Steps) > 0 {
 		ws := make([]string, len(c.Steps))
 		for i, w := range c.Steps {
-			ws[i] = formatWeight(w)
+			ws[i] = w.Number()
 		}
 		parts = append(parts, "--steps", strings.Join(ws, ","))
 	}

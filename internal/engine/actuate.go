@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 
 	"github.com/shipteam/ship/internal/release"
 	"github.com/shipteam/ship/internal/runtime"
@@ -36,12 +35,12 @@ func readyOf(ts runtime.TrackStatus, want runtime.Want) int {
 	return ts.Ready
 }
 
-func trackData(ts runtime.TrackStatus) map[string]any {
-	d := map[string]any{"track": string(ts.Track), "version": ts.Version, "ready": ts.Ready, "desired": ts.Desired, "restarts": ts.Restarts}
-	if ts.Reason != "" {
-		d["reason"] = ts.Reason
-	}
-	return d
+func trackData(ts runtime.TrackStatus) *release.EventData {
+	return &release.EventData{Track: string(ts.Track), Version: ts.Version, Ready: ts.Ready, Desired: ts.Desired, Restarts: ts.Restarts, Reason: ts.Reason}
+}
+
+func wantData(w runtime.Want) *release.Want {
+	return &release.Want{Version: w.Version, Replicas: w.Replicas}
 }
 
 func (e *Engine) noteApplied(k trackKey, want runtime.Want) {
@@ -130,9 +129,8 @@ func (e *Engine) applyTrack(ctx context.Context, app spec.App, r release.Release
 		return err
 	}
 	d := trackData(actual)
-	d["want"] = map[string]any{"version": want.Version, "replicas": want.Replicas}
-	d["error"] = err.Error()
-	evs, aerr := e.cfg.Store.AddEvents(ctx, nil, e.event(r, "release.conflict", "ship",
+	d.Want, d.Error = wantData(want), err.Error()
+	evs, aerr := e.cfg.Store.AddEvents(ctx, nil, e.event(r, release.EvConflict, "ship",
 		fmt.Sprintf("%s changed outside ship, left as is: %v", track, err), d))
 	if aerr != nil {
 		return errors.Join(err, aerr)
@@ -167,9 +165,8 @@ func (e *Engine) reportIdleConflict(ctx context.Context, app spec.App, env strin
 		return nil
 	}
 	d := trackData(actual)
-	d["conflict"] = what
-	d["want"] = map[string]any{"version": want.Version, "replicas": want.Replicas}
-	ev := release.Event{App: app.Name, Env: env, Type: "app.conflict", Actor: "ship", Time: e.now(), Data: d,
+	d.Conflict, d.Want = what, wantData(want)
+	ev := release.Event{App: app.Name, Env: env, Type: release.EvAppClash, Actor: "ship", Time: e.now(), Data: d,
 		Message: fmt.Sprintf("%s/%s %s changed outside ship, left as is: %s; `ship reclaim %s --env %s` puts back %s×%d",
 			app.Name, env, track, what, app.Name, env, want.Version, want.Replicas)}
 	evs, err := e.cfg.Store.AddEvents(ctx, nil, ev)
@@ -250,7 +247,7 @@ func (e *Engine) ensureRemoved(ctx context.Context, app spec.App, env string, tr
 // replica ratios): what it reported right after our SetWeight counts as in
 // sync, so a rounded weight is not set again every tick.
 // id is the release the weight belongs to (0 for weight 0 of an idle app).
-func (e *Engine) ensureWeight(ctx context.Context, app spec.App, env string, id int64, w float64) error {
+func (e *Engine) ensureWeight(ctx context.Context, app spec.App, env string, id int64, w release.Weight) error {
 	k := appKey{app.Name, env}
 	e.mu.Lock()
 	m, ok := e.weights[k]
@@ -259,7 +256,7 @@ func (e *Engine) ensureWeight(ctx context.Context, app spec.App, env string, id 
 		return nil
 	}
 	cur, _, err := e.cfg.Router.Weight(ctx, app, env)
-	if err == nil && (math.Abs(cur-w) < 1e-9 || (ok && m.desired == w && math.Abs(cur-m.observed) < 1e-9)) {
+	if err == nil && (cur == w || (ok && m.desired == w && cur == m.observed)) {
 		e.mu.Lock()
 		e.weights[k] = weightMark{desired: w, observed: cur, at: e.now()}
 		e.mu.Unlock()
@@ -287,8 +284,8 @@ func (e *Engine) noteRestarts(ctx context.Context, r release.Release, l *live, s
 			continue
 		}
 		d := trackData(ts)
-		d["new"] = ts.Restarts - prev
-		evs, err := e.cfg.Store.AddEvents(ctx, nil, e.event(r, "instance.crashed", "ship",
+		d.New = ts.Restarts - prev
+		evs, err := e.cfg.Store.AddEvents(ctx, nil, e.event(r, release.EvCrashed, "ship",
 			fmt.Sprintf("%s %s: %d instance restart(s), %d in all", t, ts.Version, ts.Restarts-prev, ts.Restarts), d))
 		if err != nil {
 			e.log.Error("record crash", "app", r.App, "env", r.Env, "err", err)

@@ -35,7 +35,7 @@ func BenchmarkStep(b *testing.B) {
 				h.step(time.Second, 0, 0)
 			}
 			for name := range h.apps {
-				r, err := h.e.Deploy(ctx, alice, DeployRequest{App: name, Version: "v2", Canary: 5})
+				r, err := h.e.Deploy(ctx, alice, DeployRequest{App: name, Version: "v2", Canary: 500})
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -16,7 +16,7 @@ func TestCanaryWalksOneTenFiftyHundredAndSucceeds(t *testing.T) {
 	h := newHarness(t)
 	h.stableAt("v1")
 	r := h.deploy(DeployRequest{Version: "v2"})
-	if r.Strategy != "canary" || !slices.Equal(r.Steps, []float64{1, 10, 50, 100}) {
+	if r.Strategy != "canary" || !slices.Equal(r.Steps, []release.Weight{100, 1000, 5000, 10000}) {
 		t.Fatalf("release %+v", r)
 	}
 	r = h.until(r.ID, release.Succeeded, 5*time.Second, 4000, 0, 200)
@@ -24,19 +24,19 @@ func TestCanaryWalksOneTenFiftyHundredAndSucceeds(t *testing.T) {
 		t.Fatalf("weight after success %v", r.Weight)
 	}
 	// The router saw every step's weight in order, then 0 once stable ran v2.
-	var steps []float64
-	for _, w := range h.router.history {
+	var steps []release.Weight
+	for _, w := range h.router.History {
 		if len(steps) == 0 || steps[len(steps)-1] != w {
 			steps = append(steps, w)
 		}
 	}
-	if want := []float64{0, 1, 10, 50, 100, 0}; !slices.Equal(steps, want) {
+	if want := []release.Weight{0, 100, 1000, 5000, 10000, 0}; !slices.Equal(steps, want) {
 		t.Fatalf("weights %v, want %v", steps, want)
 	}
-	if s := h.rt.get("resizer", "production", runtime.Stable); s.Version != "v2" || s.Desired != 2 {
+	if s := h.rt.Get("resizer", "production", runtime.Stable); s.Version != "v2" || s.Desired != 2 {
 		t.Fatalf("stable %+v, want v2×2", s)
 	}
-	if c := h.rt.get("resizer", "production", runtime.Canary); c.Version != "" {
+	if c := h.rt.Get("resizer", "production", runtime.Canary); c.Version != "" {
 		t.Fatalf("canary still runs: %+v", c)
 	}
 	st, _ := h.store.AppState(context.Background(), "resizer", "production")
@@ -58,19 +58,19 @@ func TestCanaryReplicasFollowTheStepsShare(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.stableAt("v1")
-	r := h.deploy(DeployRequest{Version: "v2", Steps: []float64{1, 50}})
+	r := h.deploy(DeployRequest{Version: "v2", Steps: []release.Weight{100, 5000}})
 	h.until(r.ID, release.Progressing, time.Second, 0, 0, 5)
-	if c := h.rt.get("resizer", "production", runtime.Canary); c.Desired != 1 {
+	if c := h.rt.Get("resizer", "production", runtime.Canary); c.Desired != 1 {
 		t.Fatalf("canary at 1%% of 10: %d instances, want 1", c.Desired)
 	}
 	for i := 0; i < 100 && h.release(r.ID).Step == 0; i++ {
 		h.step(5*time.Second, 4000, 0)
 	}
 	r = h.release(r.ID)
-	if r.Step != 1 || r.Weight != 50 {
+	if r.Step != 1 || r.Weight != 5000 {
 		t.Fatalf("release %s step %d weight %v", r.State, r.Step, r.Weight)
 	}
-	if c := h.rt.get("resizer", "production", runtime.Canary); c.Desired != 5 || c.Ready != 5 {
+	if c := h.rt.Get("resizer", "production", runtime.Canary); c.Desired != 5 || c.Ready != 5 {
 		t.Fatalf("canary at 50%% of 10: %+v, want 5 ready before the weight moved", c)
 	}
 }
@@ -78,10 +78,10 @@ func TestCanaryReplicasFollowTheStepsShare(t *testing.T) {
 func TestCanaryHoldPausesUntilPromote(t *testing.T) {
 	h := newHarness(t)
 	h.stableAt("v1")
-	r := h.deploy(DeployRequest{Version: "v2", Canary: 1})
+	r := h.deploy(DeployRequest{Version: "v2", Canary: 100})
 	r = h.until(r.ID, release.Paused, time.Second, 0, 0, 10)
-	if r.Weight != 1 || h.router.weight("resizer", "production") != 1 {
-		t.Fatalf("paused at %v (router %v), want 1", r.Weight, h.router.weight("resizer", "production"))
+	if r.Weight != 100 || h.router.Current("resizer", "production") != 100 {
+		t.Fatalf("paused at %v (router %v), want 1", r.Weight, h.router.Current("resizer", "production"))
 	}
 	// Healthy traffic for an hour keeps it paused: only a person promotes.
 	for i := 0; i < 60; i++ {
@@ -121,7 +121,7 @@ func TestCanaryHoldPausesUntilPromote(t *testing.T) {
 func TestBadCanaryIsAbortedAndWeightZeroInTheSameStep(t *testing.T) {
 	h := newHarness(t)
 	h.stableAt("v1")
-	r := h.deploy(DeployRequest{Version: "v2", Steps: []float64{50, 100}})
+	r := h.deploy(DeployRequest{Version: "v2", Steps: []release.Weight{5000, 10000}})
 	r = h.until(r.ID, release.Progressing, time.Second, 0, 0, 5)
 	h.step(100*time.Millisecond, 20, 0) // a little healthy traffic: not enough to judge
 	if r = h.release(r.ID); r.State != release.Progressing {
@@ -129,19 +129,19 @@ func TestBadCanaryIsAbortedAndWeightZeroInTheSameStep(t *testing.T) {
 	}
 	// The evidence: 50 canary requests, half of them failing. One step later
 	// (one tick, 250ms of clock) the release is aborted and the weight is 0.
-	h.metrics.add(runtime.Canary, "v2", 50, 25)
+	h.metrics.Add(runtime.Canary, "v2", 50, 25)
 	h.step(250*time.Millisecond, 0, 0)
 	r = h.release(r.ID)
 	if r.State != release.Aborted || !strings.Contains(r.Reason, "error rate") || !strings.Contains(r.Reason, "above 5.0%") {
 		t.Fatalf("release %s: %s", r.State, r.Reason)
 	}
-	if w := h.router.weight("resizer", "production"); w != 0 {
+	if w := h.router.Current("resizer", "production"); w != 0 {
 		t.Fatalf("weight %v after abort", w)
 	}
-	if c := h.rt.get("resizer", "production", runtime.Canary); c.Version != "" {
+	if c := h.rt.Get("resizer", "production", runtime.Canary); c.Version != "" {
 		t.Fatalf("canary still runs %+v", c)
 	}
-	if s := h.rt.get("resizer", "production", runtime.Stable); s.Version != "v1" || s.Desired != 2 {
+	if s := h.rt.Get("resizer", "production", runtime.Stable); s.Version != "v1" || s.Desired != 2 {
 		t.Fatalf("stable touched: %+v", s)
 	}
 	types := h.eventTypes(r.ID)
@@ -153,9 +153,9 @@ func TestBadCanaryIsAbortedAndWeightZeroInTheSameStep(t *testing.T) {
 func TestAbortPutsWeightToZeroAtOnce(t *testing.T) {
 	h := newHarness(t)
 	h.stableAt("v1")
-	r := h.deploy(DeployRequest{Version: "v2", Canary: 10})
+	r := h.deploy(DeployRequest{Version: "v2", Canary: 1000})
 	h.until(r.ID, release.Paused, time.Second, 0, 0, 10)
-	if h.router.weight("resizer", "production") != 10 {
+	if h.router.Current("resizer", "production") != 1000 {
 		t.Fatal("canary not at 10%")
 	}
 	a, err := h.e.Abort(context.Background(), Actor{Name: "carol", Source: release.SourceWeb}, "resizer", "", "looks slow")
@@ -166,11 +166,11 @@ func TestAbortPutsWeightToZeroAtOnce(t *testing.T) {
 	if a.State != release.Aborted || a.Reason != "aborted by carol via web: looks slow" {
 		t.Fatalf("abort returned %s %q", a.State, a.Reason)
 	}
-	if w := h.router.weight("resizer", "production"); w != 0 {
+	if w := h.router.Current("resizer", "production"); w != 0 {
 		t.Fatalf("weight %v right after Abort, want 0", w)
 	}
 	h.step(time.Second, 0, 0)
-	if c := h.rt.get("resizer", "production", runtime.Canary); c.Version != "" {
+	if c := h.rt.Get("resizer", "production", runtime.Canary); c.Version != "" {
 		t.Fatalf("canary still runs after a step: %+v", c)
 	}
 	if _, err := h.e.Abort(context.Background(), alice, "resizer", "", ""); CodeOf(err) != CodeNotFound {
@@ -183,12 +183,12 @@ func TestAbortPutsWeightToZeroAtOnce(t *testing.T) {
 func TestCanaryRemovalOutlivesTheStepThatStartedIt(t *testing.T) {
 	h := newHarness(t)
 	h.stableAt("v1")
-	r := h.deploy(DeployRequest{Version: "v2", Canary: 10})
+	r := h.deploy(DeployRequest{Version: "v2", Canary: 1000})
 	h.until(r.ID, release.Paused, time.Second, 0, 0, 10)
 	gate := make(chan struct{})
-	h.rt.mu.Lock()
-	h.rt.removeGate = gate
-	h.rt.mu.Unlock()
+	h.rt.Mu.Lock()
+	h.rt.RemoveGate = gate
+	h.rt.Mu.Unlock()
 	if _, err := h.e.Abort(context.Background(), alice, "resizer", "", "test"); err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +199,7 @@ func TestCanaryRemovalOutlivesTheStepThatStartedIt(t *testing.T) {
 	}
 	close(gate)
 	deadline := time.Now().Add(5 * time.Second)
-	for h.rt.get("resizer", "production", runtime.Canary).Version != "" {
+	for h.rt.Get("resizer", "production", runtime.Canary).Version != "" {
 		if time.Now().After(deadline) {
 			t.Fatal("canary never removed: the removal died with its step")
 		}
@@ -227,7 +227,7 @@ func TestNotEnoughTrafficFailsAtTheStepDeadline(t *testing.T) {
 	if r.State != release.Failed || !strings.HasPrefix(r.Reason, "not enough traffic:") || !strings.HasSuffix(r.Reason, " of 20 canary requests in 5m0s") {
 		t.Fatalf("release %s: %q", r.State, r.Reason)
 	}
-	if w := h.router.weight("resizer", "production"); w != 0 {
+	if w := h.router.Current("resizer", "production"); w != 0 {
 		t.Fatalf("weight %v", w)
 	}
 }
@@ -238,9 +238,9 @@ func TestNotEnoughTrafficFailsAtTheStepDeadline(t *testing.T) {
 func TestUnreadableMetricsFailTheStepWithTheirError(t *testing.T) {
 	h := newHarness(t)
 	h.stableAt("v1")
-	h.metrics.mu.Lock()
-	h.metrics.err = errors.New(`prometheus http://127.0.0.1:9/: connection refused`)
-	h.metrics.mu.Unlock()
+	h.metrics.Mu.Lock()
+	h.metrics.Err = errors.New(`prometheus http://127.0.0.1:9/: connection refused`)
+	h.metrics.Mu.Unlock()
 	r := h.deploy(DeployRequest{Version: "v2"})
 	h.until(r.ID, release.Progressing, time.Second, 0, 0, 5)
 	for i := 0; i < 20 && !h.release(r.ID).State.Terminal(); i++ {
@@ -251,7 +251,7 @@ func TestUnreadableMetricsFailTheStepWithTheirError(t *testing.T) {
 	if r.State != release.Failed || r.Reason != want {
 		t.Fatalf("release %s: %q, want failed: %q", r.State, r.Reason, want)
 	}
-	if w := h.router.weight("resizer", "production"); w != 0 {
+	if w := h.router.Current("resizer", "production"); w != 0 {
 		t.Fatalf("weight %v", w)
 	}
 }
@@ -259,8 +259,8 @@ func TestUnreadableMetricsFailTheStepWithTheirError(t *testing.T) {
 func TestCanaryThatFailsEndsWithTheRuntimesReasonAndStableUntouched(t *testing.T) {
 	h := newHarness(t)
 	h.stableAt("v1")
-	h.rt.failing["v2"] = "exited at once: exit status 3"
-	applies := len(h.rt.applies)
+	h.rt.Failing["v2"] = "exited at once: exit status 3"
+	applies := len(h.rt.Applies)
 	r := h.deploy(DeployRequest{Version: "v2"})
 	for i := 0; i < 5 && !h.release(r.ID).State.Terminal(); i++ {
 		h.step(time.Second, 0, 0)
@@ -270,18 +270,18 @@ func TestCanaryThatFailsEndsWithTheRuntimesReasonAndStableUntouched(t *testing.T
 		t.Fatalf("release %s: %q", r.State, r.Reason)
 	}
 	h.step(time.Second, 0, 0)
-	for _, a := range h.rt.applies[applies:] {
+	for _, a := range h.rt.Applies[applies:] {
 		if strings.HasPrefix(a, "stable") {
-			t.Fatalf("stable was applied during the failed canary: %v", h.rt.applies[applies:])
+			t.Fatalf("stable was applied during the failed canary: %v", h.rt.Applies[applies:])
 		}
 	}
-	if s := h.rt.get("resizer", "production", runtime.Stable); s.Version != "v1" || s.Desired != 2 {
+	if s := h.rt.Get("resizer", "production", runtime.Stable); s.Version != "v1" || s.Desired != 2 {
 		t.Fatalf("stable %+v", s)
 	}
-	if c := h.rt.get("resizer", "production", runtime.Canary); c.Version != "" {
+	if c := h.rt.Get("resizer", "production", runtime.Canary); c.Version != "" {
 		t.Fatalf("failed canary left running: %+v", c)
 	}
-	if w := h.router.weight("resizer", "production"); w != 0 {
+	if w := h.router.Current("resizer", "production"); w != 0 {
 		t.Fatalf("weight %v", w)
 	}
 }
@@ -295,7 +295,7 @@ func TestEveryStateHasADeadline(t *testing.T) {
 		reason string
 	}{
 		{"pending canary never ready", func(h *harness) release.Release {
-			h.rt.neverReady["v2"] = true
+			h.rt.NeverReady["v2"] = true
 			return h.deploy(DeployRequest{Version: "v2"})
 		}, 5 * time.Minute, release.Failed, "canary v2 not ready within 5m0s: 0 of 1 instances ready"},
 		{"progressing without traffic", func(h *harness) release.Release {
@@ -304,21 +304,21 @@ func TestEveryStateHasADeadline(t *testing.T) {
 			return r
 		}, 5 * time.Minute, release.Failed, "not enough traffic: 0 of 20 canary requests in 5m0s"},
 		{"paused hold", func(h *harness) release.Release {
-			r := h.deploy(DeployRequest{Version: "v2", Canary: 5})
+			r := h.deploy(DeployRequest{Version: "v2", Canary: 500})
 			h.until(r.ID, release.Paused, time.Second, 0, 0, 5)
 			return r
 		}, 24 * time.Hour, release.Aborted, "hold expired after 24h0m0s without promote or abort"},
 		{"promoting stable never ready", func(h *harness) release.Release {
-			r := h.deploy(DeployRequest{Version: "v2", Canary: 5})
+			r := h.deploy(DeployRequest{Version: "v2", Canary: 500})
 			h.until(r.ID, release.Paused, time.Second, 0, 0, 5)
-			h.rt.neverReady["v2"] = true
+			h.rt.NeverReady["v2"] = true
 			if _, err := h.e.Promote(context.Background(), alice, "resizer", ""); err != nil {
 				h.t.Fatal(err)
 			}
 			return r
 		}, 5 * time.Minute, release.Failed, "stable v2 not ready within 5m0s: 0 of 2 instances ready; keeping v1"},
 		{"rolling stable never ready", func(h *harness) release.Release {
-			h.rt.neverReady["v2"] = true
+			h.rt.NeverReady["v2"] = true
 			return h.deploy(DeployRequest{Version: "v2", Rolling: true})
 		}, 5 * time.Minute, release.Failed, "stable v2 not ready within 5m0s: 0 of 2 instances ready; keeping v1"},
 	}
@@ -341,10 +341,10 @@ func TestEveryStateHasADeadline(t *testing.T) {
 				t.Fatalf("got %s %q, want %s %q", got.State, got.Reason, tc.state, tc.reason)
 			}
 			h.step(time.Second, 0, 0)
-			if s := h.rt.get("resizer", "production", runtime.Stable); s.Version != "v1" {
+			if s := h.rt.Get("resizer", "production", runtime.Stable); s.Version != "v1" {
 				t.Fatalf("stable not back at v1: %+v", s)
 			}
-			if w := h.router.weight("resizer", "production"); w != 0 {
+			if w := h.router.Current("resizer", "production"); w != 0 {
 				t.Fatalf("weight %v", w)
 			}
 		})
@@ -354,9 +354,9 @@ func TestEveryStateHasADeadline(t *testing.T) {
 func TestCrashedInstancesAreRecorded(t *testing.T) {
 	h := newHarness(t)
 	h.stableAt("v1")
-	r := h.deploy(DeployRequest{Version: "v2", Canary: 10})
+	r := h.deploy(DeployRequest{Version: "v2", Canary: 1000})
 	h.until(r.ID, release.Paused, time.Second, 0, 0, 5)
-	h.rt.crash("resizer", "production", runtime.Canary, 2)
+	h.rt.Crash("resizer", "production", runtime.Canary, 2)
 	h.step(time.Second, 0, 0)
 	evs, _ := h.e.Events(context.Background(), EventQuery{ReleaseID: r.ID})
 	var found bool
@@ -383,12 +383,12 @@ func TestBadCanaryIsOffWithinTwoSecondsUnderRun(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- e.Run(ctx) }()
 	defer func() { cancel(); <-done }()
-	r, err := e.Deploy(ctx, alice, DeployRequest{App: "resizer", Version: "v2", Canary: 10})
+	r, err := e.Deploy(ctx, alice, DeployRequest{App: "resizer", Version: "v2", Canary: 1000})
 	if err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for h.router.weight("resizer", "production") != 10 {
+	for h.router.Current("resizer", "production") != 1000 {
 		if time.Now().After(deadline) {
 			t.Fatalf("canary never reached 10%%: %+v", h.release(r.ID))
 		}
@@ -396,10 +396,10 @@ func TestBadCanaryIsOffWithinTwoSecondsUnderRun(t *testing.T) {
 	}
 	time.Sleep(300 * time.Millisecond) // let the step's baseline be taken
 	evidence := time.Now()
-	h.metrics.add(runtime.Canary, "v2", 40, 20)
-	for h.router.weight("resizer", "production") != 0 {
+	h.metrics.Add(runtime.Canary, "v2", 40, 20)
+	for h.router.Current("resizer", "production") != 0 {
 		if time.Since(evidence) > 2*time.Second {
-			t.Fatalf("weight still %v 2s after the evidence", h.router.weight("resizer", "production"))
+			t.Fatalf("weight still %v 2s after the evidence", h.router.Current("resizer", "production"))
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -412,30 +412,28 @@ func TestBadCanaryIsOffWithinTwoSecondsUnderRun(t *testing.T) {
 
 func TestARouterThatRoundsTheWeightIsNotSetAgainEveryTick(t *testing.T) {
 	h := newHarness(t)
-	h.router.round = 10 // replica ratios: only multiples of 10% exist
+	h.router.Round = 1000 // replica ratios: only multiples of 10% exist
 	h.stableAt("v1")
-	r := h.deploy(DeployRequest{Version: "v2", Canary: 14}) // in force: 10%
+	r := h.deploy(DeployRequest{Version: "v2", Canary: 1400}) // in force: 10%
 	h.until(r.ID, release.Paused, time.Second, 0, 0, 5)
 	h.step(time.Second, 0, 0)
-	n, reads := len(h.router.history), h.router.readCount()
+	n, reads := len(h.router.History), h.router.ReadCount()
 	for i := 0; i < 20; i++ {
 		h.step(time.Second, 0, 0)
 	}
-	if got := h.router.readCount() - reads; got > 5 {
+	if got := h.router.ReadCount() - reads; got > 5 {
 		t.Fatalf("router asked %d times in 20 one-second ticks, want at most one per 5s", got)
 	}
 	if types := h.eventTypes(r.ID); !slices.Contains(types, "release.weight_rounded") {
 		t.Fatalf("no release.weight_rounded event in %v", types)
 	}
-	if extra := len(h.router.history) - n; extra != 0 {
-		t.Fatalf("%d more SetWeight calls for an unchanged weight: %v", extra, h.router.history)
+	if extra := len(h.router.History) - n; extra != 0 {
+		t.Fatalf("%d more SetWeight calls for an unchanged weight: %v", extra, h.router.History)
 	}
 	// A router that lost its weights (restart) is set again.
-	h.router.mu.Lock()
-	h.router.weights = nil
-	h.router.mu.Unlock()
+	h.router.Forget()
 	h.step(6*time.Second, 0, 0) // the router is re-checked every 5s
-	if len(h.router.history) != n+1 {
-		t.Fatalf("lost weight not re-set: %v", h.router.history)
+	if len(h.router.History) != n+1 {
+		t.Fatalf("lost weight not re-set: %v", h.router.History)
 	}
 }

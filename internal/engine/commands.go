@@ -8,7 +8,6 @@ import (
 	"github.com/shipteam/ship/internal/release"
 	"github.com/shipteam/ship/internal/runtime"
 	"github.com/shipteam/ship/internal/spec"
-	"github.com/shipteam/ship/internal/store"
 )
 
 // Deploy records a new release of req.App at req.Version and returns it in
@@ -35,7 +34,7 @@ func (e *Engine) Deploy(ctx context.Context, a Actor, req DeployRequest) (releas
 		return release.Release{}, Errorf(CodeInvalid, "a rolling deploy has no canary: drop --canary/--steps or --rolling")
 	}
 	if req.Canary != 0 {
-		if err := checkWeights([]float64{req.Canary}, "--canary"); err != nil {
+		if err := checkWeights([]release.Weight{req.Canary}, "--canary"); err != nil {
 			return release.Release{}, err
 		}
 	}
@@ -65,29 +64,29 @@ func (e *Engine) Deploy(ctx context.Context, a Actor, req DeployRequest) (releas
 	var plan string
 	switch {
 	case st.Stable == "":
-		r.Strategy, plan = string(spec.StrategyRolling), "first deploy, rolling (nothing to compare a canary with)"
+		r.Strategy, plan = release.StrategyRolling, "first deploy, rolling (nothing to compare a canary with)"
 	case req.Rolling || (app.Strategy.Type == spec.StrategyRolling && req.Canary == 0 && len(req.Steps) == 0):
-		r.Strategy, plan = string(spec.StrategyRolling), "rolling from "+st.Stable
+		r.Strategy, plan = release.StrategyRolling, "rolling from "+st.Stable
 	case req.Canary != 0:
-		r.Strategy, r.Steps, r.HoldAt = string(spec.StrategyCanary), []float64{req.Canary}, req.Canary
-		plan = fmt.Sprintf("canary held at %s until promoted, from %s", fmtPct(req.Canary), st.Stable)
+		r.Strategy, r.Steps, r.HoldAt = release.StrategyCanary, []release.Weight{req.Canary}, req.Canary
+		plan = fmt.Sprintf("canary held at %s until promoted, from %s", req.Canary, st.Stable)
 	default:
-		r.Strategy, r.Steps = string(spec.StrategyCanary), req.Steps
+		r.Strategy, r.Steps = release.StrategyCanary, req.Steps
 		if len(r.Steps) == 0 {
 			r.Steps = specWeights(app)
 		}
 		if err := checkWeights(r.Steps, "spec steps of "+app.Name); err != nil {
 			return release.Release{}, err
 		}
-		plan = "canary " + fmtSteps(r.Steps) + " from " + st.Stable
+		plan = "canary " + release.FormatSteps(r.Steps) + " from " + st.Stable
 	}
 	r.Reason = plan
 	st.Updated = now
-	ev := e.event(r, "release.created", a.Name, fmt.Sprintf("%s deploys %s to %s: %s", actorDesc(a.Name, a.Source), r.Version, k, plan), map[string]any{
-		"version": r.Version, "from": r.FromVersion, "strategy": r.Strategy, "steps": r.Steps, "holdAt": r.HoldAt, "source": string(a.Source),
+	ev := e.event(r, release.EvCreated, a.Name, fmt.Sprintf("%s deploys %s to %s: %s", actorDesc(a.Name, a.Source), r.Version, k, plan), &release.EventData{
+		Version: r.Version, From: r.FromVersion, Strategy: r.Strategy, Steps: r.Steps, HoldAt: r.HoldAt, Source: a.Source,
 	})
 	r, evs, err := e.cfg.Store.CreateRelease(ctx, r, &st, ev)
-	if errors.Is(err, store.ErrConflict) {
+	if errors.Is(err, release.ErrConflict) {
 		return release.Release{}, e.checkNoActive(ctx, k)
 	}
 	if err != nil {
@@ -121,12 +120,12 @@ func (e *Engine) Promote(ctx context.Context, a Actor, appName, env string) (rel
 	case release.Promoting:
 		return r, nil
 	case release.Pending:
-		if r.Strategy == string(spec.StrategyRolling) {
+		if r.Strategy == release.StrategyRolling {
 			return r, nil // it goes to promoting by itself
 		}
 		return r, Errorf(CodeConflict, "release #%d of %s is still pending: its canary %s is not ready yet", r.ID, k, r.Version)
 	}
-	r, err = e.transition(ctx, r, release.Promoting, 0, fmt.Sprintf("promoted by %s", actorDesc(a.Name, a.Source)), a.Name, "release.promoting", nil)
+	r, err = e.transition(ctx, r, release.Promoting, 0, fmt.Sprintf("promoted by %s", actorDesc(a.Name, a.Source)), a.Name, release.EvPromoting, nil)
 	if err != nil {
 		return r, err
 	}
@@ -147,6 +146,11 @@ func (e *Engine) Abort(ctx context.Context, a Actor, appName, env, reason string
 	}
 	if err := e.authorize(ctx, a, ActAbort, app.Name, env); err != nil {
 		return release.Release{}, err
+	}
+	if reason != "" {
+		if reason, err = checkReason(reason); err != nil {
+			return release.Release{}, err
+		}
 	}
 	k := appKey{app.Name, env}
 	r, err := e.active(ctx, k, "abort")
@@ -188,7 +192,7 @@ func (e *Engine) Rollback(ctx context.Context, a Actor, appName, env, to string)
 	}
 	act, err := e.cfg.Store.ActiveRelease(ctx, app.Name, env)
 	hasActive := err == nil
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
+	if err != nil && !errors.Is(err, release.ErrNotFound) {
 		return release.Release{}, internal(err, "read active release of %s", k)
 	}
 	target := to
@@ -198,7 +202,7 @@ func (e *Engine) Rollback(ctx context.Context, a Actor, appName, env, to string)
 			return release.Release{}, err
 		}
 		if to != st.Stable {
-			if _, err := e.cfg.Store.LastSucceeded(ctx, app.Name, env, to, ""); errors.Is(err, store.ErrNotFound) {
+			if _, err := e.cfg.Store.LastSucceeded(ctx, app.Name, env, to, ""); errors.Is(err, release.ErrNotFound) {
 				return release.Release{}, Errorf(CodeNotFound, "%s never succeeded in %s: roll back only to a known-good version, or deploy it", to, k)
 			} else if err != nil {
 				return release.Release{}, internal(err, "look up %s", to)
@@ -208,7 +212,7 @@ func (e *Engine) Rollback(ctx context.Context, a Actor, appName, env, to string)
 		target = st.Stable
 	default:
 		prev, err := e.cfg.Store.LastSucceeded(ctx, app.Name, env, "", st.Stable)
-		if errors.Is(err, store.ErrNotFound) {
+		if errors.Is(err, release.ErrNotFound) {
 			return release.Release{}, Errorf(CodeNotFound, "%s has no earlier successful release to roll back to", k)
 		}
 		if err != nil {
@@ -228,13 +232,13 @@ func (e *Engine) Rollback(ctx context.Context, a Actor, appName, env, to string)
 	now := e.now()
 	r := release.Release{
 		App: app.Name, Env: env, Kind: release.KindRollback, Version: target, FromVersion: st.Stable,
-		Strategy: string(spec.StrategyRolling), State: release.Pending, Reason: "rollback from " + orNone(st.Stable),
+		Strategy: release.StrategyRolling, State: release.Pending, Reason: "rollback from " + orNone(st.Stable),
 		Actor: a.Name, Source: a.Source, Created: now, Updated: now, StepStarted: now,
 	}
-	ev := e.event(r, "release.created", a.Name, fmt.Sprintf("%s rolls %s back to %s (from %s)", actorDesc(a.Name, a.Source), k, target, orNone(st.Stable)),
-		map[string]any{"version": target, "from": st.Stable, "strategy": r.Strategy, "kind": string(r.Kind), "source": string(a.Source)})
+	ev := e.event(r, release.EvCreated, a.Name, fmt.Sprintf("%s rolls %s back to %s (from %s)", actorDesc(a.Name, a.Source), k, target, orNone(st.Stable)),
+		&release.EventData{Version: target, From: st.Stable, Strategy: r.Strategy, Kind: r.Kind, Source: a.Source})
 	r, evs, err := e.cfg.Store.CreateRelease(ctx, r, nil, ev)
-	if errors.Is(err, store.ErrConflict) {
+	if errors.Is(err, release.ErrConflict) {
 		return release.Release{}, e.checkNoActive(ctx, k)
 	}
 	if err != nil {
@@ -264,7 +268,7 @@ func (e *Engine) Scale(ctx context.Context, a Actor, appName, env string, replic
 	defer e.lockKey(k)()
 	act, err := e.cfg.Store.ActiveRelease(ctx, app.Name, env)
 	hasActive := err == nil
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
+	if err != nil && !errors.Is(err, release.ErrNotFound) {
 		return internal(err, "read active release of %s", k)
 	}
 	if replicas == 0 && hasActive {
@@ -276,9 +280,9 @@ func (e *Engine) Scale(ctx context.Context, a Actor, appName, env string, replic
 	}
 	was := st.Replicas
 	st.Replicas, st.Updated = replicas, e.now()
-	ev := release.Event{App: app.Name, Env: env, Type: "app.scaled", Actor: a.Name, Time: e.now(),
+	ev := release.Event{App: app.Name, Env: env, Type: release.EvScaled, Actor: a.Name, Time: e.now(),
 		Message: fmt.Sprintf("%s scaled %s stable to %d instances (was %d)", actorDesc(a.Name, a.Source), k, replicas, was),
-		Data:    map[string]any{"replicas": replicas, "was": was, "source": string(a.Source)}}
+		Data:    &release.EventData{Replicas: replicas, Was: was, Source: a.Source}}
 	if hasActive {
 		ev.ReleaseID = act.ID
 	}
@@ -316,12 +320,15 @@ func (e *Engine) Lock(ctx context.Context, a Actor, appName, env, reason string)
 	if reason == "" {
 		return Errorf(CodeInvalid, "a lock needs a reason, so others know why they cannot deploy")
 	}
+	if reason, err = checkReason(reason); err != nil {
+		return err
+	}
 	k := appKey{app.Name, env}
 	defer e.lockKey(k)()
 	now := e.now()
 	l := release.Lock{App: app.Name, Env: env, Reason: reason, Actor: a.Name, Since: now}
-	ev, err := e.cfg.Store.PutLock(ctx, l, release.Event{App: app.Name, Env: env, Type: "app.locked", Actor: a.Name, Time: now,
-		Message: fmt.Sprintf("%s locked %s: %s", actorDesc(a.Name, a.Source), k, reason), Data: map[string]any{"reason": reason, "source": string(a.Source)}})
+	ev, err := e.cfg.Store.PutLock(ctx, l, release.Event{App: app.Name, Env: env, Type: release.EvLocked, Actor: a.Name, Time: now,
+		Message: fmt.Sprintf("%s locked %s: %s", actorDesc(a.Name, a.Source), k, reason), Data: &release.EventData{Reason: reason, Source: a.Source}})
 	if err != nil {
 		return internal(err, "lock %s", k)
 	}
@@ -340,9 +347,9 @@ func (e *Engine) Unlock(ctx context.Context, a Actor, appName, env string) error
 	}
 	k := appKey{app.Name, env}
 	defer e.lockKey(k)()
-	ev, err := e.cfg.Store.DeleteLock(ctx, app.Name, env, release.Event{App: app.Name, Env: env, Type: "app.unlocked", Actor: a.Name, Time: e.now(),
-		Message: fmt.Sprintf("%s unlocked %s", actorDesc(a.Name, a.Source), k), Data: map[string]any{"source": string(a.Source)}})
-	if errors.Is(err, store.ErrNotFound) {
+	ev, err := e.cfg.Store.DeleteLock(ctx, app.Name, env, release.Event{App: app.Name, Env: env, Type: release.EvUnlocked, Actor: a.Name, Time: e.now(),
+		Message: fmt.Sprintf("%s unlocked %s", actorDesc(a.Name, a.Source), k), Data: &release.EventData{Source: a.Source}})
+	if errors.Is(err, release.ErrNotFound) {
 		return Errorf(CodeNotFound, "%s is not locked", k)
 	}
 	if err != nil {
@@ -354,7 +361,7 @@ func (e *Engine) Unlock(ctx context.Context, a Actor, appName, env string) error
 
 func (e *Engine) checkUnlocked(ctx context.Context, k appKey) error {
 	l, err := e.cfg.Store.GetLock(ctx, k.app, k.env)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, release.ErrNotFound) {
 		return nil
 	}
 	if err != nil {
@@ -365,7 +372,7 @@ func (e *Engine) checkUnlocked(ctx context.Context, k appKey) error {
 
 func (e *Engine) checkNoActive(ctx context.Context, k appKey) error {
 	r, err := e.cfg.Store.ActiveRelease(ctx, k.app, k.env)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, release.ErrNotFound) {
 		return nil
 	}
 	if err != nil {
@@ -376,7 +383,7 @@ func (e *Engine) checkNoActive(ctx context.Context, k appKey) error {
 
 func (e *Engine) active(ctx context.Context, k appKey, verb string) (release.Release, error) {
 	r, err := e.cfg.Store.ActiveRelease(ctx, k.app, k.env)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, release.ErrNotFound) {
 		return r, Errorf(CodeNotFound, "%s has no active release to %s", k, verb)
 	}
 	if err != nil {
@@ -387,7 +394,7 @@ func (e *Engine) active(ctx context.Context, k appKey, verb string) (release.Rel
 
 // stableMoving reports whether r is replacing the stable track's version.
 func stableMoving(r release.Release) bool {
-	return r.State == release.Promoting || (r.Strategy == string(spec.StrategyRolling) && r.Active())
+	return r.State == release.Promoting || (r.Strategy == release.StrategyRolling && r.Active())
 }
 
 // checkKind refuses app kinds the engine cannot roll out yet; the kind is

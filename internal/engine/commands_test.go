@@ -12,7 +12,6 @@ import (
 	"github.com/shipteam/ship/internal/release"
 	"github.com/shipteam/ship/internal/runtime"
 	"github.com/shipteam/ship/internal/spec"
-	"github.com/shipteam/ship/internal/store"
 )
 
 func TestFirstDeployIsRollingAndRecordsStable(t *testing.T) {
@@ -22,7 +21,7 @@ func TestFirstDeployIsRollingAndRecordsStable(t *testing.T) {
 		t.Fatalf("first deploy: strategy %s state %s, want rolling pending", r.Strategy, r.State)
 	}
 	r = h.until(r.ID, release.Succeeded, time.Second, 0, 0, 10)
-	if s := h.rt.get("resizer", "production", runtime.Stable); s.Version != "v1" || s.Desired != 2 {
+	if s := h.rt.Get("resizer", "production", runtime.Stable); s.Version != "v1" || s.Desired != 2 {
 		t.Fatalf("stable track %+v, want v1×2", s)
 	}
 	st, err := h.store.AppState(context.Background(), "resizer", "production")
@@ -81,7 +80,7 @@ func TestLockBlocksDeployAndRollbackButNotAbortOrScale(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
 	h.stableAt("v1")
-	r := h.deploy(DeployRequest{Version: "v2", Canary: 1})
+	r := h.deploy(DeployRequest{Version: "v2", Canary: 100})
 	h.until(r.ID, release.Paused, time.Second, 0, 0, 5)
 	bob := Actor{Name: "bob", Source: release.SourceCLI}
 	if err := h.e.Lock(ctx, bob, "resizer", "", "db migration"); err != nil {
@@ -114,8 +113,8 @@ func TestLockBlocksDeployAndRollbackButNotAbortOrScale(t *testing.T) {
 	evs, _ := h.e.Events(ctx, EventQuery{App: "resizer"})
 	var types []string
 	for _, ev := range evs {
-		if strings.HasPrefix(ev.Type, "app.") {
-			types = append(types, ev.Type+":"+ev.Actor)
+		if ev.Type.IsApp() {
+			types = append(types, string(ev.Type)+":"+ev.Actor)
 		}
 	}
 	if want := []string{"app.locked:bob", "app.scaled:alice", "app.unlocked:bob"}; !slices.Equal(types, want) {
@@ -146,7 +145,7 @@ func TestRollbackReturnsToThePreviousSucceededVersion(t *testing.T) {
 		t.Fatalf("rollback release %+v", rb)
 	}
 	h.until(rb.ID, release.Succeeded, time.Second, 0, 0, 10)
-	if s := h.rt.get("resizer", "production", runtime.Stable); s.Version != "v2" {
+	if s := h.rt.Get("resizer", "production", runtime.Stable); s.Version != "v2" {
 		t.Fatalf("stable %+v", s)
 	}
 	// --to an older known-good version; an unknown one is refused.
@@ -158,7 +157,7 @@ func TestRollbackReturnsToThePreviousSucceededVersion(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.until(rb.ID, release.Succeeded, time.Second, 0, 0, 10)
-	if s := h.rt.get("resizer", "production", runtime.Stable); s.Version != "v1" {
+	if s := h.rt.Get("resizer", "production", runtime.Stable); s.Version != "v1" {
 		t.Fatalf("stable %+v", s)
 	}
 	hist, _ := h.e.History(ctx, "resizer", "", 0)
@@ -176,7 +175,7 @@ func TestRollbackDuringACanaryRecordsItRolledBackAndKeepsStable(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
 	h.stableAt("v1")
-	r := h.deploy(DeployRequest{Version: "v2", Canary: 20})
+	r := h.deploy(DeployRequest{Version: "v2", Canary: 2000})
 	h.until(r.ID, release.Paused, time.Second, 0, 0, 5)
 	rb, err := h.e.Rollback(ctx, alice, "resizer", "", "")
 	if err != nil {
@@ -185,14 +184,14 @@ func TestRollbackDuringACanaryRecordsItRolledBackAndKeepsStable(t *testing.T) {
 	if old := h.release(r.ID); old.State != release.RolledBack || !strings.Contains(old.Reason, "rolled back to v1 by alice") {
 		t.Fatalf("canary release %s %q", old.State, old.Reason)
 	}
-	if w := h.router.weight("resizer", "production"); w != 0 {
+	if w := h.router.Current("resizer", "production"); w != 0 {
 		t.Fatalf("weight %v right after rollback", w)
 	}
 	h.until(rb.ID, release.Succeeded, time.Second, 0, 0, 10)
-	if c := h.rt.get("resizer", "production", runtime.Canary); c.Version != "" {
+	if c := h.rt.Get("resizer", "production", runtime.Canary); c.Version != "" {
 		t.Fatalf("canary left: %+v", c)
 	}
-	if s := h.rt.get("resizer", "production", runtime.Stable); s.Version != "v1" {
+	if s := h.rt.Get("resizer", "production", runtime.Stable); s.Version != "v1" {
 		t.Fatalf("stable %+v", s)
 	}
 }
@@ -201,19 +200,19 @@ func TestScaleChangesStableAndCanaryKeepsItsShare(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
 	h.stableAt("v1")
-	r := h.deploy(DeployRequest{Version: "v2", Canary: 50})
+	r := h.deploy(DeployRequest{Version: "v2", Canary: 5000})
 	h.until(r.ID, release.Paused, time.Second, 0, 0, 5)
-	if c := h.rt.get("resizer", "production", runtime.Canary); c.Desired != 1 {
+	if c := h.rt.Get("resizer", "production", runtime.Canary); c.Desired != 1 {
 		t.Fatalf("canary %+v, want 1 (50%% of 2)", c)
 	}
 	if err := h.e.Scale(ctx, alice, "resizer", "", 6); err != nil {
 		t.Fatal(err)
 	}
-	if s := h.rt.get("resizer", "production", runtime.Stable); s.Version != "v1" || s.Desired != 6 {
+	if s := h.rt.Get("resizer", "production", runtime.Stable); s.Version != "v1" || s.Desired != 6 {
 		t.Fatalf("stable %+v, want v1×6 at once", s)
 	}
 	h.step(time.Second, 0, 0)
-	if c := h.rt.get("resizer", "production", runtime.Canary); c.Desired != 3 {
+	if c := h.rt.Get("resizer", "production", runtime.Canary); c.Desired != 3 {
 		t.Fatalf("canary %+v, want 3 (50%% of 6)", c)
 	}
 	if err := h.e.Scale(ctx, alice, "resizer", "", 0); CodeOf(err) != CodeConflict {
@@ -226,13 +225,13 @@ func TestScaleChangesStableAndCanaryKeepsItsShare(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.until(r.ID, release.Succeeded, time.Second, 0, 0, 10)
-	if s := h.rt.get("resizer", "production", runtime.Stable); s.Version != "v2" || s.Desired != 6 {
+	if s := h.rt.Get("resizer", "production", runtime.Stable); s.Version != "v2" || s.Desired != 6 {
 		t.Fatalf("stable after promote %+v, want v2×6", s)
 	}
 	if err := h.e.Scale(ctx, alice, "resizer", "", 0); err != nil {
 		t.Fatalf("scale 0 when idle: %v", err)
 	}
-	if s := h.rt.get("resizer", "production", runtime.Stable); s.Desired != 0 {
+	if s := h.rt.Get("resizer", "production", runtime.Stable); s.Desired != 0 {
 		t.Fatalf("stable %+v, want 0", s)
 	}
 }
@@ -251,11 +250,11 @@ func TestDeployRejectsBadRequests(t *testing.T) {
 		{"no version", DeployRequest{App: "resizer"}, CodeInvalid},
 		{"version with space", DeployRequest{App: "resizer", Version: "v 2"}, CodeInvalid},
 		{"version with slash", DeployRequest{App: "resizer", Version: "../v2"}, CodeInvalid},
-		{"canary 0.0 too big", DeployRequest{App: "resizer", Version: "v2", Canary: 101}, CodeInvalid},
+		{"canary 0.0 too big", DeployRequest{App: "resizer", Version: "v2", Canary: 10100}, CodeInvalid},
 		{"negative canary", DeployRequest{App: "resizer", Version: "v2", Canary: -1}, CodeInvalid},
-		{"canary and steps", DeployRequest{App: "resizer", Version: "v2", Canary: 1, Steps: []float64{1}}, CodeInvalid},
-		{"decreasing steps", DeployRequest{App: "resizer", Version: "v2", Steps: []float64{10, 1}}, CodeInvalid},
-		{"rolling with canary", DeployRequest{App: "resizer", Version: "v2", Rolling: true, Canary: 1}, CodeInvalid},
+		{"canary and steps", DeployRequest{App: "resizer", Version: "v2", Canary: 100, Steps: []release.Weight{100}}, CodeInvalid},
+		{"decreasing steps", DeployRequest{App: "resizer", Version: "v2", Steps: []release.Weight{1000, 100}}, CodeInvalid},
+		{"rolling with canary", DeployRequest{App: "resizer", Version: "v2", Rolling: true, Canary: 100}, CodeInvalid},
 		{"same as stable", DeployRequest{App: "resizer", Version: "v1"}, CodeInvalid},
 		{"worker kind not rolled out yet", DeployRequest{App: "nightly", Version: "v1"}, CodeInvalid},
 	}
@@ -294,21 +293,21 @@ func TestSubscribersGetEventsAndASlowOneNeverBlocks(t *testing.T) {
 func TestStatusShowsTracksWeightReleaseAndEndpoint(t *testing.T) {
 	h := newHarness(t)
 	h.stableAt("v1")
-	r := h.deploy(DeployRequest{Version: "v2", Canary: 1})
+	r := h.deploy(DeployRequest{Version: "v2", Canary: 100})
 	h.until(r.ID, release.Paused, time.Second, 0, 0, 5)
 	st, err := h.e.Status(context.Background(), "resizer", "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if st.Env != "production" || st.Endpoint != "127.0.0.1:8080" || st.Stable.Version != "v1" || st.Stable.Ready != 2 ||
-		st.Canary.Version != "v2" || st.Canary.Ready != 1 || st.Weight != 1 || st.Release == nil || st.Release.ID != r.ID {
+		st.Canary.Version != "v2" || st.Canary.Ready != 1 || st.Weight != 100 || st.Release == nil || st.Release.ID != r.ID {
 		t.Fatalf("status %+v", st)
 	}
 	all, err := h.e.List(context.Background())
 	if err != nil || len(all) != 2 {
 		t.Fatalf("list: %d %v", len(all), err)
 	}
-	h.rt.statusErr = errors.New("runtime down")
+	h.rt.StatusErr = errors.New("runtime down")
 	st, err = h.e.Status(context.Background(), "resizer", "")
 	if err != nil || !strings.Contains(st.Note, "runtime down") || st.Stable.Version != "v1" {
 		t.Fatalf("status with runtime down: %+v %v", st, err)
@@ -331,7 +330,7 @@ func TestConfigValidateReportsEveryProblem(t *testing.T) {
 			t.Errorf("error %q does not mention %s", err, want)
 		}
 	}
-	var _ = store.ErrNotFound
+	var _ = release.ErrNotFound
 }
 
 func TestAuthorizeRefusesWithForbiddenAndRecordsNothing(t *testing.T) {
@@ -354,7 +353,7 @@ func TestAuthorizeRefusesWithForbiddenAndRecordsNothing(t *testing.T) {
 	if err := h.e.Scale(ctx, mallory, "resizer", "", 5); CodeOf(err) != CodeDenied {
 		t.Fatalf("scale by mallory: %v", err)
 	}
-	r := h.deploy(DeployRequest{Version: "v2", Canary: 1})
+	r := h.deploy(DeployRequest{Version: "v2", Canary: 100})
 	if _, err := h.e.Abort(ctx, mallory, "resizer", "", ""); CodeOf(err) != CodeDenied {
 		t.Fatalf("abort by mallory: %v", err)
 	}
@@ -403,14 +402,14 @@ func TestLogsComeFromTheRuntimeWhenItKeepsThem(t *testing.T) {
 func TestStableIsDoneOnlyWhenEveryInstanceTheRuntimeWantsIsReady(t *testing.T) {
 	h := newHarness(t)
 	h.stableAt("v1")
-	h.rt.mu.Lock()
-	h.rt.raise = map[string]int{"v2": 5}
-	h.rt.mu.Unlock()
+	h.rt.Mu.Lock()
+	h.rt.Raise = map[string]int{"v2": 5}
+	h.rt.Mu.Unlock()
 	r := h.deploy(DeployRequest{Version: "v2", Rolling: true})
 	for i := 0; i < 30 && !h.release(r.ID).State.Terminal(); i++ {
-		h.rt.mu.Lock()
-		st := *h.rt.track("resizer", "production", runtime.Stable)
-		h.rt.mu.Unlock()
+		h.rt.Mu.Lock()
+		st := *h.rt.Track("resizer", "production", runtime.Stable)
+		h.rt.Mu.Unlock()
 		h.step(time.Second, 0, 0)
 		if got := h.release(r.ID); got.State == release.Succeeded && st.Ready < 5 {
 			t.Fatalf("succeeded with %d of 5 instances of v2 ready: %q", st.Ready, got.Reason)

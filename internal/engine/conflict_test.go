@@ -18,17 +18,17 @@ import (
 func TestHandEditConflictIsReportedOnceAndNotOverwritten(t *testing.T) {
 	h := newHarness(t)
 	h.stableAt("v1")
-	r := h.deploy(DeployRequest{Version: "v2", Canary: 1})
+	r := h.deploy(DeployRequest{Version: "v2", Canary: 100})
 	h.until(r.ID, release.Paused, time.Second, 0, 0, 10)
 
-	h.rt.handScale("resizer", "production", runtime.Canary, 3, "kubectl")
+	h.rt.HandScale("resizer", "production", runtime.Canary, 3, "kubectl")
 	for i := 0; i < 12; i++ {
 		h.step(time.Second, 0, 0)
 	}
-	if n := h.rt.refusedApplies(); n < 1 || n > 3 {
+	if n := h.rt.RefusedApplies(); n < 1 || n > 3 {
 		t.Errorf("%d refused applies in 12s, want 1..3 (one per %s)", n, reapplyAfter)
 	}
-	if c := h.rt.get("resizer", "production", runtime.Canary); c.Desired != 3 || c.Version != "v2" {
+	if c := h.rt.Get("resizer", "production", runtime.Canary); c.Desired != 3 || c.Version != "v2" {
 		t.Errorf("canary %+v, want the hand edit v2×3", c)
 	}
 	if got := h.release(r.ID); got.State != release.Paused {
@@ -44,7 +44,7 @@ func TestHandEditConflictIsReportedOnceAndNotOverwritten(t *testing.T) {
 			conflicts = append(conflicts, ev)
 		}
 	}
-	if len(conflicts) != 1 || conflicts[0].Data["track"] != "canary" || !strings.Contains(conflicts[0].Message, `conflict with "kubectl"`) {
+	if len(conflicts) != 1 || conflicts[0].Data.Track != "canary" || !strings.Contains(conflicts[0].Message, `conflict with "kubectl"`) {
 		t.Fatalf("conflict events %+v, want one naming kubectl on the canary", conflicts)
 	}
 	st, err := h.e.Status(context.Background(), "resizer", "")
@@ -56,7 +56,7 @@ func TestHandEditConflictIsReportedOnceAndNotOverwritten(t *testing.T) {
 	}
 
 	// Given back to what ship asks: no conflict left to report.
-	h.rt.handScale("resizer", "production", runtime.Canary, 1, "")
+	h.rt.HandScale("resizer", "production", runtime.Canary, 1, "")
 	h.step(time.Second, 0, 0)
 	if st, _ := h.e.Status(context.Background(), "resizer", ""); strings.Contains(st.Note, "changed outside ship") {
 		t.Errorf("status note after the revert %q", st.Note)
@@ -68,9 +68,9 @@ func TestHandEditConflictIsReportedOnceAndNotOverwritten(t *testing.T) {
 func TestPromotionBlockedByAHandEditFailsWithTheConflict(t *testing.T) {
 	h := newHarness(t)
 	h.stableAt("v1")
-	r := h.deploy(DeployRequest{Version: "v2", Canary: 1})
+	r := h.deploy(DeployRequest{Version: "v2", Canary: 100})
 	h.until(r.ID, release.Paused, time.Second, 0, 0, 10)
-	h.rt.handScale("resizer", "production", runtime.Stable, 2, "kubectl-edit")
+	h.rt.HandScale("resizer", "production", runtime.Stable, 2, "kubectl-edit")
 	if _, err := h.e.Promote(context.Background(), alice, "resizer", ""); err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +80,7 @@ func TestPromotionBlockedByAHandEditFailsWithTheConflict(t *testing.T) {
 			t.Errorf("reason %q does not say %q", got.Reason, w)
 		}
 	}
-	if s := h.rt.get("resizer", "production", runtime.Stable); s.Version != "v1" {
+	if s := h.rt.Get("resizer", "production", runtime.Stable); s.Version != "v1" {
 		t.Errorf("stable %+v, want v1 kept", s)
 	}
 }

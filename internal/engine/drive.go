@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"sync"
 	"time"
 
@@ -12,7 +11,6 @@ import (
 	"github.com/shipteam/ship/internal/release"
 	"github.com/shipteam/ship/internal/runtime"
 	"github.com/shipteam/ship/internal/spec"
-	"github.com/shipteam/ship/internal/store"
 )
 
 // live is what the engine remembers about an active release between ticks.
@@ -53,7 +51,7 @@ func (e *Engine) markIdle(k appKey) {
 	e.mu.Unlock()
 }
 
-func (e *Engine) event(r release.Release, typ, actor, msg string, data map[string]any) release.Event {
+func (e *Engine) event(r release.Release, typ release.EventType, actor, msg string, data *release.EventData) release.Event {
 	return release.Event{ReleaseID: r.ID, App: r.App, Env: r.Env, Type: typ, State: r.State, Step: r.Step, Weight: r.Weight,
 		Message: msg, Actor: actor, Time: e.now(), Data: data}
 }
@@ -61,7 +59,7 @@ func (e *Engine) event(r release.Release, typ, actor, msg string, data map[strin
 // transition records r moving to state (at step, with the step's weight for
 // progressing/paused) before anything acts on it. The app state follows the
 // weight so a restart re-applies it.
-func (e *Engine) transition(ctx context.Context, r release.Release, state release.State, step int, reason, actor, typ string, data map[string]any) (release.Release, error) {
+func (e *Engine) transition(ctx context.Context, r release.Release, state release.State, step int, reason, actor string, typ release.EventType, data *release.EventData) (release.Release, error) {
 	app, ok := e.cfg.Apps.Get(r.App)
 	if !ok {
 		return r, Errorf(CodeNotFound, "unknown app %q", r.App)
@@ -76,7 +74,7 @@ func (e *Engine) transition(ctx context.Context, r release.Release, state releas
 	if state == release.Progressing || state == release.Paused {
 		r.Weight = r.Steps[step]
 	}
-	if r.Strategy == string(spec.StrategyCanary) {
+	if r.Strategy == release.StrategyCanary {
 		st.Canary = r.Version
 	}
 	st.Weight, st.Updated = r.Weight, now
@@ -100,7 +98,7 @@ func (e *Engine) transition(ctx context.Context, r release.Release, state releas
 // call it while a step of the app may be stuck in a runtime call. The store
 // refuses to update a release that already ended, so of two finishes only
 // the first counts.
-func (e *Engine) finish(ctx context.Context, app spec.App, r release.Release, state release.State, reason, actor string, data map[string]any) (release.Release, error) {
+func (e *Engine) finish(ctx context.Context, app spec.App, r release.Release, state release.State, reason, actor string, data *release.EventData) (release.Release, error) {
 	k := appKey{r.App, r.Env}
 	unlock := e.recordLock(k)
 	defer unlock()
@@ -121,12 +119,13 @@ func (e *Engine) finish(ctx context.Context, app spec.App, r release.Release, st
 	l.mu.Lock()
 	if l.verdict != nil {
 		if data == nil {
-			data = map[string]any{}
+			data = &release.EventData{}
 		}
-		data["analysis"] = view(*l.verdict)
+		a := view(*l.verdict)
+		data.Analysis = &a
 	}
 	l.mu.Unlock()
-	evs, err := e.cfg.Store.UpdateRelease(ctx, r, &st, e.event(r, "release."+string(state), actor, reason, data))
+	evs, err := e.cfg.Store.UpdateRelease(ctx, r, &st, e.event(r, release.Ended(state), actor, reason, data))
 	if err != nil {
 		return r, recordErr(err, r, state)
 	}
@@ -155,7 +154,7 @@ var weightZeroTimeout = 10 * time.Second
 // recordErr turns a failed release update into the error a command returns:
 // conflict when the release ended meanwhile (an abort won the race).
 func recordErr(err error, r release.Release, state release.State) error {
-	if errors.Is(err, store.ErrEnded) {
+	if errors.Is(err, release.ErrEnded) {
 		return &Error{Code: CodeConflict, Message: fmt.Sprintf("release #%d of %s/%s already ended", r.ID, r.App, r.Env), Err: err}
 	}
 	return internal(err, "record release #%d %s", r.ID, state)
@@ -202,10 +201,10 @@ func (e *Engine) drive(ctx context.Context, id int64) error {
 			e.log.Error("keep stable", "app", r.App, "env", r.Env, "release", r.ID, "err", err)
 		}
 	}
-	if r.Strategy == string(spec.StrategyRolling) {
+	if r.Strategy == release.StrategyRolling {
 		e.ensureRemoved(ctx, app, r.Env, runtime.Canary, status[runtime.Canary])
 		if r.State == release.Pending {
-			r, err = e.transition(ctx, r, release.Promoting, 0, fmt.Sprintf("replacing stable %s with %s", orNone(r.FromVersion), r.Version), "", "release.promoting", nil)
+			r, err = e.transition(ctx, r, release.Promoting, 0, fmt.Sprintf("replacing stable %s with %s", orNone(r.FromVersion), r.Version), "", release.EvPromoting, nil)
 			if err != nil {
 				return err
 			}
@@ -234,7 +233,7 @@ func (e *Engine) deadline(app spec.App, r release.Release) time.Time {
 }
 
 // drivePending starts the canary and waits for it to be ready.
-func (e *Engine) drivePending(ctx context.Context, app spec.App, r release.Release, st store.AppState, status map[runtime.Track]runtime.TrackStatus) error {
+func (e *Engine) drivePending(ctx context.Context, app spec.App, r release.Release, st release.AppState, status map[runtime.Track]runtime.TrackStatus) error {
 	want := runtime.Want{Version: r.Version, Replicas: canaryReplicas(st.Replicas, r.Steps[0])}
 	c := status[runtime.Canary]
 	switch {
@@ -242,9 +241,9 @@ func (e *Engine) drivePending(ctx context.Context, app spec.App, r release.Relea
 		_, err := e.finish(ctx, app, r, release.Failed, fmt.Sprintf("canary %s failed: %s", r.Version, c.Reason), "", trackData(c))
 		return err
 	case ready(c, want) && e.wasApplied(trackKey{appKey{r.App, r.Env}, runtime.Canary}, want):
-		next, typ, msg := release.Progressing, "release.step", fmt.Sprintf("step 1 of %d: %s of traffic to %s", len(r.Steps), fmtPct(r.Steps[0]), r.Version)
+		next, typ, msg := release.Progressing, release.EvStep, fmt.Sprintf("step 1 of %d: %s of traffic to %s", len(r.Steps), r.Steps[0], r.Version)
 		if r.HoldAt > 0 {
-			next, typ, msg = release.Paused, "release.paused", fmt.Sprintf("holding %s of traffic on %s until promoted or aborted", fmtPct(r.Steps[0]), r.Version)
+			next, typ, msg = release.Paused, release.EvPaused, fmt.Sprintf("holding %s of traffic on %s until promoted or aborted", r.Steps[0], r.Version)
 		}
 		r, err := e.transition(ctx, r, next, 0, msg, "", typ, trackData(c))
 		if err != nil {
@@ -262,17 +261,17 @@ func (e *Engine) drivePending(ctx context.Context, app spec.App, r release.Relea
 // baseline the step's window counts from.
 func (e *Engine) startStep(ctx context.Context, app spec.App, r release.Release) error {
 	if err := e.setWeight(ctx, app, r.Env, r.ID, r.Weight); err != nil {
-		return fmt.Errorf("set weight %s: %w", fmtPct(r.Weight), err)
+		return fmt.Errorf("set weight %s: %w", r.Weight, err)
 	}
 	if got, _, err := e.cfg.Router.Weight(ctx, app, r.Env); err == nil {
 		e.mu.Lock()
 		e.weights[appKey{r.App, r.Env}] = weightMark{desired: r.Weight, observed: got, at: e.now()}
 		e.mu.Unlock()
-		if math.Abs(got-r.Weight) > 1e-9 {
+		if got != r.Weight {
 			// Say so in history: the canary gets another share than asked.
-			evs, err := e.cfg.Store.AddEvents(ctx, nil, e.event(r, "release.weight_rounded", "ship",
-				fmt.Sprintf("weight %s is %s in force: the router rounds it", fmtPct(r.Weight), fmtPct(got)),
-				map[string]any{"asked": r.Weight, "inForce": got}))
+			evs, err := e.cfg.Store.AddEvents(ctx, nil, e.event(r, release.EvWeightRounded, "ship",
+				fmt.Sprintf("weight %s is %s in force: the router rounds it", r.Weight, got),
+				&release.EventData{Asked: r.Weight, InForce: &got}))
 			if err != nil {
 				return err
 			}
@@ -302,7 +301,7 @@ func (e *Engine) takeBaseline(ctx context.Context, r release.Release, l *live) e
 // driveCanary runs analysis on a progressing or paused canary and moves it
 // on: abort on a failing verdict, fail when the step's deadline passes
 // without enough traffic, next step when analysis passed for the pause.
-func (e *Engine) driveCanary(ctx context.Context, app spec.App, r release.Release, st store.AppState, status map[runtime.Track]runtime.TrackStatus, l *live) error {
+func (e *Engine) driveCanary(ctx context.Context, app spec.App, r release.Release, st release.AppState, status map[runtime.Track]runtime.TrackStatus, l *live) error {
 	c := status[runtime.Canary]
 	want := runtime.Want{Version: r.Version, Replicas: canaryReplicas(st.Replicas, r.Weight)}
 	if failed(c, want) {
@@ -330,23 +329,24 @@ func (e *Engine) driveCanary(ctx context.Context, app spec.App, r release.Releas
 		// share of traffic.
 		want.Replicas = max(want.Replicas, canaryReplicas(st.Replicas, r.Steps[r.Step+1]))
 	}
-	data := map[string]any{}
+	data := &release.EventData{}
 	if verdict != nil {
-		data["analysis"] = view(*verdict)
+		a := view(*verdict)
+		data.Analysis = &a
 	}
 	switch {
 	case passed && last:
-		_, err := e.transition(ctx, r, release.Promoting, r.Step, fmt.Sprintf("all %d steps passed; replacing stable %s with %s", len(r.Steps), r.FromVersion, r.Version), "", "release.promoting", data)
+		_, err := e.transition(ctx, r, release.Promoting, r.Step, fmt.Sprintf("all %d steps passed; replacing stable %s with %s", len(r.Steps), r.FromVersion, r.Version), "", release.EvPromoting, data)
 		return err
 	case passed && ready(c, want):
-		r, err := e.transition(ctx, r, release.Progressing, r.Step+1, fmt.Sprintf("step %d of %d: %s of traffic to %s", r.Step+2, len(r.Steps), fmtPct(r.Steps[r.Step+1]), r.Version), "", "release.step", data)
+		r, err := e.transition(ctx, r, release.Progressing, r.Step+1, fmt.Sprintf("step %d of %d: %s of traffic to %s", r.Step+2, len(r.Steps), r.Steps[r.Step+1], r.Version), "", release.EvStep, data)
 		if err != nil {
 			return err
 		}
 		return e.startStep(ctx, app, r)
 	case now.After(e.deadline(app, r)):
 		limit := stepDeadline(app, r.Step, r.StepStarted).Sub(r.StepStarted)
-		reason := fmt.Sprintf("step %d (%s) did not pass analysis within %s", r.Step+1, fmtPct(r.Weight), limit)
+		reason := fmt.Sprintf("step %d (%s) did not pass analysis within %s", r.Step+1, r.Weight, limit)
 		switch {
 		case passed:
 			reason = fmt.Sprintf("canary not ready for step %d: %d of %d instances ready%s", r.Step+2, c.Ready, want.Replicas, e.blockedBy(app, r.Env, runtime.Canary))
@@ -358,7 +358,7 @@ func (e *Engine) driveCanary(ctx context.Context, app spec.App, r release.Releas
 			reason = fmt.Sprintf("not enough traffic: %d of %d canary requests in %s", n, thresholds(app).MinRequests, limit)
 			if metricsErr != nil {
 				// Not the traffic's fault: the numbers could not be read.
-				reason = fmt.Sprintf("step %d (%s) could not be judged within %s: %v", r.Step+1, fmtPct(r.Weight), limit, metricsErr)
+				reason = fmt.Sprintf("step %d (%s) could not be judged within %s: %v", r.Step+1, r.Weight, limit, metricsErr)
 			}
 		}
 		_, err := e.finish(ctx, app, r, release.Failed, reason, "", data)
@@ -434,7 +434,7 @@ func (e *Engine) judge(ctx context.Context, app spec.App, r release.Release, l *
 	e.mu.Unlock()
 	if v.Result != l.lastResult {
 		l.lastResult = v.Result
-		evs, err := e.cfg.Store.AddEvents(ctx, nil, e.event(r, "release.analysis", "ship", string(v.Result)+": "+v.Reason, map[string]any{"analysis": a}))
+		evs, err := e.cfg.Store.AddEvents(ctx, nil, e.event(r, release.EvAnalysis, "ship", string(v.Result)+": "+v.Reason, &release.EventData{Analysis: &a}))
 		if err != nil {
 			return v, err
 		}
@@ -456,7 +456,7 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 
 // drivePromoting replaces stable with the release's version, then takes the
 // canary's weight away: traffic never goes to a track that is not ready.
-func (e *Engine) drivePromoting(ctx context.Context, app spec.App, r release.Release, st store.AppState, status map[runtime.Track]runtime.TrackStatus) error {
+func (e *Engine) drivePromoting(ctx context.Context, app spec.App, r release.Release, st release.AppState, status map[runtime.Track]runtime.TrackStatus) error {
 	want := runtime.Want{Version: r.Version, Replicas: st.Replicas}
 	s := status[runtime.Stable]
 	switch {

@@ -20,7 +20,6 @@ import (
 	"github.com/shipteam/ship/internal/release"
 	"github.com/shipteam/ship/internal/runtime"
 	"github.com/shipteam/ship/internal/spec"
-	"github.com/shipteam/ship/internal/store"
 )
 
 // Catalog gives the specs of the apps ship knows (*spec.Catalog).
@@ -29,21 +28,22 @@ type Catalog interface {
 	All() []spec.App
 }
 
-// Store is what the engine keeps its state in (*store.Store).
+// Store is what the engine keeps its state in (*store.Store; the engine
+// speaks only the vocabulary's types to it and never imports the store).
 type Store interface {
-	CreateRelease(ctx context.Context, r release.Release, st *store.AppState, evs ...release.Event) (release.Release, []release.Event, error)
-	UpdateRelease(ctx context.Context, r release.Release, st *store.AppState, evs ...release.Event) ([]release.Event, error)
+	CreateRelease(ctx context.Context, r release.Release, st *release.AppState, evs ...release.Event) (release.Release, []release.Event, error)
+	UpdateRelease(ctx context.Context, r release.Release, st *release.AppState, evs ...release.Event) ([]release.Event, error)
 	GetRelease(ctx context.Context, id int64) (release.Release, error)
 	ActiveRelease(ctx context.Context, app, env string) (release.Release, error)
 	ActiveReleases(ctx context.Context) ([]release.Release, error)
 	LatestRelease(ctx context.Context, app, env string) (release.Release, error)
 	Releases(ctx context.Context, app, env string, limit int) ([]release.Release, error)
 	LastSucceeded(ctx context.Context, app, env, version, exceptVersion string) (release.Release, error)
-	AddEvents(ctx context.Context, st *store.AppState, evs ...release.Event) ([]release.Event, error)
-	Events(ctx context.Context, q store.EventQuery) ([]release.Event, error)
-	LastEvent(ctx context.Context, releaseID int64, typ string) (release.Event, error)
-	AppState(ctx context.Context, app, env string) (store.AppState, error)
-	AppStates(ctx context.Context) ([]store.AppState, error)
+	AddEvents(ctx context.Context, st *release.AppState, evs ...release.Event) ([]release.Event, error)
+	Events(ctx context.Context, q release.EventQuery) ([]release.Event, error)
+	LastEvent(ctx context.Context, releaseID int64, typ release.EventType) (release.Event, error)
+	AppState(ctx context.Context, app, env string) (release.AppState, error)
+	AppStates(ctx context.Context) ([]release.AppState, error)
 	PutLock(ctx context.Context, l release.Lock, ev release.Event) (release.Event, error)
 	DeleteLock(ctx context.Context, app, env string, ev release.Event) (release.Event, error)
 	GetLock(ctx context.Context, app, env string) (release.Lock, error)
@@ -174,7 +174,7 @@ type trackKey struct {
 // weightMark is what the router reported after the engine's last SetWeight
 // of an app/env, and when that was last confirmed.
 type weightMark struct {
-	desired, observed float64
+	desired, observed release.Weight
 	at                time.Time
 }
 
@@ -321,7 +321,7 @@ func (e *Engine) recordLock(k appKey) func() {
 // only set while the release is still active, checked under recordLock:
 // finish records the end and sets 0 under the same lock, so a step that
 // read the release before an abort cannot put its weight back.
-func (e *Engine) setWeight(ctx context.Context, app spec.App, env string, id int64, w float64) error {
+func (e *Engine) setWeight(ctx context.Context, app spec.App, env string, id int64, w release.Weight) error {
 	defer e.recordLock(appKey{app.Name, env})()
 	if w > 0 && id != 0 {
 		r, err := e.cfg.Store.GetRelease(ctx, id)
@@ -402,10 +402,10 @@ func environments(a spec.App) []string {
 
 // appState reads the stored state of an app/env, defaulting a missing row
 // from the spec.
-func (e *Engine) appState(ctx context.Context, a spec.App, env string) (store.AppState, error) {
+func (e *Engine) appState(ctx context.Context, a spec.App, env string) (release.AppState, error) {
 	st, err := e.cfg.Store.AppState(ctx, a.Name, env)
-	if errors.Is(err, store.ErrNotFound) {
-		return store.AppState{App: a.Name, Env: env, Replicas: defaultReplicas(a)}, nil
+	if errors.Is(err, release.ErrNotFound) {
+		return release.AppState{App: a.Name, Env: env, Replicas: defaultReplicas(a)}, nil
 	}
 	return st, err
 }

@@ -26,21 +26,21 @@ func runWithHungApply(t *testing.T) (*harness, *Engine, release.Release, func())
 	done := make(chan error, 1)
 	go func() { done <- e.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	r, err := e.Deploy(ctx, alice, DeployRequest{App: "resizer", Version: "v2", Canary: 10})
+	r, err := e.Deploy(ctx, alice, DeployRequest{App: "resizer", Version: "v2", Canary: 1000})
 	if err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, "canary held at 10%", func() bool {
 		got, _ := e.Release(ctx, r.ID)
-		return got.State == release.Paused && h.router.weight("resizer", "production") == 10
+		return got.State == release.Paused && h.router.Current("resizer", "production") == 1000
 	})
 	release := make(chan struct{})
-	h.rt.mu.Lock()
-	h.rt.hangApply["resizer"] = release
-	h.rt.track("resizer", "production", runtime.Stable).Version = "v0" // drift: the step re-applies v1
-	h.rt.mu.Unlock()
+	h.rt.Mu.Lock()
+	h.rt.HangApply["resizer"] = release
+	h.rt.Track("resizer", "production", runtime.Stable).Version = "v0" // drift: the step re-applies v1
+	h.rt.Mu.Unlock()
 	h.clock.Advance(reapplyAfter + time.Second)
-	waitFor(t, 5*time.Second, "a step blocked in Apply", func() bool { return h.rt.hangingApplies() > 0 })
+	waitFor(t, 5*time.Second, "a step blocked in Apply", func() bool { return h.rt.HangingApplies() > 0 })
 	var once bool
 	return h, e, r, func() {
 		if !once {
@@ -77,26 +77,26 @@ func TestAbortIsInstantWhileAnApplyOfTheAppHangs(t *testing.T) {
 	if a.State != release.Aborted {
 		t.Fatalf("abort returned %s", a.State)
 	}
-	if w := h.router.weight("resizer", "production"); w != 0 {
+	if w := h.router.Current("resizer", "production"); w != 0 {
 		t.Fatalf("weight %v right after Abort", w)
 	}
-	if h.rt.hangingApplies() == 0 {
+	if h.rt.HangingApplies() == 0 {
 		t.Fatal("the Apply stopped hanging before Abort returned: the test proves nothing")
 	}
 	// The stuck step then returns: it must not undo the abort.
 	unblock()
-	waitFor(t, 5*time.Second, "the stuck step to return", func() bool { return h.rt.hangingApplies() == 0 })
+	waitFor(t, 5*time.Second, "the stuck step to return", func() bool { return h.rt.HangingApplies() == 0 })
 	h.clock.Advance(time.Second)
 	time.Sleep(50 * time.Millisecond) // Run ticks every ms on the fake clock
-	if w := h.router.weight("resizer", "production"); w != 0 {
+	if w := h.router.Current("resizer", "production"); w != 0 {
 		t.Fatalf("weight %v after the stuck step returned", w)
 	}
 	if got := h.release(r.ID); got.State != release.Aborted {
 		t.Fatalf("release %s after the stuck step returned", got.State)
 	}
-	h.router.mu.Lock()
-	hist := append([]float64(nil), h.router.history...)
-	h.router.mu.Unlock()
+	h.router.Mu.Lock()
+	hist := append([]release.Weight(nil), h.router.History...)
+	h.router.Mu.Unlock()
 	if last := hist[len(hist)-1]; last != 0 {
 		t.Fatalf("last SetWeight %v, want 0: %v", last, hist)
 	}
@@ -105,12 +105,12 @@ func TestAbortIsInstantWhileAnApplyOfTheAppHangs(t *testing.T) {
 func TestJudgeAbortsWithinTwoSecondsWhileAnApplyOfTheAppHangs(t *testing.T) {
 	h, e, r, unblock := runWithHungApply(t)
 	defer unblock()
-	h.metrics.add(runtime.Canary, "v2", 40, 20)
+	h.metrics.Add(runtime.Canary, "v2", 40, 20)
 	evidence := time.Now()
 	h.clock.Advance(time.Second) // past the analysis interval
-	waitFor(t, 2*time.Second, "weight 0 after the evidence", func() bool { return h.router.weight("resizer", "production") == 0 })
+	waitFor(t, 2*time.Second, "weight 0 after the evidence", func() bool { return h.router.Current("resizer", "production") == 0 })
 	t.Logf("evidence to weight 0 with an Apply hanging: %s", time.Since(evidence))
-	if h.rt.hangingApplies() == 0 {
+	if h.rt.HangingApplies() == 0 {
 		t.Fatal("the Apply stopped hanging: the test proves nothing")
 	}
 	got, err := e.Release(context.Background(), r.ID)
@@ -130,11 +130,11 @@ func TestAbortReturnsWhenTheRouterHangs(t *testing.T) {
 	weightZeroTimeout = 200 * time.Millisecond
 	h := newHarness(t)
 	h.stableAt("v1")
-	r := h.deploy(DeployRequest{Version: "v2", Canary: 10})
+	r := h.deploy(DeployRequest{Version: "v2", Canary: 1000})
 	h.until(r.ID, release.Paused, time.Second, 0, 0, 10)
-	h.router.mu.Lock()
-	h.router.hang = true
-	h.router.mu.Unlock()
+	h.router.Mu.Lock()
+	h.router.Hang = true
+	h.router.Mu.Unlock()
 	type result struct {
 		r   release.Release
 		err error
@@ -156,13 +156,13 @@ func TestAbortReturnsWhenTheRouterHangs(t *testing.T) {
 		t.Fatalf("stored state %s", got.State)
 	}
 	// The router answers again: the idle app is brought to weight 0.
-	h.router.mu.Lock()
-	h.router.hang = false
-	h.router.mu.Unlock()
-	for i := 0; i < 20 && h.router.weight("resizer", "production") != 0; i++ {
+	h.router.Mu.Lock()
+	h.router.Hang = false
+	h.router.Mu.Unlock()
+	for i := 0; i < 20 && h.router.Current("resizer", "production") != 0; i++ {
 		h.step(time.Second, 0, 0)
 	}
-	if w := h.router.weight("resizer", "production"); w != 0 {
+	if w := h.router.Current("resizer", "production"); w != 0 {
 		t.Fatalf("weight %v after the router came back", w)
 	}
 }

@@ -2,11 +2,7 @@ package engine
 
 import (
 	"fmt"
-	"math"
-	"strconv"
-	"strings"
 	"time"
-	"unicode"
 
 	"github.com/shipteam/ship/internal/analysis"
 	"github.com/shipteam/ship/internal/release"
@@ -33,7 +29,7 @@ const (
 	judgeCallTimeout = 5 * time.Second
 )
 
-var defaultWeights = []float64{1, 10, 50, 100}
+var defaultWeights = []release.Weight{100, 1000, 5000, 10000}
 
 func stepTimeout(a spec.App) time.Duration {
 	if d := a.Strategy.StepTimeout.D(); d > 0 {
@@ -60,11 +56,11 @@ func thresholds(a spec.App) analysis.Thresholds {
 }
 
 // specWeights are the canary weights of the app's strategy.
-func specWeights(a spec.App) []float64 {
+func specWeights(a spec.App) []release.Weight {
 	if len(a.Strategy.Steps) == 0 {
-		return append([]float64(nil), defaultWeights...)
+		return append([]release.Weight(nil), defaultWeights...)
 	}
-	w := make([]float64, len(a.Strategy.Steps))
+	w := make([]release.Weight, len(a.Strategy.Steps))
 	for i, s := range a.Strategy.Steps {
 		w[i] = s.Weight
 	}
@@ -98,63 +94,42 @@ func stepDeadline(a spec.App, i int, t time.Time) time.Time {
 // canaryReplicas gives the canary the share of stable's instances its
 // weight asks for, at least one, so 50% of traffic is not sent to a single
 // instance sized for 1%.
-func canaryReplicas(stable int, weight float64) int {
-	n := int(math.Ceil(float64(stable)*weight/100 - 1e-9))
-	if n < 1 {
-		n = 1
-	}
-	return n
+func canaryReplicas(stable int, weight release.Weight) int {
+	return max(1, weight.Of(stable))
 }
 
-func checkWeights(ws []float64, what string) error {
-	prev := 0.0
-	for _, w := range ws {
-		if math.IsNaN(w) || w <= 0 || w > 100 {
-			return Errorf(CodeInvalid, "%s: weight %s must be above 0 and at most 100", what, fmtPct(w))
-		}
-		if w <= prev {
-			return Errorf(CodeInvalid, "%s: weights must increase (%s after %s)", what, fmtPct(w), fmtPct(prev))
-		}
-		prev = w
+func checkWeights(ws []release.Weight, what string) error {
+	if err := release.CheckWeights(ws, what); err != nil {
+		return &Error{Code: CodeInvalid, Message: err.Error()}
 	}
 	return nil
 }
 
+// checkVersion applies the one version rule (release.CheckVersion) to
+// what reaches the engine from any door.
 func checkVersion(v string) error {
-	if v == "" {
-		return Errorf(CodeInvalid, "a version is required")
-	}
-	if len(v) > 128 {
-		return Errorf(CodeInvalid, "version is longer than 128 characters")
-	}
-	for _, r := range v {
-		if unicode.IsSpace(r) || unicode.IsControl(r) || r == '/' || r == '\\' {
-			return Errorf(CodeInvalid, "version %q may not contain spaces, control characters or slashes", v)
-		}
-	}
-	if v == "." || v == ".." {
-		return Errorf(CodeInvalid, "version %q is not a version", v)
+	if err := release.CheckVersion(v); err != nil {
+		return &Error{Code: CodeInvalid, Message: err.Error()}
 	}
 	return nil
 }
 
-func fmtPct(w float64) string { return strconv.FormatFloat(w, 'f', -1, 64) + "%" }
-
-func fmtSteps(ws []float64) string {
-	parts := make([]string, len(ws))
-	for i, w := range ws {
-		parts[i] = strconv.FormatFloat(w, 'f', -1, 64)
+// checkReason applies the one rule for free text (release.CheckReason).
+func checkReason(s string) (string, error) {
+	s, err := release.CheckReason(s)
+	if err != nil {
+		return "", &Error{Code: CodeInvalid, Message: err.Error()}
 	}
-	return strings.Join(parts, "→") + "%"
+	return s, nil
 }
 
 // describe is a release in a few words for messages: "v2, progressing at 10%".
 func describe(r release.Release) string {
 	switch r.State {
 	case release.Progressing:
-		return fmt.Sprintf("%s, progressing at %s", r.Version, fmtPct(r.Weight))
+		return fmt.Sprintf("%s, progressing at %s", r.Version, r.Weight)
 	case release.Paused:
-		return fmt.Sprintf("%s, paused at %s", r.Version, fmtPct(r.Weight))
+		return fmt.Sprintf("%s, paused at %s", r.Version, r.Weight)
 	default:
 		return fmt.Sprintf("%s, %s", r.Version, r.State)
 	}

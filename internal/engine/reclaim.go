@@ -9,7 +9,6 @@ import (
 	"github.com/shipteam/ship/internal/release"
 	"github.com/shipteam/ship/internal/runtime"
 	"github.com/shipteam/ship/internal/spec"
-	"github.com/shipteam/ship/internal/store"
 )
 
 // Reclaimer is implemented by runtimes where a field ship manages can be
@@ -47,7 +46,7 @@ func (e *Engine) Reclaim(ctx context.Context, a Actor, appName, env string) (Rec
 	defer e.lockKey(k)()
 	act, err := e.cfg.Store.ActiveRelease(ctx, app.Name, env)
 	hasActive := err == nil
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
+	if err != nil && !errors.Is(err, release.ErrNotFound) {
 		return Reclaimed{}, internal(err, "read active release of %s", k)
 	}
 	st, err := e.appState(ctx, app, env)
@@ -104,7 +103,7 @@ type trackWant struct {
 // track that runs a version now; a canary grown ahead of its next step is
 // not reclaimed larger than its current step's share (the driver grows it
 // again).
-func reclaimWants(st store.AppState, act release.Release, hasActive bool) []trackWant {
+func reclaimWants(st release.AppState, act release.Release, hasActive bool) []trackWant {
 	var out []trackWant
 	stable := st.Stable
 	if hasActive && stableMoving(act) {
@@ -113,7 +112,7 @@ func reclaimWants(st store.AppState, act release.Release, hasActive bool) []trac
 	if stable != "" {
 		out = append(out, trackWant{runtime.Stable, runtime.Want{Version: stable, Replicas: st.Replicas}})
 	}
-	if hasActive && act.Strategy == string(spec.StrategyCanary) && len(act.Steps) > 0 {
+	if hasActive && act.Strategy == release.StrategyCanary && len(act.Steps) > 0 {
 		w := act.Weight
 		if act.State == release.Pending {
 			w = act.Steps[0]
@@ -125,11 +124,9 @@ func reclaimWants(st store.AppState, act release.Release, hasActive bool) []trac
 
 func (e *Engine) recordReclaim(ctx context.Context, a Actor, k appKey, act release.Release, hasActive bool, res Reclaimed) error {
 	var tracks, lost []string
-	var data []map[string]any
 	for _, t := range res.Tracks {
 		tracks = append(tracks, fmt.Sprintf("%s %s×%d", t.Track, t.Version, t.Replicas))
 		lost = append(lost, t.Lost...)
-		data = append(data, map[string]any{"track": t.Track, "version": t.Version, "replicas": t.Replicas, "lost": t.Lost})
 	}
 	msg := fmt.Sprintf("%s reclaimed %s (%s): ", actorDesc(a.Name, a.Source), k, strings.Join(tracks, ", "))
 	if len(lost) == 0 {
@@ -137,8 +134,8 @@ func (e *Engine) recordReclaim(ctx context.Context, a Actor, k appKey, act relea
 	} else {
 		msg += "taken back from " + strings.Join(lost, "; ")
 	}
-	d := map[string]any{"tracks": data, "lost": lost, "source": string(a.Source)}
-	ev := release.Event{App: k.app, Env: k.env, Type: "app.reclaimed", Actor: a.Name, Time: e.now(), Message: msg, Data: d}
+	d := &release.EventData{Tracks: res.Tracks, Lost: lost, Source: a.Source}
+	ev := release.Event{App: k.app, Env: k.env, Type: release.EvReclaimed, Actor: a.Name, Time: e.now(), Message: msg, Data: d}
 	if hasActive {
 		ev.ReleaseID = act.ID
 	}

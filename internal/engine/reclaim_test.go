@@ -18,7 +18,7 @@ func eventsOfType(t *testing.T, h *harness, q EventQuery, typ string) []release.
 	}
 	var out []release.Event
 	for _, ev := range evs {
-		if ev.Type == typ {
+		if string(ev.Type) == typ {
 			out = append(out, ev)
 		}
 	}
@@ -33,10 +33,10 @@ func TestReclaimTakesBackAHandEditedCanaryAndReportsTheNextOne(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
 	h.stableAt("v1")
-	r := h.deploy(DeployRequest{Version: "v2", Canary: 1})
+	r := h.deploy(DeployRequest{Version: "v2", Canary: 100})
 	h.until(r.ID, release.Paused, time.Second, 0, 0, 10)
 
-	h.rt.handScale("resizer", "production", runtime.Canary, 3, "kubectl")
+	h.rt.HandScale("resizer", "production", runtime.Canary, 3, "kubectl")
 	for i := 0; i < 6; i++ {
 		h.step(time.Second, 0, 0)
 	}
@@ -59,7 +59,7 @@ func TestReclaimTakesBackAHandEditedCanaryAndReportsTheNextOne(t *testing.T) {
 	if c.Track != "canary" || c.Version != "v2" || c.Replicas != 1 || len(c.Lost) != 1 || !strings.Contains(c.Lost[0], `"kubectl"`) {
 		t.Errorf("canary %+v, want v2×1 taken from kubectl", c)
 	}
-	if got := h.rt.get("resizer", "production", runtime.Canary); got.Desired != 1 || got.Version != "v2" {
+	if got := h.rt.Get("resizer", "production", runtime.Canary); got.Desired != 1 || got.Version != "v2" {
 		t.Errorf("canary runs %+v after reclaim, want v2×1", got)
 	}
 	evs := eventsOfType(t, h, EventQuery{ReleaseID: r.ID}, "app.reclaimed")
@@ -72,7 +72,7 @@ func TestReclaimTakesBackAHandEditedCanaryAndReportsTheNextOne(t *testing.T) {
 	}
 
 	// The same hand edit again: news again, not swallowed as already seen.
-	h.rt.handScale("resizer", "production", runtime.Canary, 3, "kubectl")
+	h.rt.HandScale("resizer", "production", runtime.Canary, 3, "kubectl")
 	for i := 0; i < 6; i++ {
 		h.step(time.Second, 0, 0)
 	}
@@ -96,9 +96,9 @@ func TestReclaimOfAnIdleAppLetsTheNextReleaseThrough(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
 	h.stableAt("v1")
-	h.rt.handScale("resizer", "production", runtime.Stable, 5, "kubectl-edit")
+	h.rt.HandScale("resizer", "production", runtime.Stable, 5, "kubectl-edit")
 	h.step(time.Second, 0, 0)
-	if got := h.rt.get("resizer", "production", runtime.Stable); got.Desired != 5 {
+	if got := h.rt.Get("resizer", "production", runtime.Stable); got.Desired != 5 {
 		t.Fatalf("stable %+v, want the hand edit ×5 left as is", got)
 	}
 	res, err := h.e.Reclaim(ctx, alice, "resizer", "production")
@@ -108,7 +108,7 @@ func TestReclaimOfAnIdleAppLetsTheNextReleaseThrough(t *testing.T) {
 	if res.Release != 0 || len(res.Tracks) != 1 || res.Tracks[0].Track != "stable" || !strings.Contains(strings.Join(res.Tracks[0].Lost, " "), `"kubectl-edit"`) {
 		t.Fatalf("reclaimed %+v, want stable taken from kubectl-edit", res)
 	}
-	if got := h.rt.get("resizer", "production", runtime.Stable); got.Desired != 2 {
+	if got := h.rt.Get("resizer", "production", runtime.Stable); got.Desired != 2 {
 		t.Errorf("stable runs %+v after reclaim, want v1×2", got)
 	}
 	evs := eventsOfType(t, h, EventQuery{App: "resizer", Env: "production"}, "app.reclaimed")
@@ -117,7 +117,7 @@ func TestReclaimOfAnIdleAppLetsTheNextReleaseThrough(t *testing.T) {
 	}
 	r := h.deploy(DeployRequest{Version: "v2", Rolling: true})
 	h.until(r.ID, release.Succeeded, time.Second, 0, 0, 20)
-	if got := h.rt.get("resizer", "production", runtime.Stable); got.Version != "v2" {
+	if got := h.rt.Get("resizer", "production", runtime.Stable); got.Version != "v2" {
 		t.Errorf("stable %+v, want v2", got)
 	}
 }

@@ -7,8 +7,6 @@ import (
 
 	"github.com/shipteam/ship/internal/release"
 	"github.com/shipteam/ship/internal/runtime"
-	"github.com/shipteam/ship/internal/spec"
-	"github.com/shipteam/ship/internal/store"
 )
 
 // reconcileIdle makes an app/env without an active release run what its
@@ -17,7 +15,7 @@ import (
 func (e *Engine) reconcileIdle(ctx context.Context, k appKey) (bool, error) {
 	if _, err := e.cfg.Store.ActiveRelease(ctx, k.app, k.env); err == nil {
 		return true, nil // the release's driver owns the app now
-	} else if !errors.Is(err, store.ErrNotFound) {
+	} else if !errors.Is(err, release.ErrNotFound) {
 		return false, err
 	}
 	app, ok := e.cfg.Apps.Get(k.app)
@@ -90,8 +88,8 @@ func (e *Engine) Resume(ctx context.Context) error {
 				e.noteApplied(trackKey{k, runtime.Stable}, want)
 			}
 		}
-		weight := 0.0
-		if hasActive && act.Strategy == string(spec.StrategyCanary) && act.State != release.Pending {
+		var weight release.Weight
+		if hasActive && act.Strategy == release.StrategyCanary && act.State != release.Pending {
 			want := runtime.Want{Version: act.Version, Replicas: canaryReplicas(st.Replicas, act.Weight)}
 			if err := e.cfg.Runtime.Apply(ctx, app, st.Env, runtime.Canary, want); err != nil {
 				errs = append(errs, fmt.Errorf("resume %s canary: %w", k, err))

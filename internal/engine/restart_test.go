@@ -8,6 +8,7 @@ import (
 
 	"github.com/shipteam/ship/internal/release"
 	"github.com/shipteam/ship/internal/runtime"
+	"github.com/shipteam/ship/internal/runtime/memory"
 )
 
 func TestRestartMidStepContinuesTheReleaseWithHistoryIntact(t *testing.T) {
@@ -25,14 +26,14 @@ func TestRestartMidStepContinuesTheReleaseWithHistoryIntact(t *testing.T) {
 	before, _ := h.e.Events(context.Background(), EventQuery{})
 
 	// The process dies: the router forgets its weights, the engine its memory.
-	h.router = &fakeRouter{}
+	h.router = &memory.Router{}
 	h.open()
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- h.e.Run(ctx) }()
 	deadline := time.Now().Add(10 * time.Second)
-	for h.router.weight("resizer", "production") != 10 {
+	for h.router.Current("resizer", "production") != 1000 {
 		if time.Now().After(deadline) {
 			t.Fatal("Run did not re-apply the 10% weight")
 		}
@@ -43,9 +44,9 @@ func TestRestartMidStepContinuesTheReleaseWithHistoryIntact(t *testing.T) {
 			t.Fatalf("release did not finish after restart: %+v", h.release(r.ID))
 		}
 		h.clock.Advance(time.Second)
-		w := h.router.weight("resizer", "production")
-		h.metrics.add(runtime.Canary, "v2", int64(40*w), 0)
-		h.metrics.add(runtime.Stable, "v1", 4000, 0)
+		w := h.router.Current("resizer", "production")
+		h.metrics.Add(runtime.Canary, "v2", int64(40*w), 0)
+		h.metrics.Add(runtime.Stable, "v1", 4000, 0)
 		time.Sleep(2 * time.Millisecond)
 	}
 	cancel()
@@ -61,7 +62,7 @@ func TestRestartMidStepContinuesTheReleaseWithHistoryIntact(t *testing.T) {
 			t.Fatalf("history changed at %d: %+v vs %+v", i, before[i], after[i])
 		}
 	}
-	var steps []float64
+	var steps []release.Weight
 	for i, ev := range after {
 		if i > 0 && (ev.ID <= after[i-1].ID || ev.Time.Before(after[i-1].Time)) {
 			t.Fatalf("events out of order at %d", i)
@@ -70,10 +71,10 @@ func TestRestartMidStepContinuesTheReleaseWithHistoryIntact(t *testing.T) {
 			steps = append(steps, ev.Weight)
 		}
 	}
-	if want := []float64{1, 10, 50, 100}; !slices.Equal(steps, want) {
+	if want := []release.Weight{100, 1000, 5000, 10000}; !slices.Equal(steps, want) {
 		t.Fatalf("step events %v, want %v", steps, want)
 	}
-	if s := h.rt.get("resizer", "production", runtime.Stable); s.Version != "v2" {
+	if s := h.rt.Get("resizer", "production", runtime.Stable); s.Version != "v2" {
 		t.Fatalf("stable %+v", s)
 	}
 }
@@ -81,25 +82,25 @@ func TestRestartMidStepContinuesTheReleaseWithHistoryIntact(t *testing.T) {
 func TestRestartAfterAbortRemovesTheLeftoverCanary(t *testing.T) {
 	h := newHarness(t)
 	h.stableAt("v1")
-	r := h.deploy(DeployRequest{Version: "v2", Canary: 10})
+	r := h.deploy(DeployRequest{Version: "v2", Canary: 1000})
 	h.until(r.ID, release.Paused, time.Second, 0, 0, 5)
 	if _, err := h.e.Abort(context.Background(), alice, "resizer", "", "stop"); err != nil {
 		t.Fatal(err)
 	}
 	// Killed before any step removed the canary.
-	if c := h.rt.get("resizer", "production", runtime.Canary); c.Version != "v2" {
+	if c := h.rt.Get("resizer", "production", runtime.Canary); c.Version != "v2" {
 		t.Fatalf("precondition: canary %+v", c)
 	}
-	h.router = &fakeRouter{}
+	h.router = &memory.Router{}
 	h.open()
 	if err := h.e.Resume(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	h.step(time.Second, 0, 0)
-	if c := h.rt.get("resizer", "production", runtime.Canary); c.Version != "" {
+	if c := h.rt.Get("resizer", "production", runtime.Canary); c.Version != "" {
 		t.Fatalf("canary left after restart: %+v", c)
 	}
-	if s := h.rt.get("resizer", "production", runtime.Stable); s.Version != "v1" {
+	if s := h.rt.Get("resizer", "production", runtime.Stable); s.Version != "v1" {
 		t.Fatalf("stable %+v", s)
 	}
 }
@@ -121,7 +122,7 @@ func TestRepeatedRestartsStillFinishTheReleaseWithEachStepRecordedOnce(t *testin
 		if s := h.release(r.ID).State; s.Terminal() {
 			t.Fatalf("release ended %s: %s", s, h.release(r.ID).Reason)
 		}
-		h.router = &fakeRouter{}
+		h.router = &memory.Router{}
 		h.open()
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
@@ -129,7 +130,7 @@ func TestRepeatedRestartsStillFinishTheReleaseWithEachStepRecordedOnce(t *testin
 		// Traffic flows once the new engine has put the weight back (the
 		// fake clock must not run ahead of an engine that has not resumed,
 		// or a slow machine fails the step for want of traffic).
-		for cur := h.release(r.ID); !cur.State.Terminal() && h.router.weight("resizer", "production") != cur.Weight; cur = h.release(r.ID) {
+		for cur := h.release(r.ID); !cur.State.Terminal() && h.router.Current("resizer", "production") != cur.Weight; cur = h.release(r.ID) {
 			if time.Now().After(deadline) {
 				t.Fatal("engine did not resume the weight")
 			}
@@ -137,9 +138,9 @@ func TestRepeatedRestartsStillFinishTheReleaseWithEachStepRecordedOnce(t *testin
 		}
 		for i := 0; i < 2+restarts%5; i++ {
 			h.clock.Advance(2 * time.Second)
-			w := h.router.weight("resizer", "production")
-			h.metrics.add(runtime.Canary, "v2", int64(40*w), 0)
-			h.metrics.add(runtime.Stable, "v1", 4000, 0)
+			w := h.router.Current("resizer", "production")
+			h.metrics.Add(runtime.Canary, "v2", int64(40*w), 0)
+			h.metrics.Add(runtime.Stable, "v1", 4000, 0)
 			time.Sleep(time.Duration(2+restarts%7) * time.Millisecond)
 		}
 		cancel()
@@ -149,23 +150,23 @@ func TestRepeatedRestartsStillFinishTheReleaseWithEachStepRecordedOnce(t *testin
 		restarts++
 	}
 	evs, _ := h.e.Events(context.Background(), EventQuery{ReleaseID: r.ID})
-	var steps []float64
+	var steps []release.Weight
 	var kinds []string
 	for _, ev := range evs {
 		switch ev.Type {
 		case "release.step":
 			steps = append(steps, ev.Weight)
 		case "release.created", "release.promoting", "release.succeeded":
-			kinds = append(kinds, ev.Type)
+			kinds = append(kinds, string(ev.Type))
 		}
 	}
-	if want := []float64{1, 10, 50, 100}; !slices.Equal(steps, want) {
+	if want := []release.Weight{100, 1000, 5000, 10000}; !slices.Equal(steps, want) {
 		t.Fatalf("after %d restarts, step events %v, want %v", restarts, steps, want)
 	}
 	if want := []string{"release.created", "release.promoting", "release.succeeded"}; !slices.Equal(kinds, want) {
 		t.Fatalf("events %v", kinds)
 	}
-	if s := h.rt.get("resizer", "production", runtime.Stable); s.Version != "v2" {
+	if s := h.rt.Get("resizer", "production", runtime.Stable); s.Version != "v2" {
 		t.Fatalf("stable %+v", s)
 	}
 	t.Logf("finished after %d restarts", restarts)
@@ -183,9 +184,9 @@ func TestAHungAppDoesNotDelayAnotherAppsAbort(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.rt.mu.Lock()
-	h.rt.hang["slow"] = true
-	h.rt.mu.Unlock()
+	h.rt.Mu.Lock()
+	h.rt.Hang["slow"] = true
+	h.rt.Mu.Unlock()
 
 	e, err := New(Config{Store: h.store, Apps: h.apps, Runtime: h.rt, Router: h.router, Metrics: h.metrics})
 	if err != nil {
@@ -195,12 +196,12 @@ func TestAHungAppDoesNotDelayAnotherAppsAbort(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- e.Run(runCtx) }()
 	defer func() { cancel(); <-done }()
-	r, err := e.Deploy(ctx, alice, DeployRequest{App: "resizer", Version: "v2", Canary: 10})
+	r, err := e.Deploy(ctx, alice, DeployRequest{App: "resizer", Version: "v2", Canary: 1000})
 	if err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for h.router.weight("resizer", "production") != 10 {
+	for h.router.Current("resizer", "production") != 1000 {
 		if time.Now().After(deadline) {
 			t.Fatalf("canary never reached 10%% while another app hangs: %+v", h.release(r.ID))
 		}
@@ -208,8 +209,8 @@ func TestAHungAppDoesNotDelayAnotherAppsAbort(t *testing.T) {
 	}
 	time.Sleep(300 * time.Millisecond)
 	evidence := time.Now()
-	h.metrics.add(runtime.Canary, "v2", 40, 20)
-	for h.router.weight("resizer", "production") != 0 {
+	h.metrics.Add(runtime.Canary, "v2", 40, 20)
+	for h.router.Current("resizer", "production") != 0 {
 		if time.Since(evidence) > 2*time.Second {
 			t.Fatal("weight still up 2s after the evidence while another app hangs")
 		}
@@ -225,18 +226,18 @@ func TestAHungAppDoesNotDelayAnotherAppsAbort(t *testing.T) {
 func TestADeployRightAfterAFailedPromotionRestoresStable(t *testing.T) {
 	h := newHarness(t)
 	h.stableAt("v1")
-	h.rt.failing["v2"] = "crash loop"
-	r := h.deploy(DeployRequest{Version: "v2", Canary: 5})
-	h.rt.mu.Lock()
-	delete(h.rt.failing, "v2") // the canary runs; only the full stable set will fail
-	h.rt.mu.Unlock()
+	h.rt.Failing["v2"] = "crash loop"
+	r := h.deploy(DeployRequest{Version: "v2", Canary: 500})
+	h.rt.Mu.Lock()
+	delete(h.rt.Failing, "v2") // the canary runs; only the full stable set will fail
+	h.rt.Mu.Unlock()
 	h.until(r.ID, release.Paused, time.Second, 0, 0, 5)
 	if _, err := h.e.Promote(context.Background(), alice, "resizer", ""); err != nil {
 		t.Fatal(err)
 	}
-	h.rt.mu.Lock()
-	h.rt.failing["v2"] = "crash loop"
-	h.rt.mu.Unlock()
+	h.rt.Mu.Lock()
+	h.rt.Failing["v2"] = "crash loop"
+	h.rt.Mu.Unlock()
 	// Step the release alone (no idle step) until it fails.
 	for i := 0; i < 5 && !h.release(r.ID).State.Terminal(); i++ {
 		h.clock.Advance(time.Second)
@@ -249,12 +250,12 @@ func TestADeployRightAfterAFailedPromotionRestoresStable(t *testing.T) {
 	if got := h.release(r.ID); got.State != release.Failed {
 		t.Fatalf("promotion %s %q", got.State, got.Reason)
 	}
-	if s := h.rt.get("resizer", "production", runtime.Stable); s.Version != "v2" {
+	if s := h.rt.Get("resizer", "production", runtime.Stable); s.Version != "v2" {
 		t.Fatalf("precondition: stable %+v", s)
 	}
-	r3 := h.deploy(DeployRequest{Version: "v3", Canary: 5})
+	r3 := h.deploy(DeployRequest{Version: "v3", Canary: 500})
 	h.until(r3.ID, release.Paused, time.Second, 0, 0, 5)
-	if s := h.rt.get("resizer", "production", runtime.Stable); s.Version != "v1" || s.Desired != 2 {
+	if s := h.rt.Get("resizer", "production", runtime.Stable); s.Version != "v1" || s.Desired != 2 {
 		t.Fatalf("stable under the new canary %+v, want v1×2", s)
 	}
 }

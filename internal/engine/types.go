@@ -15,12 +15,12 @@ type Actor struct {
 
 // DeployRequest asks for a new release of App in Env at Version.
 type DeployRequest struct {
-	App     string    `json:"app"`
-	Env     string    `json:"env"` // "" = the app's first environment
-	Version string    `json:"version"`
-	Canary  float64   `json:"canary"`  // >0: go to this weight and hold until promoted or aborted
-	Steps   []float64 `json:"steps"`   // nil = the spec's steps
-	Rolling bool      `json:"rolling"` // skip the canary: replace stable directly
+	App     string           `json:"app"`
+	Env     string           `json:"env"` // "" = the app's first environment
+	Version string           `json:"version"`
+	Canary  release.Weight   `json:"canary"`  // >0: go to this weight and hold until promoted or aborted
+	Steps   []release.Weight `json:"steps"`   // nil = the spec's steps
+	Rolling bool             `json:"rolling"` // skip the canary: replace stable directly
 }
 
 // TrackView is one track as status shows it.
@@ -34,29 +34,20 @@ type TrackView struct {
 }
 
 // Analysis is the latest comparison of canary with stable in a step window.
-type Analysis struct {
-	StableRequests  int64   `json:"stableRequests"`
-	StableErrorRate float64 `json:"stableErrorRate"`
-	CanaryRequests  int64   `json:"canaryRequests"`
-	CanaryErrorRate float64 `json:"canaryErrorRate"`
-	StableP99Ms     float64 `json:"stableP99Ms"`
-	CanaryP99Ms     float64 `json:"canaryP99Ms"`
-	Verdict         string  `json:"verdict"` // pass | fail | wait
-	Reason          string  `json:"reason,omitempty"`
-}
+type Analysis = release.Analysis
 
 // AppStatus is everything `ship status APP` shows.
 type AppStatus struct {
-	App      string    `json:"app"`
-	Env      string    `json:"env"`
-	Endpoint string    `json:"endpoint"` // the address the app's users connect to
-	Stable   TrackView `json:"stable"`
-	Canary   TrackView `json:"canary"`
-	Weight   float64   `json:"weight"` // canary percent in force
+	App      string         `json:"app"`
+	Env      string         `json:"env"`
+	Endpoint string         `json:"endpoint"` // the address the app's users connect to
+	Stable   TrackView      `json:"stable"`
+	Canary   TrackView      `json:"canary"`
+	Weight   release.Weight `json:"weight"` // canary share in force
 	// WeightAsked is the active release's weight when the router puts
 	// another one in force (replica ratios without a Gateway round it);
 	// 0 when they agree. Note says why.
-	WeightAsked float64          `json:"weightAsked,omitempty"`
+	WeightAsked release.Weight   `json:"weightAsked,omitempty"`
 	Release     *release.Release `json:"release,omitempty"` // the active release, else the latest
 	Analysis    *Analysis        `json:"analysis,omitempty"`
 	Lock        *release.Lock    `json:"lock,omitempty"`
@@ -72,14 +63,7 @@ type Reclaimed struct {
 }
 
 // ReclaimedTrack is one track Reclaim applied with force.
-type ReclaimedTrack struct {
-	Track    string `json:"track"`
-	Version  string `json:"version"`
-	Replicas int    `json:"replicas"`
-	// Lost names each field another manager lost, in the runtime's words
-	// (on Kubernetes: `"hand-update": deployment web-stable .spec.replicas`).
-	Lost []string `json:"lost"`
-}
+type ReclaimedTrack = release.ReclaimedTrack
 
 // Code classifies an engine error for front ends (HTTP status, exit code).
 type Code string

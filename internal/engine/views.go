@@ -2,25 +2,16 @@ package engine
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"math"
 
 	"github.com/shipteam/ship/internal/release"
 	"github.com/shipteam/ship/internal/runtime"
 	"github.com/shipteam/ship/internal/spec"
-	"github.com/shipteam/ship/internal/store"
 )
 
 // EventQuery selects events. App and Env "" do not filter (unlike the
 // commands, where env "" means the first environment).
-type EventQuery struct {
-	App       string `json:"app,omitempty"`
-	Env       string `json:"env,omitempty"`
-	ReleaseID int64  `json:"releaseId,omitempty"`
-	AfterID   int64  `json:"afterId,omitempty"`
-	Limit     int    `json:"limit,omitempty"` // 0 = 1000
-}
+type EventQuery = release.EventQuery
 
 // Status reports what app runs in env: tracks as the runtime sees them,
 // the weight in force, the active (else latest) release, the latest
@@ -68,16 +59,16 @@ func (e *Engine) status(ctx context.Context, app spec.App, env string) (AppStatu
 		out.Weight, out.Endpoint = w, ep
 	}
 	r, err := e.cfg.Store.ActiveRelease(ctx, app.Name, env)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, release.ErrNotFound) {
 		r, err = e.cfg.Store.LatestRelease(ctx, app.Name, env)
 	}
 	switch {
 	case err == nil:
 		out.Release = &r
-		if (r.State == release.Progressing || r.State == release.Paused) && math.Abs(r.Weight-out.Weight) > 1e-9 {
+		if (r.State == release.Progressing || r.State == release.Paused) && r.Weight != out.Weight {
 			out.WeightAsked = r.Weight
 		}
-	case !errors.Is(err, store.ErrNotFound):
+	case !errors.Is(err, release.ErrNotFound):
 		return out, internal(err, "read releases of %s", k)
 	}
 	e.mu.Lock()
@@ -93,7 +84,7 @@ func (e *Engine) status(ctx context.Context, app spec.App, env string) (AppStatu
 	switch {
 	case err == nil:
 		out.Lock = &l
-	case !errors.Is(err, store.ErrNotFound):
+	case !errors.Is(err, release.ErrNotFound):
 		return out, internal(err, "read lock of %s", k)
 	}
 	for i, n := range notes {
@@ -145,7 +136,7 @@ func (e *Engine) Events(ctx context.Context, q EventQuery) ([]release.Event, err
 			return nil, Errorf(CodeNotFound, "unknown app %q", q.App)
 		}
 	}
-	evs, err := e.cfg.Store.Events(ctx, store.EventQuery(q))
+	evs, err := e.cfg.Store.Events(ctx, q)
 	if err != nil {
 		return nil, internal(err, "read events")
 	}
@@ -155,7 +146,7 @@ func (e *Engine) Events(ctx context.Context, q EventQuery) ([]release.Event, err
 // Release returns one release by id.
 func (e *Engine) Release(ctx context.Context, id int64) (release.Release, error) {
 	r, err := e.cfg.Store.GetRelease(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, release.ErrNotFound) {
 		return r, Errorf(CodeNotFound, "no release #%d", id)
 	}
 	if err != nil {
@@ -187,17 +178,9 @@ func (e *Engine) Logs(ctx context.Context, appName, env, version string, n int) 
 // storedAnalysis is the last recorded analysis of a release, for a Status
 // asked before this process has judged it (after a restart).
 func (e *Engine) storedAnalysis(ctx context.Context, id int64) *Analysis {
-	ev, err := e.cfg.Store.LastEvent(ctx, id, "release.analysis")
-	if err != nil {
+	ev, err := e.cfg.Store.LastEvent(ctx, id, release.EvAnalysis)
+	if err != nil || ev.Data == nil || ev.Data.Analysis == nil || ev.Data.Analysis.Verdict == "" {
 		return nil
 	}
-	raw, err := json.Marshal(ev.Data["analysis"])
-	if err != nil {
-		return nil
-	}
-	var a Analysis
-	if json.Unmarshal(raw, &a) != nil || a.Verdict == "" {
-		return nil
-	}
-	return &a
+	return ev.Data.Analysis
 }

@@ -55,12 +55,12 @@ type Release struct {
 	Kind        Kind      `json:"kind"`
 	Version     string    `json:"version"`     // the version being rolled out
 	FromVersion string    `json:"fromVersion"` // stable version when it started ("" on first deploy)
-	Strategy    string    `json:"strategy"`    // canary | rolling
-	Steps       []float64 `json:"steps"`       // canary weights, percent
-	HoldAt      float64   `json:"holdAt"`      // --canary: pause at this weight until promoted; 0 = none
+	Strategy    Strategy  `json:"strategy"`    // canary | rolling
+	Steps       []Weight  `json:"steps"`       // canary weights
+	HoldAt      Weight    `json:"holdAt"`      // --canary: pause at this weight until promoted; 0 = none
 	State       State     `json:"state"`
 	Step        int       `json:"step"`   // index into Steps
-	Weight      float64   `json:"weight"` // canary weight in force, percent
+	Weight      Weight    `json:"weight"` // canary weight the release asks for
 	Reason      string    `json:"reason"` // why the release is in State
 	Actor       string    `json:"actor"`
 	Source      Source    `json:"source"`
@@ -79,15 +79,15 @@ type Event struct {
 	ReleaseID int64     `json:"releaseId,omitempty"` // 0 for app-level events (scale, lock)
 	App       string    `json:"app"`
 	Env       string    `json:"env"`
-	Type      string    `json:"type"` // e.g. "release.created", "release.step", "release.aborted", "app.scaled", "app.locked", "instance.crashed"
+	Type      EventType `json:"type"`
 	State     State     `json:"state,omitempty"`
 	Step      int       `json:"step"`
-	Weight    float64   `json:"weight"`
+	Weight    Weight    `json:"weight"`
 	Message   string    `json:"message"`
 	Actor     string    `json:"actor"`
 	Time      time.Time `json:"time"`
 	// Data carries type-specific details (analysis numbers, ready counts).
-	Data map[string]any `json:"data,omitempty"`
+	Data *EventData `json:"data,omitempty"`
 }
 
 // Lock blocks deploys of an app in an environment.

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/shipteam/ship/internal/release"
 	"github.com/shipteam/ship/internal/spec"
 )
 
@@ -71,13 +72,13 @@ type Runtime interface {
 
 // Router splits an app's traffic between its stable and canary tracks.
 type Router interface {
-	// SetWeight sends canaryPercent (0..100, fractions allowed) of the
-	// app's requests to the canary track and the rest to stable, without
-	// dropping connections.
-	SetWeight(ctx context.Context, app spec.App, env string, canaryPercent float64) error
-	// Weight reports the canary percentage in force and the address users
-	// connect to (host:port or URL).
-	Weight(ctx context.Context, app spec.App, env string) (canaryPercent float64, endpoint string, err error)
+	// SetWeight sends w of the app's requests to the canary track and the
+	// rest to stable, without dropping connections.
+	SetWeight(ctx context.Context, app spec.App, env string, w release.Weight) error
+	// Weight reports the canary's share in force (a router may round what
+	// was set: replica ratios) and the address users connect to (host:port
+	// or URL).
+	Weight(ctx context.Context, app spec.App, env string) (w release.Weight, endpoint string, err error)
 }
 
 // LogLine is one line an instance wrote to stdout or stderr.

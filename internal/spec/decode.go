@@ -2,9 +2,9 @@ package spec
 
 import (
 	"fmt"
+	"github.com/shipteam/ship/internal/release"
 	"math"
 	"reflect"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -30,7 +30,10 @@ type decoder struct {
 
 const nodeBudget = 100_000
 
-var durationType = reflect.TypeOf(Duration(0))
+var (
+	durationType = reflect.TypeOf(Duration(0))
+	weightType   = reflect.TypeOf(release.Weight(0))
+)
 
 // maxProblems bounds what one app reports; past it the rest is noise.
 const maxProblems = 50
@@ -114,6 +117,17 @@ func (d *decoder) value(path string, n *yaml.Node, v reflect.Value, tag reflect.
 		}
 		return
 	}
+	if v.Type() == weightType {
+		if d.scalar(path, at, n, "a percentage such as 10%") {
+			w, err := release.ParseWeight(n.Value)
+			if err != nil {
+				d.errorf(at, path, "must be a percentage such as 1, 10%% or 0.5%% (at most two decimals), got %q", n.Value)
+				return
+			}
+			v.SetInt(int64(w))
+		}
+		return
+	}
 	switch v.Kind() {
 	case reflect.Struct:
 		d.structure(path, at, n, v)
@@ -145,15 +159,6 @@ func (d *decoder) value(path string, n *yaml.Node, v reflect.Value, tag reflect.
 		v.SetInt(int64(i))
 	case reflect.Float64:
 		if !d.scalar(path, at, n, "a number") {
-			return
-		}
-		if tag.Get("ship") == "percent" {
-			w, err := parsePercent(n.Value)
-			if err != nil {
-				d.errorf(at, path, "%v", err)
-				return
-			}
-			v.SetFloat(w)
 			return
 		}
 		var f float64
@@ -378,20 +383,4 @@ func parseDuration(s string) (Duration, error) {
 		return 0, fmt.Errorf("must not be negative, got %q", s)
 	}
 	return Duration(v), nil
-}
-
-var percentRE = regexp.MustCompile(`^[0-9]{1,3}(\.[0-9]{1,2})?%?$`)
-
-// parsePercent reads a weight written "10", "10%", "0.5" or "0.25%": at
-// most two decimals, so a weight is always a whole number of 1/10000ths.
-func parsePercent(s string) (float64, error) {
-	t := strings.TrimSpace(s)
-	if !percentRE.MatchString(t) {
-		return 0, fmt.Errorf("must be a percentage such as 1, 10%% or 0.5%% (at most two decimals), got %q", s)
-	}
-	w, err := strconv.ParseFloat(strings.TrimSuffix(t, "%"), 64)
-	if err != nil {
-		return 0, fmt.Errorf("must be a percentage, got %q", s)
-	}
-	return w, nil
 }

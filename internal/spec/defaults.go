@@ -1,6 +1,10 @@
 package spec
 
-import "time"
+import (
+	"time"
+
+	"github.com/shipteam/ship/internal/release"
+)
 
 // The defaults, in one place; docs/spec.md lists the same values.
 const (
@@ -37,10 +41,10 @@ const (
 // 30s pause each, then 100 with none. Each call returns a new slice.
 func DefaultSteps() []Step {
 	return []Step{
-		{Weight: 1, Pause: DefaultStepPause},
-		{Weight: 10, Pause: DefaultStepPause},
-		{Weight: 50, Pause: DefaultStepPause},
-		{Weight: 100, Pause: 0},
+		{Weight: 1 * 100, Pause: DefaultStepPause},
+		{Weight: 10 * 100, Pause: DefaultStepPause},
+		{Weight: 50 * 100, Pause: DefaultStepPause},
+		{Weight: 100 * 100, Pause: 0},
 	}
 }
 
@@ -71,7 +75,7 @@ func withDefaults() App {
 // defaultPause is the pause of step i when the file gives none: the last
 // step at 100% has nothing left to watch, so it does not wait.
 func defaultPause(steps []Step, i int) Duration {
-	if i == len(steps)-1 && steps[i].Weight == 100 {
+	if i == len(steps)-1 && steps[i].Weight == release.Full {
 		return 0
 	}
 	return DefaultStepPause

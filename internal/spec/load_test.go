@@ -19,7 +19,7 @@ func TestParseFillsEveryDefault(t *testing.T) {
 		Name: "tiny", Kind: KindWeb, Port: 0, Listen: "127.0.0.1", HealthPath: "/healthz", Replicas: 1,
 		Environments: []string{"production"},
 		Strategy: Strategy{Type: StrategyCanary, StepTimeout: Duration(5 * time.Minute), Steps: []Step{
-			{1, Duration(30 * time.Second)}, {10, Duration(30 * time.Second)}, {50, Duration(30 * time.Second)}, {100, 0}}},
+			{100, Duration(30 * time.Second)}, {1000, Duration(30 * time.Second)}, {5000, Duration(30 * time.Second)}, {10000, 0}}},
 		Analysis: Analysis{MaxErrorRate: 0.05, MinRequests: 20, Interval: Duration(250 * time.Millisecond)},
 		Run:      Run{Command: "./tiny", StartTimeout: Duration(30 * time.Second), StopGrace: Duration(10 * time.Second)},
 		Kube:     Kube{Namespace: "ship-{{.Env}}"},
@@ -54,7 +54,7 @@ strategy:
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []Step{{0.5, Duration(30 * time.Second)}, {25, Duration(2 * time.Minute)}, {60, Duration(30 * time.Second)}, {100, 0}}
+	want := []Step{{50, Duration(30 * time.Second)}, {2500, Duration(2 * time.Minute)}, {6000, Duration(30 * time.Second)}, {10000, 0}}
 	if got := apps[0].Strategy.Steps; !reflect.DeepEqual(got, want) {
 		t.Fatalf("steps %v, want %v", got, want)
 	}

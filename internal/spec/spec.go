@@ -7,7 +7,11 @@
 // docs/spec.md documents every field with its default.
 package spec
 
-import "time"
+import (
+	"time"
+
+	"github.com/shipteam/ship/internal/release"
+)
 
 // Kind says how an app is run and rolled out. Only KindWeb is implemented;
 // the field exists from the start so worker and cron apps slot in later.
@@ -66,8 +70,8 @@ type Strategy struct {
 // step is either a mapping (weight, pause) or just a weight ("- 10" or
 // "- 10%"), which takes the default pause.
 type Step struct {
-	Weight float64  `yaml:"weight" json:"weight" ship:"percent"` // percent of traffic to the canary, 0 < w <= 100, a multiple of 0.01
-	Pause  Duration `yaml:"pause" json:"pause"`                  // default 30s (0 for a last step of 100)
+	Weight release.Weight `yaml:"weight" json:"weight"` // share of traffic to the canary, 0 < w <= 100%
+	Pause  Duration       `yaml:"pause" json:"pause"`   // default 30s (0 for a last step of 100)
 }
 
 // Analysis holds the thresholds the canary is judged by against stable.

@@ -2,6 +2,7 @@ package spec
 
 import (
 	"fmt"
+	"github.com/shipteam/ship/internal/release"
 	"math"
 	"net"
 	"regexp"
@@ -146,18 +147,16 @@ func (c *checker) strategy(s *Strategy, p string) {
 	if len(s.Steps) > 100 {
 		c.fail(p+".steps", "at most 100 steps, got %d", len(s.Steps))
 	}
-	prev := 0.0
+	var prev release.Weight
 	for i, st := range s.Steps {
 		path := fmt.Sprintf("%s.steps[%d]", p, i)
 		w := st.Weight
 		switch {
-		case math.IsNaN(w) || w <= 0 || w > 100:
+		case w <= 0 || w > release.Full:
 			// Out of range: reported once, and not compared with the next.
-			c.fail(path+".weight", "must be > 0 and <= 100, got %g", w)
-		case math.Abs(w*100-math.Round(w*100)) > 1e-9:
-			c.fail(path+".weight", "must have at most two decimals, got %g", w)
+			c.fail(path+".weight", "must be > 0 and <= 100, got %s", w.Number())
 		case i > 0 && w <= prev:
-			c.fail(path+".weight", "must be greater than the previous step's weight (%g), got %g", prev, w)
+			c.fail(path+".weight", "must be greater than the previous step's weight (%s), got %s", prev.Number(), w.Number())
 		default:
 			prev = w
 		}

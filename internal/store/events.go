@@ -117,7 +117,7 @@ func (s *Store) queryEvents(ctx context.Context, query string, args ...any) ([]r
 
 // LastEvent returns the newest event of type typ of release id, or
 // ErrNotFound.
-func (s *Store) LastEvent(ctx context.Context, releaseID int64, typ string) (release.Event, error) {
+func (s *Store) LastEvent(ctx context.Context, releaseID int64, typ release.EventType) (release.Event, error) {
 	evs, err := s.queryEvents(ctx, `SELECT id, COALESCE(release_id, 0), app, env, type, state, step, weight, message, actor, time, data
 		FROM events WHERE release_id=? AND type=? ORDER BY id DESC LIMIT 1`, releaseID, typ)
 	if err != nil {

@@ -56,10 +56,9 @@ func (s *Store) CreateRelease(ctx context.Context, r release.Release, st *AppSta
 	return r, out, nil
 }
 
-// ErrEnded is returned by UpdateRelease for a release already in a terminal
+// UpdateRelease returns ErrEnded for a release already in a terminal
 // state: an ended release never changes again, so a writer working from a
 // stale copy (a second engine, a step racing a command) cannot revive it.
-var ErrEnded = errors.New("release already ended")
 
 // UpdateRelease writes r (found by ID), the app state st when not nil, and
 // evs in one transaction, so a transition and its record never part.
@@ -203,9 +202,9 @@ func scanRelease(sc scanner) (release.Release, error) {
 	return r, nil
 }
 
-func nonNil(f []float64) []float64 {
+func nonNil(f []release.Weight) []release.Weight {
 	if f == nil {
-		return []float64{}
+		return []release.Weight{}
 	}
 	return f
 }

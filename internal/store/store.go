@@ -17,37 +17,24 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shipteam/ship/internal/release"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
 
-// ErrNotFound is returned when the asked-for row does not exist.
-var ErrNotFound = errors.New("not found")
+// Errors callers branch on are the vocabulary's, so the engine and the
+// chat front end never import the store to check them.
+var (
+	ErrNotFound = release.ErrNotFound
+	ErrConflict = release.ErrConflict
+	ErrEnded    = release.ErrEnded
+)
 
-// ErrConflict is returned by CreateRelease when the app already has an
-// active release in that environment.
-var ErrConflict = errors.New("an active release exists")
-
-// AppState is what an app in one environment should run when no release is
-// moving it: the engine re-applies it after a restart.
-type AppState struct {
-	App      string    `json:"app"`
-	Env      string    `json:"env"`
-	Stable   string    `json:"stable"`   // stable version, "" before the first deploy succeeds
-	Replicas int       `json:"replicas"` // stable instances (0 = stopped)
-	Canary   string    `json:"canary"`   // canary version while a release runs one
-	Weight   float64   `json:"weight"`   // canary percent in force
-	Updated  time.Time `json:"updated"`
-}
-
-// EventQuery selects events; zero fields do not filter. Events come oldest
-// first (ascending ID) so a reader can page with AfterID.
-type EventQuery struct {
-	App       string
-	Env       string
-	ReleaseID int64
-	AfterID   int64
-	Limit     int // 0 = 1000
-}
+// AppState and EventQuery are the vocabulary's; the names stay here for
+// the store's own callers.
+type (
+	AppState   = release.AppState
+	EventQuery = release.EventQuery
+)
 
 // Store is an open SQLite file. Writes go through one connection (SQLite
 // allows one writer); reads use a small pool that WAL lets run beside it.
@@ -249,8 +236,8 @@ func isUniqueViolation(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
 }
 
-func marshalData(d map[string]any) (string, error) {
-	if len(d) == 0 {
+func marshalData(d *release.EventData) (string, error) {
+	if d == nil {
 		return "", nil
 	}
 	b, err := json.Marshal(d)

@@ -26,7 +26,7 @@ var t0 = time.Date(2026, 11, 25, 12, 0, 0, 123456789, time.UTC)
 
 func newRelease(app, version string) release.Release {
 	return release.Release{App: app, Env: "production", Kind: release.KindDeploy, Version: version, FromVersion: "v1",
-		Strategy: "canary", Steps: []float64{0.1, 10, 100}, State: release.Pending, Actor: "alice", Source: release.SourceSlack,
+		Strategy: "canary", Steps: []release.Weight{10, 1000, 10000}, State: release.Pending, Actor: "alice", Source: release.SourceSlack,
 		Created: t0, Updated: t0, StepStarted: t0}
 }
 
@@ -54,7 +54,7 @@ func TestMigrationsRunOnceAndReopenKeepsData(t *testing.T) {
 		t.Fatal("an event for a release that does not exist was stored")
 	}
 	r, _, err := s.CreateRelease(ctx, newRelease("resizer", "v2"), &AppState{App: "resizer", Env: "production", Stable: "v1", Replicas: 3, Updated: t0},
-		release.Event{App: "resizer", Env: "production", Type: "release.created", Actor: "alice", Time: t0, Data: map[string]any{"steps": []float64{1, 2}}})
+		release.Event{App: "resizer", Env: "production", Type: "release.created", Actor: "alice", Time: t0, Data: &release.EventData{Steps: []release.Weight{100, 200}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +73,7 @@ func TestMigrationsRunOnceAndReopenKeepsData(t *testing.T) {
 	}
 	want := newRelease("resizer", "v2")
 	want.ID = r.ID
-	if got.Version != want.Version || got.Steps[0] != 0.1 || !got.Created.Equal(t0) || !got.StepStarted.Equal(t0) ||
+	if got.Version != want.Version || got.Steps[0] != 10 || !got.Created.Equal(t0) || !got.StepStarted.Equal(t0) ||
 		got.State != release.Pending || got.Source != release.SourceSlack || got.FromVersion != "v1" {
 		t.Fatalf("release after reopen %+v", got)
 	}
@@ -82,7 +82,7 @@ func TestMigrationsRunOnceAndReopenKeepsData(t *testing.T) {
 		t.Fatalf("app state %+v %v", st, err)
 	}
 	evs, err := s.Events(ctx, EventQuery{ReleaseID: r.ID})
-	if err != nil || len(evs) != 1 || evs[0].ReleaseID != r.ID || evs[0].Data["steps"] == nil {
+	if err != nil || len(evs) != 1 || evs[0].ReleaseID != r.ID || evs[0].Data == nil || len(evs[0].Data.Steps) != 2 {
 		t.Fatalf("events %+v %v", evs, err)
 	}
 	if name, err := s.TokenUser(ctx, []byte{1, 2, 3}); err != nil || name != "admin" {

@@ -3,6 +3,7 @@ package traffic
 import (
 	"context"
 	"fmt"
+	"github.com/shipteam/ship/internal/release"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -98,7 +99,11 @@ func (f *fixture) setBackends(track runtime.Track, version string, bs ...*testBa
 
 func (f *fixture) setWeight(pct float64) {
 	f.t.Helper()
-	if err := f.r.SetWeight(context.Background(), f.app, f.env, pct); err != nil {
+	w, err := release.WeightFromPercent(pct)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	if err := f.r.SetWeight(context.Background(), f.app, f.env, w); err != nil {
 		f.t.Fatal(err)
 	}
 }

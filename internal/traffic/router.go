@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/shipteam/ship/internal/release"
 	"log/slog"
 	"net"
 	"net/http"
@@ -222,33 +223,32 @@ func (r *Router) SetBackends(app, env string, track runtime.Track, version strin
 	rt.rebuildLocked()
 }
 
-// SetWeight sends canaryPercent of the app's requests to the canary track,
-// in steps of 0.01%. The new split applies to the next request; requests
-// and connections in flight are untouched.
-func (r *Router) SetWeight(ctx context.Context, app spec.App, env string, canaryPercent float64) error {
-	w, err := weightFromPercent(canaryPercent)
-	if err != nil {
-		return fmt.Errorf("set weight of %s/%s: %w", app.Name, env, err)
+// SetWeight sends w of the app's requests to the canary track, exactly
+// (the split's resolution is the weight's: 0.01%). The new split applies to
+// the next request; requests and connections in flight are untouched.
+func (r *Router) SetWeight(ctx context.Context, app spec.App, env string, w release.Weight) error {
+	if !w.Valid() {
+		return fmt.Errorf("set weight of %s/%s: canary weight must be between 0 and 100%%, got %s", app.Name, env, w)
 	}
 	rt := r.route(app.Name, env, true)
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
-	rt.weight = w
+	rt.weight = int(w)
 	rt.sticky = app.Stickiness
 	rt.rebuildLocked()
 	return nil
 }
 
-// Weight reports the canary percentage in force and the endpoint ("" when
+// Weight reports the canary's share in force and the endpoint ("" when
 // the app has no listener yet).
-func (r *Router) Weight(ctx context.Context, app spec.App, env string) (float64, string, error) {
+func (r *Router) Weight(ctx context.Context, app spec.App, env string) (release.Weight, string, error) {
 	rt := r.route(app.Name, env, false)
 	if rt == nil {
 		return 0, "", nil
 	}
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
-	return percentFromWeight(rt.weight), rt.endpoint, nil
+	return release.Weight(rt.weight), rt.endpoint, nil
 }
 
 // Sample returns the cumulative counters of the versions the two tracks run

@@ -639,7 +639,7 @@ func TestListenIsIdempotent(t *testing.T) {
 	if err != nil || ep != f.endpoint {
 		t.Fatalf("second Listen: %q %v, first %q", ep, err, f.endpoint)
 	}
-	if err := f.r.SetWeight(context.Background(), f.app, f.env, 101); err == nil {
+	if err := f.r.SetWeight(context.Background(), f.app, f.env, 10100); err == nil {
 		t.Fatal("weight 101 accepted")
 	}
 }
@@ -726,10 +726,10 @@ func TestRoutersShareARegistryAndWorkBeforeListen(t *testing.T) {
 	// The engine may set weights and the runtime instances before the
 	// listener exists (e.g. after a restart).
 	r2.SetBackends("early", "production", runtime.Stable, "v1", addrs(newBackend(t, "s", nil)))
-	if err := r2.SetWeight(ctx, app, "production", 2.5); err != nil {
+	if err := r2.SetWeight(ctx, app, "production", 250); err != nil {
 		t.Fatal(err)
 	}
-	if w, ep, err := r2.Weight(ctx, app, "production"); w != 2.5 || ep != "" || err != nil {
+	if w, ep, err := r2.Weight(ctx, app, "production"); w != 250 || ep != "" || err != nil {
 		t.Fatalf("Weight before Listen = %v %q %v", w, ep, err)
 	}
 	ep, err := r2.Listen(ctx, app, "production", "127.0.0.1:0")

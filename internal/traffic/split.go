@@ -1,24 +1,8 @@
 package traffic
 
-import (
-	"fmt"
-	"math"
-)
-
-// scale is the weight resolution: weights are integers out of 10000, so the
-// smallest canary share is 0.01%.
+// scale is the weight resolution: release.Weight's basis points, so the
+// smallest canary share is 0.01% and every weight is split exactly.
 const scale = 10000
-
-// weightFromPercent converts a canary percentage (0..100, fractions
-// allowed) to parts of scale.
-func weightFromPercent(p float64) (int, error) {
-	if math.IsNaN(p) || p < 0 || p > 100 {
-		return 0, fmt.Errorf("canary weight must be between 0 and 100 percent, got %v", p)
-	}
-	return int(math.Round(p * scale / 100)), nil
-}
-
-func percentFromWeight(w int) float64 { return float64(w) * 100 / scale }
 
 // canaryTurn reports whether request number n of an app goes to the canary
 // when w of every scale requests should. It is Bresenham's line: the

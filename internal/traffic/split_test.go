@@ -39,25 +39,6 @@ func TestCanaryTurnGivesExactShareInEveryWindow(t *testing.T) {
 	}
 }
 
-func TestWeightFromPercent(t *testing.T) {
-	for _, tc := range []struct {
-		in      float64
-		want    int
-		wantErr bool
-	}{
-		{0, 0, false}, {1, 100, false}, {0.1, 10, false}, {0.01, 1, false},
-		{50, 5000, false}, {100, 10000, false}, {12.345, 1235, false},
-		{-1, 0, true}, {100.5, 0, true}, {nan(), 0, true},
-	} {
-		got, err := weightFromPercent(tc.in)
-		if (err != nil) != tc.wantErr || got != tc.want {
-			t.Errorf("weightFromPercent(%v) = %d, %v; want %d, err %v", tc.in, got, err, tc.want, tc.wantErr)
-		}
-	}
-}
-
-func nan() float64 { z := 0.0; return z / z }
-
 func TestStickyBucketSpreadsUsers(t *testing.T) {
 	// With 10% weight, close to 10% of 20,000 user ids land on the canary.
 	in := 0

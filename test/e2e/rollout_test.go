@@ -51,7 +51,7 @@ func TestLifecycleUnderLoadLosesNoRequest(t *testing.T) {
 	// A canary held at 1%: the CLI returns once it is there.
 	r = s.mustCLI("deploy", "web", "v2", "--canary", "1%", "--wait")
 	st := s.status()
-	if st.Weight != 1 || st.Canary.Version != "v2" || st.Stable.Version != "v1" || st.Release == nil || st.Release.State != release.Paused {
+	if st.Weight != 100 || st.Canary.Version != "v2" || st.Stable.Version != "v1" || st.Release == nil || st.Release.State != release.Paused {
 		t.Fatalf("after --canary 1%%: %+v\n%s", st, r)
 	}
 	if st.Endpoint != s.endpoint || st.Stable.Ready != 2 || st.Stable.Desired != 2 || st.Canary.Ready < 1 {
@@ -233,7 +233,7 @@ func TestKilledShipFinishesTheReleaseAfterRestart(t *testing.T) {
 		if r.State.Terminal() {
 			t.Fatalf("release ended before the kill: %+v", r)
 		}
-		return r.Weight >= 50
+		return r.Weight >= 5000
 	})
 	before, err := s.client.History(ctx, "web", "", 100)
 	if err != nil {
@@ -334,7 +334,7 @@ func TestKilledShipFinishesTheReleaseAfterRestart(t *testing.T) {
 			t.Errorf("event ids not increasing: %d after %d", ev.ID, lastID)
 		}
 		lastID = ev.ID
-		types = append(types, ev.Type)
+		types = append(types, string(ev.Type))
 		if ev.State == release.Succeeded {
 			return api.ErrStop
 		}

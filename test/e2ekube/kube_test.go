@@ -81,7 +81,7 @@ func TestShipServeKubeCanaryPromoteAbortRollbackScale(t *testing.T) {
 	k.waitAvailable(ns, "web-canary", "v2", 1)
 	var st engine.AppStatus
 	s.cliJSON(&st, "status", "web")
-	if st.Weight != 1 || st.Stable.Version != "v1" || st.Canary.Version != "v2" || st.Release == nil || st.Release.State != release.Paused || st.Release.Version != "v2" {
+	if st.Weight != 100 || st.Stable.Version != "v1" || st.Canary.Version != "v2" || st.Release == nil || st.Release.State != release.Paused || st.Release.Version != "v2" {
 		t.Errorf("status while held: weight %v stable %+v canary %+v release %+v", st.Weight, st.Stable, st.Canary, st.Release)
 	}
 	if !strings.Contains(st.Endpoint, kubetest.GatewayName) {

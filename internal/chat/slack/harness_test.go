@@ -277,7 +277,7 @@ func (u user) actorForTest() engine.Actor {
 }
 
 func deployReq(app, version string) engine.DeployRequest {
-	return engine.DeployRequest{App: app, Version: version, Canary: 1}
+	return engine.DeployRequest{App: app, Version: version, Canary: 100}
 }
 
 func copyN(w io.Writer, resp *http.Response) (int64, error) {

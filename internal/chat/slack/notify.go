@@ -94,7 +94,7 @@ func (n *notifier) observe(ev release.Event) {
 	defer n.mu.Unlock()
 	// App-level facts (scale, lock) are announced on their own, even when
 	// they happen during a release (the engine then links them to it).
-	if strings.HasPrefix(ev.Type, "app.") {
+	if ev.Type.IsApp() {
 		if len(n.appQueue) >= maxAppQueue {
 			n.appQueue = n.appQueue[1:]
 			n.b.stats.eventsDropped.Add(1)
@@ -112,8 +112,8 @@ func (n *notifier) observe(ev release.Event) {
 	}
 	// Actions from other front ends (CLI, web, API) show in the timeline;
 	// chat presses are noted by the press handler itself.
-	if ev.Actor != "" && !strings.HasPrefix(ev.Actor, "slack:") && !strings.HasPrefix(ev.Actor, "mattermost:") && actionEvent(ev.Type) {
-		t.addLine(fmt.Sprintf("%s by %s", eventLabel(ev.Type), actorLabel(ev.Actor)))
+	if ev.Actor != "" && !strings.HasPrefix(ev.Actor, "slack:") && !strings.HasPrefix(ev.Actor, "mattermost:") && actionEvent(string(ev.Type)) {
+		t.addLine(fmt.Sprintf("%s by %s", eventLabel(string(ev.Type)), actorLabel(ev.Actor)))
 	}
 	t.dirty = true
 	n.signal()
@@ -375,7 +375,7 @@ func (n *notifier) messageOf(id int64) (channel, ts string) {
 func appEventText(ev release.Event) string {
 	msg := ev.Message
 	if msg == "" {
-		msg = eventLabel(strings.TrimPrefix(ev.Type, "app.")) + " " + ev.App + " (" + ev.Env + ")"
+		msg = eventLabel(strings.TrimPrefix(string(ev.Type), "app.")) + " " + ev.App + " (" + ev.Env + ")"
 	}
 	switch {
 	case ev.Actor == "":

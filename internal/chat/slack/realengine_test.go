@@ -52,17 +52,17 @@ func (r *readyRuntime) Remove(_ context.Context, _ spec.App, _ string, t runtime
 
 type weightRouter struct {
 	mu sync.Mutex
-	w  float64
+	w  release.Weight
 }
 
-func (r *weightRouter) SetWeight(_ context.Context, _ spec.App, _ string, w float64) error {
+func (r *weightRouter) SetWeight(_ context.Context, _ spec.App, _ string, w release.Weight) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.w = w
 	return nil
 }
 
-func (r *weightRouter) Weight(context.Context, spec.App, string) (float64, string, error) {
+func (r *weightRouter) Weight(context.Context, spec.App, string) (release.Weight, string, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.w, "127.0.0.1:18080", nil
@@ -110,7 +110,7 @@ func newRealEngineWithRouter(t *testing.T) (*engine.Engine, *weightRouter) {
 	app := spec.App{
 		Name: "resizer", Kind: spec.KindWeb, Replicas: 2, Environments: []string{"production"},
 		Strategy: spec.Strategy{Type: spec.StrategyCanary, StepTimeout: spec.Duration(time.Minute), Steps: []spec.Step{
-			{Weight: 1, Pause: spec.Duration(time.Second)}, {Weight: 100},
+			{Weight: 100, Pause: spec.Duration(time.Second)}, {Weight: 10000},
 		}},
 		Analysis: spec.Analysis{MaxErrorRate: 0.05, MinRequests: 20, Interval: spec.Duration(100 * time.Millisecond)},
 	}
@@ -196,7 +196,7 @@ func TestRealEngineCanaryPromotedFromSlackAndRefusedPress(t *testing.T) {
 	}
 	var promotedBy string
 	for _, ev := range evs {
-		if strings.Contains(ev.Type, "promot") && ev.Actor != "" {
+		if strings.Contains(string(ev.Type), "promot") && ev.Actor != "" {
 			promotedBy = ev.Actor
 		}
 	}
@@ -225,7 +225,7 @@ func TestRealEngineCanaryAbortedFromButton(t *testing.T) {
 	router.mu.Lock()
 	w := router.w
 	router.mu.Unlock()
-	if w != 5 {
+	if w != 500 {
 		t.Fatalf("canary weight %v before abort, want 5", w)
 	}
 	h.press(bob, testChannel, ActionAbort, "resizer", "production", 2)

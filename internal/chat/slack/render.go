@@ -57,10 +57,10 @@ func plain(s string) *slackapi.TextBlockObject {
 
 func trimFloat(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
 
-func stepsText(steps []float64) string {
+func stepsText(steps []release.Weight) string {
 	s := make([]string, len(steps))
 	for i, w := range steps {
-		s[i] = trimFloat(w) + "%"
+		s[i] = w.String()
 	}
 	return strings.Join(s, " → ")
 }
@@ -72,11 +72,11 @@ func strategyText(r release.Release) string {
 	case r.Strategy == "rolling":
 		return "rolling"
 	case r.HoldAt > 0:
-		return fmt.Sprintf("%s%% canary, held until promoted", trimFloat(r.HoldAt))
+		return fmt.Sprintf("%s%% canary, held until promoted", r.HoldAt.Number())
 	case len(r.Steps) > 0:
 		return "canary " + stepsText(r.Steps)
 	}
-	return r.Strategy
+	return string(r.Strategy)
 }
 
 var stateIcon = map[release.State]string{
@@ -95,9 +95,9 @@ func stateText(r release.Release) string {
 		if len(r.Steps) > 0 {
 			step = fmt.Sprintf(", step %d of %d", r.Step+1, len(r.Steps))
 		}
-		return fmt.Sprintf("%s progressing: canary at %s%%%s", icon, trimFloat(r.Weight), step)
+		return fmt.Sprintf("%s progressing: canary at %s%%%s", icon, r.Weight.Number(), step)
 	case release.Paused:
-		return fmt.Sprintf("%s paused at %s%%: waiting for Promote or Abort", icon, trimFloat(r.Weight))
+		return fmt.Sprintf("%s paused at %s%%: waiting for Promote or Abort", icon, r.Weight.Number())
 	case release.Promoting:
 		return icon + " promoting to 100%"
 	}
@@ -169,7 +169,7 @@ func releaseMessage(r release.Release, st *engine.AppStatus, timeline []string) 
 	}
 	if st != nil && (st.Release == nil || st.Release.ID == r.ID) && r.Active() {
 		fields = append(fields,
-			mrkdwn("*Weight*\n"+trimFloat(st.Weight)+"% to canary"),
+			mrkdwn("*Weight*\n"+st.Weight.Number()+"% to canary"),
 			mrkdwn("*Instances*\n"+trackText("stable", st.Stable)+"\n"+trackText("canary", st.Canary)))
 	}
 	blocks = append(blocks, slackapi.NewSectionBlock(nil, fields, nil))
@@ -243,7 +243,7 @@ func statusText(st engine.AppStatus) string {
 	if st.Endpoint != "" {
 		fmt.Fprintf(&s, " · %s", st.Endpoint)
 	}
-	fmt.Fprintf(&s, "\n%s · %s · canary weight %s%%", trackText("stable", st.Stable), trackText("canary", st.Canary), trimFloat(st.Weight))
+	fmt.Fprintf(&s, "\n%s · %s · canary weight %s%%", trackText("stable", st.Stable), trackText("canary", st.Canary), st.Weight.Number())
 	if r := st.Release; r != nil {
 		fmt.Fprintf(&s, "\nrelease #%d %s (%s) by %s: %s", r.ID, r.Version, strategyText(*r), actorLabel(r.Actor), stateText(*r))
 	}
@@ -274,7 +274,7 @@ func (b *Bot) listApps(ctx context.Context) message {
 		}
 		fmt.Fprintf(&s, "• *%s* (%s): stable %s", st.App, st.Env, orNone(st.Stable.Version))
 		if st.Canary.Version != "" {
-			fmt.Fprintf(&s, ", canary %s at %s%%", st.Canary.Version, trimFloat(st.Weight))
+			fmt.Fprintf(&s, ", canary %s at %s%%", st.Canary.Version, st.Weight.Number())
 		}
 		if st.Release != nil && st.Release.Active() {
 			fmt.Fprintf(&s, ", release #%d %s", st.Release.ID, st.Release.State)

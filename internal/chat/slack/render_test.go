@@ -13,7 +13,7 @@ import (
 
 func TestReleaseMessageButtonsFollowState(t *testing.T) {
 	base := release.Release{ID: 7, App: "resizer", Env: "production", Kind: release.KindDeploy, Version: "v2",
-		FromVersion: "v1", Strategy: "canary", Steps: []float64{1, 10, 50, 100}, Actor: "slack:U1 (alice)",
+		FromVersion: "v1", Strategy: "canary", Steps: []release.Weight{100, 1000, 5000, 10000}, Actor: "slack:U1 (alice)",
 		Source: release.SourceSlack, Created: time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)}
 	tests := []struct {
 		state   release.State
@@ -50,9 +50,9 @@ func TestReleaseMessageButtonsFollowState(t *testing.T) {
 
 func TestReleaseMessageShowsProgressAndStaysWithinBlockLimits(t *testing.T) {
 	r := release.Release{ID: 3, App: "resizer", Env: "production", Kind: release.KindDeploy, Version: "v2",
-		FromVersion: "v1", Strategy: "canary", Steps: []float64{1, 10, 50, 100}, Step: 1, Weight: 10,
+		FromVersion: "v1", Strategy: "canary", Steps: []release.Weight{100, 1000, 5000, 10000}, Step: 1, Weight: 1000,
 		State: release.Progressing, Actor: "alice", Source: release.SourceCLI, Reason: strings.Repeat("é", 5000)}
-	st := &engine.AppStatus{App: "resizer", Env: "production", Weight: 10, Release: &r,
+	st := &engine.AppStatus{App: "resizer", Env: "production", Weight: 1000, Release: &r,
 		Stable: engine.TrackView{Version: "v1", Ready: 3, Desired: 3}, Canary: engine.TrackView{Version: "v2", Ready: 1, Desired: 2, Restarts: 2},
 		Analysis: &engine.Analysis{StableRequests: 9000, StableErrorRate: 0.001, CanaryRequests: 1000, CanaryErrorRate: 0.02,
 			StableP99Ms: 40.04, CanaryP99Ms: 75.5, Verdict: "wait", Reason: "not enough requests"}}

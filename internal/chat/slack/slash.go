@@ -207,7 +207,7 @@ func describe(c command.Command, env string) string {
 		s := fmt.Sprintf("deploying %s %s to %s", c.App, c.Version, env)
 		switch {
 		case c.Canary > 0:
-			s += fmt.Sprintf(" as a %s%% canary", trimFloat(c.Canary))
+			s += fmt.Sprintf(" as a %s%% canary", c.Canary.Number())
 		case c.Rolling:
 			s += " (rolling)"
 		case len(c.Steps) > 0:

@@ -20,6 +20,7 @@ import (
 	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 
 	"github.com/shipteam/ship/internal/kubetest"
+	"github.com/shipteam/ship/internal/release"
 	"github.com/shipteam/ship/internal/runtime"
 	"github.com/shipteam/ship/internal/spec"
 )
@@ -124,7 +125,7 @@ func (e *env) routeWeights(app spec.App) string {
 	return strings.Join(parts, " ")
 }
 
-func (e *env) weight(app spec.App, want float64) {
+func (e *env) weight(app spec.App, want release.Weight) {
 	e.t.Helper()
 	got, _, err := e.rr.Weight(e.ctx, app, "")
 	if err != nil {
@@ -229,27 +230,27 @@ kube:
 
 	e.apply(app, runtime.Canary, "v2", 1)
 	e.waitReady(app, runtime.Canary, "v2", 1)
-	if err := e.rr.SetWeight(e.ctx, app, "", 1); err != nil {
+	if err := e.rr.SetWeight(e.ctx, app, "", 100); err != nil {
 		t.Fatal(err)
 	}
 	if got := e.routeWeights(app); got != "gw-stable=99 gw-canary=1" {
 		t.Errorf("route at 1%%: %s", got)
 	}
-	e.weight(app, 1)
-	if err := e.rr.SetWeight(e.ctx, app, "", 0.1); err != nil {
+	e.weight(app, 100)
+	if err := e.rr.SetWeight(e.ctx, app, "", 10); err != nil {
 		t.Fatal(err)
 	}
 	if got := e.routeWeights(app); got != "gw-stable=999 gw-canary=1" {
 		t.Errorf("route at 0.1%%: %s", got)
 	}
-	e.weight(app, 0.1)
+	e.weight(app, 10)
 	_, endpoint, _ := e.rr.Weight(e.ctx, app, "")
 	if !strings.Contains(endpoint, kubetest.GatewayName) {
 		t.Errorf("endpoint %q does not name the gateway", endpoint)
 	}
 	// An Apply in between keeps the weight in force.
 	e.apply(app, runtime.Canary, "v2", 1)
-	e.weight(app, 0.1)
+	e.weight(app, 10)
 
 	// Promote: stable to v2, weight back, canary removed.
 	e.apply(app, runtime.Stable, "v2", 2)
@@ -309,13 +310,13 @@ kube:
 	if sel := svc().Spec.Selector[LabelTrack]; sel != "stable" {
 		t.Errorf("app service selects track %q before any weight, want stable", sel)
 	}
-	if err := e.rr.SetWeight(e.ctx, app, "", 10); err != nil {
+	if err := e.rr.SetWeight(e.ctx, app, "", 1000); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := svc().Spec.Selector[LabelTrack]; ok {
 		t.Errorf("app service still selects one track at 10%%: %v", svc().Spec.Selector)
 	}
-	e.weight(app, 25) // 1 canary of 4 pods
+	e.weight(app, 2500) // 1 canary of 4 pods
 	st, err := e.rt.Status(e.ctx, app, "")
 	if err != nil {
 		t.Fatal(err)
@@ -327,7 +328,7 @@ kube:
 		t.Errorf("stable note %q", st[runtime.Stable].Note)
 	}
 	// 25% asked with 3+1 is what the replicas give: no note.
-	if err := e.rr.SetWeight(e.ctx, app, "", 25); err != nil {
+	if err := e.rr.SetWeight(e.ctx, app, "", 2500); err != nil {
 		t.Fatal(err)
 	}
 	if st, _ := e.rt.Status(e.ctx, app, ""); st[runtime.Canary].Note != "" {
@@ -566,7 +567,7 @@ kube:
 	e.apply(app, runtime.Stable, "v1", 2)
 	e.apply(app, runtime.Canary, "v2", 1)
 	e.waitReady(app, runtime.Canary, "v2", 1)
-	if err := e.rr.SetWeight(e.ctx, app, "", 1); err != nil {
+	if err := e.rr.SetWeight(e.ctx, app, "", 100); err != nil {
 		t.Fatal(err)
 	}
 	if got := e.routeWeights(app); got != "aborted-stable=99 aborted-canary=1" {

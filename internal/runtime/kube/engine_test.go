@@ -250,14 +250,14 @@ func TestShipCanaryPromoteAbortRollback(t *testing.T) {
 	s.waitReady(s.app, runtime.Stable, "v1", 2)
 
 	// v2 held at 1%: the HTTPRoute carries 99/1.
-	r = s.deploy(api.DeployRequest{Version: "v2", Canary: 1})
+	r = s.deploy(api.DeployRequest{Version: "v2", Canary: 100})
 	s.waitRelease(r.ID, release.Paused)
 	s.waitRoute("eng-stable=99 eng-canary=1")
 	st, err := c.Status(s.ctx, s.app.Name, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Weight != 1 || st.Canary.Version != "v2" || st.Stable.Version != "v1" || !strings.Contains(st.Endpoint, kubetest.GatewayName) {
+	if st.Weight != 100 || st.Canary.Version != "v2" || st.Stable.Version != "v1" || !strings.Contains(st.Endpoint, kubetest.GatewayName) {
 		t.Errorf("status while held: %+v", st)
 	}
 	// Promote: one Deployment, at v2; the canary gone; all traffic stable.
@@ -270,7 +270,7 @@ func TestShipCanaryPromoteAbortRollback(t *testing.T) {
 	s.waitRoute("eng-stable=1 eng-canary=0")
 
 	// v3 held, then aborted: weights back, canary gone, stable untouched.
-	r = s.deploy(api.DeployRequest{Version: "v3", Canary: 1})
+	r = s.deploy(api.DeployRequest{Version: "v3", Canary: 100})
 	s.waitRelease(r.ID, release.Paused)
 	s.waitRoute("eng-stable=99 eng-canary=1")
 	if _, err := c.Abort(s.ctx, s.app.Name, "", "test abort"); err != nil {
@@ -391,7 +391,7 @@ func TestShipRestartsMidRollout(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	r = s.deploy(api.DeployRequest{Version: "v2", Canary: 1})
+	r = s.deploy(api.DeployRequest{Version: "v2", Canary: 100})
 	s.restartShip() // ship stopped before the canary is even held
 	s.waitRelease(r.ID, release.Paused)
 	s.waitRoute("engrestart-stable=99 engrestart-canary=1")
@@ -426,7 +426,7 @@ func (s *shipEnv) waitEvent(id int64, what string, match func(release.Event) boo
 	var seen []string
 	var got release.Event
 	err := s.ship.c.Events(ctx, api.EventsQuery{EventFilter: api.EventFilter{ReleaseID: id}}, func(ev release.Event) error {
-		seen = append(seen, ev.Type+": "+ev.Message)
+		seen = append(seen, string(ev.Type)+": "+ev.Message)
 		if match(ev) {
 			got = ev
 			return api.ErrStop
@@ -465,7 +465,7 @@ kube:
 	s.waitRelease(r.ID, release.Succeeded)
 	s.waitReady(s.app, runtime.Stable, "v1", 4)
 
-	r = s.deploy(api.DeployRequest{Version: "v2", Canary: 1})
+	r = s.deploy(api.DeployRequest{Version: "v2", Canary: 100})
 	s.waitRelease(r.ID, release.Paused)
 	s.waitReady(s.app, runtime.Canary, "v2", 1)
 	// Both tracks behind the app's Service.
@@ -479,12 +479,12 @@ kube:
 		if err != nil {
 			return err.Error()
 		}
-		if st.Weight != 20 || st.WeightAsked != 1 || st.Canary.Version != "v2" || st.Canary.Desired != 1 || st.Stable.Desired != 4 {
+		if st.Weight != 2000 || st.WeightAsked != 100 || st.Canary.Version != "v2" || st.Canary.Desired != 1 || st.Stable.Desired != 4 {
 			return fmt.Sprintf("weight %v asked %v canary %+v stable %+v", st.Weight, st.WeightAsked, st.Canary, st.Stable)
 		}
 		return ""
 	})
-	if st.Release == nil || st.Release.ID != r.ID || st.Release.Weight != 1 {
+	if st.Release == nil || st.Release.ID != r.ID || st.Release.Weight != 100 {
 		t.Errorf("status release %+v, want #%d at 1%%", st.Release, r.ID)
 	}
 	for _, w := range []string{"1% asked", "20% given by replica counts", "1 canary of 5", "no gateway"} {
@@ -496,7 +496,7 @@ kube:
 		t.Errorf("endpoint %q, want the app's Service", st.Endpoint)
 	}
 	ev := s.waitEvent(r.ID, "release.weight_rounded", func(ev release.Event) bool { return ev.Type == "release.weight_rounded" })
-	if ev.Data["asked"] != 1.0 || ev.Data["inForce"] != 20.0 || !strings.Contains(ev.Message, "1% is 20% in force") {
+	if ev.Data == nil || ev.Data.Asked != 100 || ev.Data.InForce == nil || *ev.Data.InForce != 2000 || !strings.Contains(ev.Message, "1% is 20% in force") {
 		t.Errorf("rounding event: %q %v", ev.Message, ev.Data)
 	}
 	t.Logf("status note: %s; event: %s", st.Note, ev.Message)
@@ -562,7 +562,7 @@ func (s *shipEnv) editDeployment(name, manager string, edit func(*appsv1.Deploym
 func (s *shipEnv) waitConflict(id int64, track, manager, field string) release.Event {
 	s.t.Helper()
 	return s.waitEvent(id, "release.conflict "+track+" "+manager, func(ev release.Event) bool {
-		return ev.Type == "release.conflict" && ev.Data["track"] == track &&
+		return ev.Type == "release.conflict" && ev.Data != nil && ev.Data.Track == track &&
 			strings.Contains(ev.Message, `conflict with "`+manager+`"`) && strings.Contains(ev.Message, field)
 	})
 }
@@ -598,7 +598,7 @@ kube:
 	r := s.deploy(api.DeployRequest{Version: "v1"})
 	s.waitRelease(r.ID, release.Succeeded)
 	s.waitReady(s.app, runtime.Stable, "v1", 2)
-	r = s.deploy(api.DeployRequest{Version: "v2", Canary: 10})
+	r = s.deploy(api.DeployRequest{Version: "v2", Canary: 1000})
 	s.waitRelease(r.ID, release.Paused)
 	s.waitReady(s.app, runtime.Canary, "v2", 1)
 
@@ -785,7 +785,7 @@ kube:
 
 	r := s.deploy(api.DeployRequest{Version: "v1"})
 	s.waitRelease(r.ID, release.Succeeded)
-	r = s.deploy(api.DeployRequest{Version: "v2", Canary: 10})
+	r = s.deploy(api.DeployRequest{Version: "v2", Canary: 1000})
 	s.waitRelease(r.ID, release.Paused)
 	s.waitReady(s.app, runtime.Canary, "v2", 1)
 
@@ -864,8 +864,8 @@ func (s *shipEnv) waitAppEvent(typ, what string, match func(release.Event) bool)
 	var got release.Event
 	var ofType []release.Event
 	err := s.ship.c.Events(ctx, api.EventsQuery{EventFilter: api.EventFilter{App: s.app.Name}}, func(ev release.Event) error {
-		seen = append(seen, ev.Type+": "+ev.Message)
-		if ev.Type == typ {
+		seen = append(seen, string(ev.Type)+": "+ev.Message)
+		if string(ev.Type) == typ {
 			ofType = append(ofType, ev)
 		}
 		if match(ev) {
@@ -901,7 +901,7 @@ func TestShipReportsAHandChangedImageOfAnIdleApp(t *testing.T) {
 		d.Spec.Template.Spec.Containers[0].Image = hotfix
 	})
 	ev, _ := s.waitAppEvent("app.conflict", "app.conflict naming the hotfix image and hand-set-image", func(ev release.Event) bool {
-		return ev.Type == "app.conflict" && ev.Data["track"] == "stable" &&
+		return ev.Type == "app.conflict" && ev.Data != nil && ev.Data.Track == "stable" &&
 			strings.Contains(ev.Message, "image "+hotfix) && strings.Contains(ev.Message, `"hand-set-image"`)
 	})
 	t.Logf("event: %s", ev.Message)

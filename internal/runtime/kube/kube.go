@@ -25,7 +25,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -512,8 +511,6 @@ func (r *Runtime) Remove(ctx context.Context, app spec.App, env string, track ru
 
 // removeTimeout bounds one Remove.
 const removeTimeout = 30 * time.Second
-
-func round2(f float64) float64 { return math.Round(f*100) / 100 }
 
 // Purge deletes everything ship created for the app in env, found by its
 // labels: Deployments, Services, the HTTPRoute, the HPA and the PDB. The

@@ -1,6 +1,7 @@
 package kube
 
 import (
+	"github.com/shipteam/ship/internal/release"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -11,11 +12,11 @@ import (
 
 func TestWeights(t *testing.T) {
 	for _, c := range []struct {
-		pct            float64
+		pct            release.Weight
 		stable, canary int32
 	}{
-		{0, 1, 0}, {1, 99, 1}, {0.1, 999, 1}, {0.01, 9999, 1}, {10, 9, 1},
-		{25, 3, 1}, {50, 1, 1}, {33.33, 6667, 3333}, {99.9, 1, 999}, {100, 0, 1},
+		{0, 1, 0}, {100, 99, 1}, {10, 999, 1}, {1, 9999, 1}, {1000, 9, 1},
+		{2500, 3, 1}, {5000, 1, 1}, {3333, 6667, 3333}, {9990, 1, 999}, {10000, 0, 1},
 	} {
 		s, k := weights(c.pct)
 		if s != c.stable || k != c.canary {
@@ -67,14 +68,6 @@ func TestRollout(t *testing.T) {
 		done, ready := rollout(c.d)
 		if done != c.done || ready != c.ready {
 			t.Errorf("%s: rollout = %v, %d; want %v, %d", name, done, ready, c.done, c.ready)
-		}
-	}
-}
-
-func TestPct(t *testing.T) {
-	for in, want := range map[float64]string{1: "1%", 0.1: "0.1%", 25: "25%", 33.33: "33.33%", 12.5: "12.5%"} {
-		if got := pct(in); got != want {
-			t.Errorf("pct(%v) = %q, want %q", in, got, want)
 		}
 	}
 }

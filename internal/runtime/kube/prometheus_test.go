@@ -93,7 +93,7 @@ func (g *traffic) run(ctx context.Context) {
 		if err != nil {
 			continue
 		}
-		share := map[runtime.Track]float64{runtime.Stable: 100 - w, runtime.Canary: w}
+		share := map[runtime.Track]float64{runtime.Stable: 100 - w.Percent(), runtime.Canary: w.Percent()}
 		if st[runtime.Canary].Ready == 0 {
 			share[runtime.Stable] = 100
 		}
@@ -246,12 +246,14 @@ func TestPrometheusAnalysisPromotesAHealthyCanary(t *testing.T) {
 		// Entering the first step has no verdict yet; every later step
 		// and promoting carry the previous step's.
 		if (ev.Type == "release.step" && ev.Step > 0) || ev.Type == "release.promoting" {
-			a, _ := ev.Data["analysis"].(map[string]any)
-			canary, _ := a["canaryRequests"].(float64)
-			if a["verdict"] != "pass" || canary < 10 {
+			var a release.Analysis
+			if ev.Data != nil && ev.Data.Analysis != nil {
+				a = *ev.Data.Analysis
+			}
+			if a.Verdict != "pass" || a.CanaryRequests < 10 {
 				t.Errorf("%s at step %d: analysis %v, want pass on >= 10 canary requests", ev.Type, ev.Step+1, a)
 			}
-			passed = append(passed, fmt.Sprintf("step %d passed: %v", len(passed)+1, a["reason"]))
+			passed = append(passed, fmt.Sprintf("step %d passed: %v", len(passed)+1, a.Reason))
 		}
 		if ev.Type == "release.succeeded" || ev.State == release.Succeeded {
 			return api.ErrStop

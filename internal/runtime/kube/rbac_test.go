@@ -174,13 +174,13 @@ kube:
 		e.waitReady(app, runtime.Stable, "v1", 2)
 		e.apply(app, runtime.Canary, "v2", 1)
 		e.waitReady(app, runtime.Canary, "v2", 1)
-		if err := e.rr.SetWeight(ctx, app, "", 1); err != nil {
+		if err := e.rr.SetWeight(ctx, app, "", 100); err != nil {
 			t.Fatalf("set weight as ship's ServiceAccount: %v", err)
 		}
 		if got := e.routeWeights(app); got != "rbac-stable=99 rbac-canary=1" {
 			t.Errorf("route at 1%%: %s", got)
 		}
-		e.weight(app, 1)
+		e.weight(app, 100)
 		if _, endpoint, err := e.rr.Weight(ctx, app, ""); err != nil || !strings.Contains(endpoint, kubetest.GatewayName) {
 			t.Errorf("endpoint %q, %v", endpoint, err)
 		}

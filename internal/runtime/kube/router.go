@@ -14,6 +14,7 @@ import (
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 	gwv1ac "sigs.k8s.io/gateway-api/applyconfiguration/apis/v1"
 
+	"github.com/shipteam/ship/internal/release"
 	"github.com/shipteam/ship/internal/runtime"
 	"github.com/shipteam/ship/internal/spec"
 )
@@ -29,10 +30,10 @@ var _ runtime.Router = Router{}
 // Router returns the router that goes with r.
 func (r *Runtime) Router() runtime.Router { return Router{r} }
 
-// weights turns a canary percentage (a multiple of 0.01) into the smallest
-// integer backendRef weights: 1% = 99/1, 0.1% = 999/1, 50% = 1/1.
-func weights(canaryPercent float64) (stable, canary int32) {
-	c := int64(canaryPercent*100 + 0.5) // in 1/10000
+// weights turns a canary weight into the smallest integer backendRef
+// weights: 1% = 99/1, 0.1% = 999/1, 50% = 1/1.
+func weights(w release.Weight) (stable, canary int32) {
+	c := int64(w)
 	if c <= 0 {
 		return 1, 0
 	}
@@ -51,9 +52,9 @@ func gcd(a, b int64) int64 {
 }
 
 // SetWeight records the weight on the app's Service and puts it in force.
-func (rt Router) SetWeight(ctx context.Context, app spec.App, env string, canaryPercent float64) error {
-	if canaryPercent < 0 || canaryPercent > 100 {
-		return fmt.Errorf("kube: canary weight %v out of 0..100", canaryPercent)
+func (rt Router) SetWeight(ctx context.Context, app spec.App, env string, w release.Weight) error {
+	if !w.Valid() {
+		return fmt.Errorf("kube: canary weight %s out of 0..100%%", w)
 	}
 	env, ns, err := where(app, env)
 	if err != nil {
@@ -62,13 +63,13 @@ func (rt Router) SetWeight(ctx context.Context, app spec.App, env string, canary
 	if err := rt.r.ensureNamespace(ctx, ns, env); err != nil {
 		return err
 	}
-	return rt.r.applyRouting(ctx, app, env, ns, round2(canaryPercent), nil)
+	return rt.r.applyRouting(ctx, app, env, ns, w, nil)
 }
 
 // Weight reports the canary share in force: the route's weights with a
 // Gateway, else the canary's share of the desired replicas behind the
 // app's Service.
-func (rt Router) Weight(ctx context.Context, app spec.App, env string) (float64, string, error) {
+func (rt Router) Weight(ctx context.Context, app spec.App, env string) (release.Weight, string, error) {
 	_, ns, err := where(app, env)
 	if err != nil {
 		return 0, "", err
@@ -100,7 +101,7 @@ func (rt Router) Weight(ctx context.Context, app spec.App, env string) (float64,
 		if s+c == 0 {
 			return 0, r.gatewayEndpoint(ctx, app, ns), nil
 		}
-		return round2(float64(c) * 100 / float64(s+c)), r.gatewayEndpoint(ctx, app, ns), nil
+		return share(c, s+c), r.gatewayEndpoint(ctx, app, ns), nil
 	}
 	svc, err := r.getService(ctx, ns, app.Name)
 	if apierrors.IsNotFound(err) {
@@ -117,7 +118,7 @@ func (rt Router) Weight(ctx context.Context, app spec.App, env string) (float64,
 }
 
 // desiredWeight reads the weight last asked (0 when none).
-func (r *Runtime) desiredWeight(ctx context.Context, app spec.App, ns string) (float64, *corev1.Service, error) {
+func (r *Runtime) desiredWeight(ctx context.Context, app spec.App, ns string) (release.Weight, *corev1.Service, error) {
 	svc, err := r.cs.CoreV1().Services(ns).Get(ctx, app.Name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return 0, nil, nil
@@ -125,21 +126,20 @@ func (r *Runtime) desiredWeight(ctx context.Context, app spec.App, ns string) (f
 	if err != nil {
 		return 0, nil, fmt.Errorf("get service %s/%s: %w", ns, app.Name, err)
 	}
-	w, _ := strconv.ParseFloat(svc.Annotations[AnnotationWeight], 64)
-	return w, svc, nil
+	return annotatedWeight(svc), svc, nil
 }
 
 // applyRouting writes the app's Service and, with a Gateway, its HTTPRoute
 // for weight. Both are applied whole, by one code path, so ship's field
 // set stays the same whoever calls it.
-func (r *Runtime) applyRouting(ctx context.Context, app spec.App, env, ns string, weight float64, tb *takeBack) error {
+func (r *Runtime) applyRouting(ctx context.Context, app spec.App, env, ns string, weight release.Weight, tb *takeBack) error {
 	// The app's Service: stable only at 0, canary only at 100, both tracks
 	// in between (the replica-ratio split when there is no Gateway).
 	sel := map[string]string{LabelApp: app.Name}
 	switch {
 	case weight <= 0:
 		sel[LabelTrack] = string(runtime.Stable)
-	case weight >= 100:
+	case weight >= release.Full:
 		sel[LabelTrack] = string(runtime.Canary)
 	}
 	typ := corev1.ServiceTypeClusterIP
@@ -147,7 +147,7 @@ func (r *Runtime) applyRouting(ctx context.Context, app spec.App, env, ns string
 		typ = corev1.ServiceTypeLoadBalancer
 	}
 	svc := corev1ac.Service(app.Name, ns).WithLabels(baseLabels(app, env)).
-		WithAnnotations(map[string]string{AnnotationWeight: strconv.FormatFloat(weight, 'f', -1, 64)}).
+		WithAnnotations(map[string]string{AnnotationWeight: weight.Number()}).
 		WithSpec(corev1ac.ServiceSpec().WithType(typ).WithSelector(sel).
 			WithPorts(corev1ac.ServicePort().WithName("http").WithPort(ServicePort).WithTargetPort(intstr.FromString("http")).WithProtocol(corev1.ProtocolTCP)))
 	var applied *corev1.Service
@@ -182,15 +182,33 @@ func (r *Runtime) applyRouting(ctx context.Context, app spec.App, env, ns string
 	})
 }
 
-// share is the replica-ratio split behind the app's Service.
-type share struct {
-	asked, effective float64
+// annotatedWeight is the weight last asked, as the app's Service records
+// it (0 when missing or unreadable: a hand-edited annotation is not an
+// error, the next SetWeight writes it again).
+func annotatedWeight(svc *corev1.Service) release.Weight {
+	w, err := release.ParseWeight(svc.Annotations[AnnotationWeight])
+	if err != nil || !w.Valid() {
+		return 0
+	}
+	return w
+}
+
+// share is part of whole as a weight, rounded to the nearest 0.01%.
+func share(part, whole int64) release.Weight {
+	if whole <= 0 {
+		return 0
+	}
+	return release.Weight((part*int64(release.Full) + whole/2) / whole)
+}
+
+// replicaSplit is the replica-ratio split behind the app's Service.
+type replicaSplit struct {
+	asked, effective release.Weight
 	stable, canary   int // desired replicas of the tracks the Service selects
 }
 
-func (r *Runtime) replicaShare(ctx context.Context, app spec.App, ns string, svc *corev1.Service) (share, error) {
-	asked, _ := strconv.ParseFloat(svc.Annotations[AnnotationWeight], 64)
-	sh := share{asked: asked}
+func (r *Runtime) replicaShare(ctx context.Context, app spec.App, ns string, svc *corev1.Service) (replicaSplit, error) {
+	sh := replicaSplit{asked: annotatedWeight(svc)}
 	for _, t := range runtime.Tracks {
 		if sel, ok := svc.Spec.Selector[LabelTrack]; ok && sel != string(t) {
 			continue
@@ -215,9 +233,7 @@ func (r *Runtime) replicaShare(ctx context.Context, app spec.App, ns string, svc
 			sh.canary = n
 		}
 	}
-	if sh.stable+sh.canary > 0 {
-		sh.effective = round2(float64(sh.canary) * 100 / float64(sh.stable+sh.canary))
-	}
+	sh.effective = share(int64(sh.canary), int64(sh.stable+sh.canary))
 	return sh, nil
 }
 

@@ -12,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/labels"
 
+	"github.com/shipteam/ship/internal/release"
 	"github.com/shipteam/ship/internal/runtime"
 	"github.com/shipteam/ship/internal/spec"
 )
@@ -142,15 +143,11 @@ func (r *Runtime) ratioNote(ctx context.Context, app spec.App, ns string) (strin
 	if err != nil {
 		return "", err
 	}
-	if sh.asked <= 0 || sh.asked >= 100 || sh.effective == sh.asked {
+	if sh.asked <= 0 || sh.asked >= release.Full || sh.effective == sh.asked {
 		return "", nil
 	}
 	return fmt.Sprintf("weight %s asked, %s given by replica counts (%d canary of %d instances; no gateway)",
-		pct(sh.asked), pct(sh.effective), sh.canary, sh.stable+sh.canary), nil
-}
-
-func pct(f float64) string {
-	return strings.TrimSuffix(strings.TrimRight(fmt.Sprintf("%.2f", f), "0"), ".") + "%"
+		sh.asked, sh.effective, sh.canary, sh.stable+sh.canary), nil
 }
 
 // imagePath is where a Deployment's managedFields hold the app container's

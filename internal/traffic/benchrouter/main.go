@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"flag"
+	"github.com/shipteam/ship/internal/release"
 	"log"
 	"log/slog"
 	"os"
@@ -26,7 +27,7 @@ func main() {
 	addrFile := flag.String("addr-file", "", "write the bound address here")
 	stable := flag.String("stable", "", "stable instances, comma separated host:port")
 	canary := flag.String("canary", "", "canary instances, comma separated host:port")
-	weight := flag.Float64("weight", 1, "canary percent")
+	weight := flag.String("weight", "1%", "canary percent")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile here until exit")
 	flag.Parse()
 	if *cpuProfile != "" {
@@ -50,7 +51,11 @@ func main() {
 	app := spec.App{Name: "bench"}
 	r.SetBackends(app.Name, "bench", runtime.Stable, "v1", split(*stable))
 	r.SetBackends(app.Name, "bench", runtime.Canary, "v2", split(*canary))
-	if err := r.SetWeight(ctx, app, "bench", *weight); err != nil {
+	w, err := release.ParseWeight(*weight)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := r.SetWeight(ctx, app, "bench", w); err != nil {
 		log.Fatal(err)
 	}
 	ep, err := r.Listen(ctx, app, "bench", *addr)

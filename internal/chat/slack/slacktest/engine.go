@@ -119,7 +119,7 @@ func (e *Engine) emitLocked(ev release.Event) {
 	}
 }
 
-func (e *Engine) transitionLocked(r *release.Release, s release.State, weight float64, reason, actor, typ string) {
+func (e *Engine) transitionLocked(r *release.Release, s release.State, weight release.Weight, reason, actor string, typ release.EventType) {
 	r.State, r.Weight, r.Reason, r.Updated = s, weight, reason, time.Now()
 	e.emitLocked(release.Event{ReleaseID: r.ID, App: r.App, Env: r.Env, Type: typ, State: s, Step: r.Step, Weight: weight, Message: reason, Actor: actor})
 }
@@ -147,7 +147,7 @@ func (e *Engine) Deploy(ctx context.Context, a engine.Actor, req engine.DeployRe
 	e.calls = append(e.calls, fmt.Sprintf("deploy %s %s %s", req.App, env, a.Name))
 	steps := req.Steps
 	if len(steps) == 0 {
-		steps = []float64{1, 10, 50, 100}
+		steps = []release.Weight{100, 1000, 5000, 10000}
 	}
 	r := release.Release{
 		ID: int64(len(e.releases) + 1), App: req.App, Env: env, Kind: release.KindDeploy,
