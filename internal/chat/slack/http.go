@@ -45,7 +45,7 @@ func (b *Bot) authenticate(next http.Handler) http.Handler {
 				b.refuse(w, r, "no signing secret configured")
 				return
 			}
-			if err := b.verifier.Verify(r.Header, body); err != nil {
+			if err := b.verifier.Verify(r.Context(), r.Header, body); err != nil {
 				b.refuse(w, r, err.Error())
 				return
 			}
