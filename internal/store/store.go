@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -54,6 +55,9 @@ type EventQuery struct {
 type Store struct {
 	w *sql.DB
 	r *sql.DB
+
+	sigMu     sync.Mutex
+	sigPruned time.Time // last deletion of expired chat signatures
 }
 
 // Open opens (creating if needed) the database at path and migrates it.
