@@ -79,3 +79,29 @@ func TestShipsOwnMarkupSurvivesEscaping(t *testing.T) {
 		t.Errorf("deploy reply lost its channel link: %q", got)
 	}
 }
+
+// Whatever a user types, its escaped form holds no Slack control character,
+// reads back as typed, and a clipped message never ends inside an entity.
+func FuzzEscapedTextCarriesNoMarkup(f *testing.F) {
+	for _, s := range []string{"<!channel>", "<https://evil|click>", "a & b", "&lt;", "é<é>&", ""} {
+		f.Add(s, 5)
+	}
+	unescape := strings.NewReplacer("&lt;", "<", "&gt;", ">", "&amp;", "&")
+	f.Fuzz(func(t *testing.T, s string, n int) {
+		m := esc(s)
+		if strings.ContainsAny(string(m), "<>") {
+			t.Fatalf("esc(%q) = %q keeps < or >", s, m)
+		}
+		if back := unescape.Replace(string(m)); back != s {
+			t.Fatalf("esc(%q) reads back as %q", s, back)
+		}
+		if n < 0 || n > 1<<16 {
+			return
+		}
+		c := string(clipMarkup(m, n))
+		body := strings.TrimSuffix(c, "…")
+		if i := strings.LastIndexByte(body, '&'); i >= 0 && !strings.Contains(body[i:], ";") {
+			t.Fatalf("clipMarkup(%q, %d) = %q ends inside an entity", m, n, c)
+		}
+	})
+}
