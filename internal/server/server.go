@@ -206,7 +206,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	botDone := make(chan error, 1)
 	stopBot := func() {}
 	if slackCfg.Enabled() {
-		bot, err := slack.New(slackCfg, eng, log.With("part", "slack"), slack.WithMessageStore(st))
+		bot, err := slack.New(slackCfg, eng, log.With("part", "slack"), slack.WithMessageStore(st), slack.WithReplayStore(st))
 		if err != nil {
 			stopEngine()
 			<-engDone

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -72,5 +73,72 @@ func TestSlackEndpointsAreMountedBesideTheAPI(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("API without token: got %d, want 401", resp.StatusCode)
+	}
+}
+
+// TestSlackReplayIsRefusedAfterARestart proves ship serve hands the store to
+// the bot's replay check: a signed command captured before a restart (same
+// data dir) is refused after it, even with its hex re-cased.
+func TestSlackReplayIsRefusedAfterARestart(t *testing.T) {
+	fakeSlack := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"ok":true}`)
+	}))
+	defer fakeSlack.Close()
+	data, apps := t.TempDir(), t.TempDir()
+	writeSpec(t, apps, "web.yaml", appSpec(freePort(t)))
+	const secret = "test-signing-secret"
+	conf := filepath.Join(t.TempDir(), "slack.yaml")
+	if err := os.WriteFile(conf, []byte("signing_secret: "+secret+"\napi_url: "+fakeSlack.URL+"/\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Addr: "127.0.0.1:0", DataDir: data, AppsDir: apps, SlackConfig: conf}
+
+	form := url.Values{"command": {"/ship"}, "text": {"help"}, "user_id": {"U1"}, "channel_id": {"C1"}}.Encode()
+	ts := strconv.FormatInt(time.Now().Unix(), 10)
+	sig := slack.SignatureHeader(secret, ts, []byte(form))
+	post := func(addr, sig string) int {
+		t.Helper()
+		req, _ := http.NewRequest("POST", "http://"+addr+"/slack/commands", strings.NewReader(form))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("X-Slack-Request-Timestamp", ts)
+		req.Header.Set("X-Slack-Signature", sig)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+
+	// The first ship serve, stopped by hand before the second starts.
+	ctx, cancel := context.WithCancel(context.Background())
+	ready, done := make(chan string, 1), make(chan error, 1)
+	first := cfg
+	first.Stdout = &syncBuffer{}
+	first.Ready = func(a string) { ready <- a }
+	go func() { done <- Run(ctx, first) }()
+	var addr string
+	select {
+	case addr = <-ready:
+	case err := <-done:
+		t.Fatalf("first Run ended early: %v", err)
+	case <-time.After(20 * time.Second):
+		cancel()
+		t.Fatal("first server not ready in 20s")
+	}
+	if code := post(addr, sig); code != http.StatusOK {
+		t.Fatalf("genuine command: %d", code)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("first Run: %v", err)
+	}
+
+	addr, _ = start(t, cfg)
+	for _, s := range []string{sig, "v0=" + strings.ToUpper(strings.TrimPrefix(sig, "v0="))} {
+		if code := post(addr, s); code != http.StatusUnauthorized {
+			t.Errorf("replay after restart: %d, want 401", code)
+		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/shipteam/ship/internal/release"
@@ -41,6 +42,9 @@ type (
 type Store struct {
 	w *sql.DB
 	r *sql.DB
+
+	sigMu     sync.Mutex
+	sigPruned time.Time // last deletion of expired chat signatures
 }
 
 // Open opens (creating if needed) the database at path and migrates it.
@@ -161,6 +165,14 @@ var migrations = []string{
 		updated          INTEGER NOT NULL
 	);
 	CREATE INDEX chat_messages_by_updated ON chat_messages(updated);`,
+	// 3: MACs of signed chat requests already accepted (internal/chat/slack),
+	// kept until they could no longer pass the timestamp check, so a restart
+	// does not reopen them to a replay. Self-contained: touches no other table.
+	`CREATE TABLE chat_signatures (
+		mac     BLOB    PRIMARY KEY,
+		expires INTEGER NOT NULL
+	) WITHOUT ROWID;
+	CREATE INDEX chat_signatures_by_expiry ON chat_signatures(expires);`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

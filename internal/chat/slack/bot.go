@@ -33,6 +33,7 @@ type Bot struct {
 	perms    *authorizer
 	notifier *notifier
 	messages MessageStore // nil: release messages are remembered in memory only
+	replays  ReplayStore  // nil: accepted signatures are remembered in memory only
 	reads    statusReads  // concurrent identical status reads share one engine call
 	stats    counters
 
@@ -67,11 +68,11 @@ func New(cfg Config, eng Engine, logger *slog.Logger, opts ...Option) (*Bot, err
 			slackapi.OptionAPIURL(cfg.APIURL),
 			slackapi.OptionHTTPClient(cfg.HTTPClient))
 	}
-	if cfg.SigningSecret != "" {
-		b.verifier = NewVerifier(cfg.SigningSecret, cfg.Now, 0)
-	}
 	for _, o := range opts {
 		o(b)
+	}
+	if cfg.SigningSecret != "" {
+		b.verifier = NewVerifier(cfg.SigningSecret, cfg.Now, b.replays)
 	}
 	b.perms = newAuthorizer(cfg, b.api)
 	b.notifier = newNotifier(b)

@@ -416,7 +416,7 @@ func TestResponseURLUsedFiveTimesWithin30MinutesThenBotToken(t *testing.T) {
 	u := h.slack.ResponseURL("limits")
 	r := newResponder(u, testChannel, "UALICE", h.bot.cfg.Now())
 	for i := range 7 {
-		h.bot.respond(ctx, r, ephemeral("note "+string(rune('a'+i))))
+		h.bot.respond(ctx, r, ephemeral(esc("note "+string(rune('a'+i)))))
 	}
 	calls := h.slack.Calls("")
 	if n := len(responsesTo(calls, u)); n != 5 {

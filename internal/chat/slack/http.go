@@ -45,7 +45,7 @@ func (b *Bot) authenticate(next http.Handler) http.Handler {
 				b.refuse(w, r, "no signing secret configured")
 				return
 			}
-			if err := b.verifier.Verify(r.Header, body); err != nil {
+			if err := b.verifier.Verify(r.Context(), r.Header, body); err != nil {
 				b.refuse(w, r, err.Error())
 				return
 			}
@@ -62,7 +62,7 @@ func (b *Bot) authenticate(next http.Handler) http.Handler {
 		}
 		if formErr != nil {
 			// Signed but not a form: answer like any other bad command.
-			writeJSON(w, ephemeral("ship could not read this request: "+formErr.Error()))
+			writeJSON(w, ephemeral(mrkdwnf("ship could not read this request: %s", formErr)))
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), formKey, in)))
@@ -109,7 +109,7 @@ func (b *Bot) serveInteraction(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(http.StatusOK)
 			return
 		}
-		writeJSON(w, ephemeral("ship could not read this button press: "+err.Error()))
+		writeJSON(w, ephemeral(mrkdwnf("ship could not read this button press: %s", err)))
 		return
 	}
 	b.handlePress(p)

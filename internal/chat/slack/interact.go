@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/shipteam/ship/internal/release"
+	"github.com/shipteam/ship/internal/spec"
 	slackapi "github.com/slack-go/slack"
 )
 
@@ -59,9 +60,9 @@ func pressFrom(cb slackapi.InteractionCallback) (press, error) {
 		return press{}, fmt.Errorf("button value: %w", err)
 	}
 	switch {
-	case v.App == "" || len(v.App) > maxNameLen:
+	case v.App == "" || len(v.App) > maxNameLen || !spec.ValidName(v.App):
 		return press{}, errors.New("button value: bad app")
-	case v.Env == "" || len(v.Env) > maxNameLen:
+	case v.Env == "" || len(v.Env) > maxNameLen || !spec.ValidName(v.Env):
 		return press{}, errors.New("button value: bad env")
 	case v.Release <= 0:
 		return press{}, errors.New("button value: bad release id")
@@ -116,12 +117,12 @@ func (b *Bot) doPress(ctx context.Context, p press) (message, bool) {
 
 	if p.ChannelID != "" && p.ChannelID != b.channelFor(v.App, "") && !b.channelAllowed(v.App, p.ChannelID) {
 		b.stats.refused.Add(1)
-		return ephemeral(b.channelRefusal(v.App)), true
+		return ephemeral(authorizerText(b.channelRefusal(v.App))), true
 	}
 	if ok, why := b.perms.allowed(ctx, u.id, verb, v.App, v.Env); !ok {
 		b.stats.refused.Add(1)
 		log.Info("button press refused", "why", why)
-		return ephemeral(why), true
+		return ephemeral(authorizerText(why)), true
 	}
 	rel, err := b.eng.Release(ctx, v.Release)
 	if err != nil {
@@ -129,7 +130,7 @@ func (b *Bot) doPress(ctx context.Context, p press) (message, bool) {
 	}
 	if rel.App != v.App || rel.Env != v.Env {
 		log.Warn("button value does not match its release", "releaseApp", rel.App, "releaseEnv", rel.Env)
-		return ephemeral(fmt.Sprintf(":warning: This button does not match release #%d; nothing was done.", rel.ID)), true
+		return ephemeral(mrkdwnf(":warning: This button does not match release #%d; nothing was done.", rel.ID)), true
 	}
 	if stale := staleness(rel, verb); stale != "" {
 		return ephemeral(stale), true
@@ -141,7 +142,7 @@ func (b *Bot) doPress(ctx context.Context, p press) (message, bool) {
 			return ephemeral(engineErrorText(b, err)), true
 		}
 		if st.Release != nil && st.Release.ID != rel.ID {
-			return ephemeral(fmt.Sprintf("Release #%d is no longer the latest of %s in %s (#%d is); nothing was done. Use `/ship rollback %s --env %s` if you mean it.",
+			return ephemeral(mrkdwnf("Release #%d is no longer the latest of %s in %s (#%d is); nothing was done. Use `/ship rollback %s --env %s` if you mean it.",
 				rel.ID, v.App, v.Env, st.Release.ID, v.App, v.Env)), true
 		}
 	}
@@ -178,13 +179,13 @@ func pressLabel(verb string) string {
 }
 
 // staleness explains why a press on a finished release does nothing.
-func staleness(r release.Release, verb string) string {
+func staleness(r release.Release, verb string) markup {
 	if r.Active() {
 		return ""
 	}
 	if verb == VerbRollback && r.State == release.Succeeded {
 		return ""
 	}
-	return fmt.Sprintf("Release #%d of %s %s already ended (%s); %s does nothing now.", r.ID, r.App, r.Version,
+	return mrkdwnf("Release #%d of %s %s already ended (%s); %s does nothing now.", r.ID, r.App, r.Version,
 		stateText(r), pressLabel(verb))
 }

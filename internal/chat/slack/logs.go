@@ -2,7 +2,6 @@ package slack
 
 import (
 	"context"
-	"fmt"
 	"strings"
 
 	"github.com/shipteam/ship/internal/command"
@@ -26,7 +25,7 @@ const (
 func (b *Bot) logs(ctx context.Context, c command.Command) message {
 	src, ok := b.eng.(LogSource)
 	if !ok {
-		return ephemeral(fmt.Sprintf("Logs are not available from chat here. In a terminal: `ship logs %s`", c.App))
+		return ephemeral(mrkdwnf("Logs are not available from chat here. In a terminal: `ship logs %s`", c.App))
 	}
 	n := c.Lines
 	if n <= 0 {
@@ -38,14 +37,15 @@ func (b *Bot) logs(ctx context.Context, c command.Command) message {
 		return ephemeral(engineErrorText(b, err))
 	}
 	if len(lines) == 0 {
-		return ephemeral(fmt.Sprintf("No recent output from %s.", c.App))
+		return ephemeral(mrkdwnf("No recent output from %s.", c.App))
 	}
-	var out []string
+	var out []markup
 	size := 0
 	// Keep the newest lines that fit.
 	for i := len(lines) - 1; i >= 0; i-- {
 		l := lines[i]
-		s := fmt.Sprintf("%s %s %s %s", l.Time.UTC().Format("15:04:05"), l.Instance, l.Version, strings.ReplaceAll(l.Text, "```", "'''"))
+		// Slack parses <…> even inside a code block: program output is escaped too.
+		s := mrkdwnf("%s %s %s %s", l.Time.UTC().Format("15:04:05"), l.Instance, l.Version, strings.ReplaceAll(l.Text, "```", "'''"))
 		if size+len(s) > maxLogChars {
 			break
 		}
@@ -55,9 +55,9 @@ func (b *Bot) logs(ctx context.Context, c command.Command) message {
 	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
 		out[i], out[j] = out[j], out[i]
 	}
-	head := fmt.Sprintf("Last %d lines of %s (only you see this)", len(out), c.App)
+	head := mrkdwnf("Last %d lines of %s (only you see this)", len(out), c.App)
 	if c.Follow {
 		head += "; chat cannot follow, use `ship logs -f` in a terminal"
 	}
-	return ephemeral(head + ":\n```" + strings.Join(out, "\n") + "```")
+	return ephemeral(head + ":\n```" + joinMarkup(out, "\n") + "```")
 }

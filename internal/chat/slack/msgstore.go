@@ -22,6 +22,12 @@ type MessageStore interface {
 // Option changes how New builds a Bot.
 type Option func(*Bot)
 
+// WithReplayStore makes the bot remember accepted request signatures in rs
+// (see ReplayStore), so a restart does not reopen them to a replay.
+func WithReplayStore(rs ReplayStore) Option {
+	return func(b *Bot) { b.replays = rs }
+}
+
 // WithMessageStore makes the bot keep release messages in ms (see MessageStore).
 func WithMessageStore(ms MessageStore) Option {
 	return func(b *Bot) { b.messages = ms }

@@ -11,7 +11,6 @@ import (
 
 	"github.com/shipteam/ship/internal/engine"
 	"github.com/shipteam/ship/internal/release"
-	slackapi "github.com/slack-go/slack"
 )
 
 // notifier keeps one channel message per release in step with the engine.
@@ -229,7 +228,7 @@ func (n *notifier) postAppEvents(ctx context.Context) {
 			continue
 		}
 		text := ":information_source: " + appEventText(ev)
-		if _, err := n.b.api.post(ctx, ch, message{Text: text}); err != nil {
+		if _, err := n.b.api.post(ctx, ch, message{Text: string(text)}); err != nil {
 			n.b.log.Warn("app event not posted", "app", ev.App, "type", ev.Type, "err", err)
 		}
 	}
@@ -322,8 +321,7 @@ func (n *notifier) tellFollower(ctx context.Context, id int64, r *responder, rel
 		t.told, t.toldStep = rel.State, rel.Step
 	}
 	n.mu.Unlock()
-	text := fmt.Sprintf("%s %s → %s (release #%d): %s", rel.App, rel.Version, rel.Env, rel.ID, stateText(rel))
-	n.b.respond(ctx, r, message{ResponseType: slackapi.ResponseTypeEphemeral, Text: text})
+	n.b.respond(ctx, r, ephemeral(mrkdwnf("%s %s → %s (release #%d): %s", rel.App, rel.Version, rel.Env, rel.ID, stateText(rel))))
 }
 
 func (n *notifier) markSent(id int64, channel, ts string, rel release.Release) {
@@ -371,8 +369,9 @@ func (n *notifier) messageOf(id int64) (channel, ts string) {
 	return "", ""
 }
 
-// appEventText is an app-level event in words, naming the actor once.
-func appEventText(ev release.Event) string {
+// appEventText is an app-level event in words, naming the actor once. The
+// engine's message carries versions and reasons: all of it is escaped.
+func appEventText(ev release.Event) markup {
 	msg := ev.Message
 	if msg == "" {
 		msg = eventLabel(strings.TrimPrefix(string(ev.Type), "app.")) + " " + ev.App + " (" + ev.Env + ")"
@@ -384,7 +383,7 @@ func appEventText(ev release.Event) string {
 	default:
 		msg = fmt.Sprintf("%s (%s): %s — by %s", ev.App, ev.Env, msg, actorLabel(ev.Actor))
 	}
-	return msg
+	return esc(msg)
 }
 
 // worthTelling says whether the follower should hear about rel: a pause

@@ -47,8 +47,8 @@ func clip(s string, n int) string {
 	return s[:cut] + "…"
 }
 
-func mrkdwn(s string) *slackapi.TextBlockObject {
-	return slackapi.NewTextBlockObject(slackapi.MarkdownType, clip(s, maxBlockText), false, false)
+func mrkdwn(m markup) *slackapi.TextBlockObject {
+	return slackapi.NewTextBlockObject(slackapi.MarkdownType, string(clipMarkup(m, maxBlockText)), false, false)
 }
 
 func plain(s string) *slackapi.TextBlockObject {
@@ -65,18 +65,18 @@ func stepsText(steps []release.Weight) string {
 	return strings.Join(s, " → ")
 }
 
-func strategyText(r release.Release) string {
+func strategyText(r release.Release) markup {
 	switch {
 	case r.Kind == release.KindRollback:
 		return "rollback, no canary"
 	case r.Strategy == "rolling":
 		return "rolling"
 	case r.HoldAt > 0:
-		return fmt.Sprintf("%s%% canary, held until promoted", r.HoldAt.Number())
+		return mrkdwnf("%s%% canary, held until promoted", r.HoldAt.Number())
 	case len(r.Steps) > 0:
-		return "canary " + stepsText(r.Steps)
+		return mrkdwnf("canary %s", stepsText(r.Steps))
 	}
-	return string(r.Strategy)
+	return esc(string(r.Strategy))
 }
 
 var stateIcon = map[release.State]string{
@@ -87,23 +87,23 @@ var stateIcon = map[release.State]string{
 }
 
 // stateText says where a release is, in one line.
-func stateText(r release.Release) string {
-	icon := stateIcon[r.State]
+func stateText(r release.Release) markup {
+	icon := markup(stateIcon[r.State])
 	switch r.State {
 	case release.Progressing:
 		step := ""
 		if len(r.Steps) > 0 {
 			step = fmt.Sprintf(", step %d of %d", r.Step+1, len(r.Steps))
 		}
-		return fmt.Sprintf("%s progressing: canary at %s%%%s", icon, r.Weight.Number(), step)
+		return mrkdwnf("%s progressing: canary at %s%%%s", icon, r.Weight.Number(), step)
 	case release.Paused:
-		return fmt.Sprintf("%s paused at %s%%: waiting for Promote or Abort", icon, r.Weight.Number())
+		return mrkdwnf("%s paused at %s%%: waiting for Promote or Abort", icon, r.Weight.Number())
 	case release.Promoting:
 		return icon + " promoting to 100%"
 	}
-	s := fmt.Sprintf("%s %s", icon, strings.ReplaceAll(string(r.State), "_", " "))
+	s := mrkdwnf("%s %s", icon, strings.ReplaceAll(string(r.State), "_", " "))
 	if r.Reason != "" {
-		s += ": " + r.Reason
+		s += ": " + esc(r.Reason)
 	}
 	return s
 }
@@ -119,17 +119,17 @@ func actorLabel(a string) string {
 func pct(f float64) string { return strconv.FormatFloat(f*100, 'f', 2, 64) + "%" }
 
 // analysisText compares canary with stable in one line.
-func analysisText(a *engine.Analysis) string {
+func analysisText(a *engine.Analysis) markup {
 	if a == nil {
 		return ""
 	}
-	s := fmt.Sprintf("canary %s errors (%d req), p99 %s ms · stable %s errors (%d req), p99 %s ms",
+	s := mrkdwnf("canary %s errors (%d req), p99 %s ms · stable %s errors (%d req), p99 %s ms",
 		pct(a.CanaryErrorRate), a.CanaryRequests, trimFloat(roundTo(a.CanaryP99Ms, 1)),
 		pct(a.StableErrorRate), a.StableRequests, trimFloat(roundTo(a.StableP99Ms, 1)))
 	if a.Verdict != "" {
-		s += " → " + a.Verdict
+		s += " → " + esc(a.Verdict)
 		if a.Reason != "" {
-			s += " (" + a.Reason + ")"
+			s += " (" + esc(a.Reason) + ")"
 		}
 	}
 	return s
@@ -140,52 +140,55 @@ func roundTo(f float64, digits int) float64 {
 	return v
 }
 
-func trackText(name string, t engine.TrackView) string {
+func trackText(name string, t engine.TrackView) markup {
 	if t.Version == "" && t.Desired == 0 {
-		return fmt.Sprintf("%s: none", name)
+		return mrkdwnf("%s: none", name)
 	}
-	s := fmt.Sprintf("%s %s: %d/%d ready", name, t.Version, t.Ready, t.Desired)
+	s := mrkdwnf("%s %s: %d/%d ready", name, t.Version, t.Ready, t.Desired)
 	if t.Restarts > 0 {
-		s += fmt.Sprintf(", %d restarts", t.Restarts)
+		s += mrkdwnf(", %d restarts", t.Restarts)
 	}
 	if t.Failed {
-		s += " — failed: " + t.Reason
+		s += " — failed: " + esc(t.Reason)
 	}
 	return s
 }
 
 // releaseMessage renders the one channel message of a release. status may
 // be nil, or describe a later release (then its numbers are not shown).
+// timeline is plain text, one line each.
 func releaseMessage(r release.Release, st *engine.AppStatus, timeline []string) message {
-	title := fmt.Sprintf("%s %s → %s · release #%d", r.App, r.Version, r.Env, r.ID)
-	text := fmt.Sprintf("%s: %s", title, stateText(r))
+	title := mrkdwnf("%s %s → %s · release #%d", r.App, r.Version, r.Env, r.ID)
+	text := mrkdwnf("%s: %s", title, stateText(r))
 	blocks := []slackapi.Block{
-		slackapi.NewSectionBlock(mrkdwn(fmt.Sprintf("*%s*\n%s", title, stateText(r))), nil, nil),
+		slackapi.NewSectionBlock(mrkdwn(mrkdwnf("*%s*\n%s", title, stateText(r))), nil, nil),
 	}
 	var fields []*slackapi.TextBlockObject
 	fields = append(fields, mrkdwn("*Strategy*\n"+strategyText(r)))
 	if r.FromVersion != "" {
-		fields = append(fields, mrkdwn("*From*\n"+r.FromVersion))
+		fields = append(fields, mrkdwn("*From*\n"+esc(r.FromVersion)))
 	}
 	if st != nil && (st.Release == nil || st.Release.ID == r.ID) && r.Active() {
 		fields = append(fields,
-			mrkdwn("*Weight*\n"+st.Weight.Number()+"% to canary"),
+			mrkdwn(mrkdwnf("*Weight*\n%s%% to canary", st.Weight.Number())),
 			mrkdwn("*Instances*\n"+trackText("stable", st.Stable)+"\n"+trackText("canary", st.Canary)))
 	}
 	blocks = append(blocks, slackapi.NewSectionBlock(nil, fields, nil))
 	if st != nil && st.Analysis != nil && (st.Release == nil || st.Release.ID == r.ID) {
 		blocks = append(blocks, slackapi.NewSectionBlock(mrkdwn("*Canary vs stable*\n"+analysisText(st.Analysis)), nil, nil))
 	}
-	lines := []string{fmt.Sprintf("Started by %s via %s · %s", actorLabel(r.Actor), r.Source, r.Created.UTC().Format("Jan 2 15:04 UTC"))}
-	lines = append(lines, timeline...)
+	lines := []markup{mrkdwnf("Started by %s via %s · %s", actorLabel(r.Actor), r.Source, r.Created.UTC().Format("Jan 2 15:04 UTC"))}
+	for _, l := range timeline {
+		lines = append(lines, esc(l))
+	}
 	blocks = append(blocks, slackapi.NewContextBlock("", mrkdwnElements(lines)...))
 	if btns := buttons(r); len(btns) > 0 {
 		blocks = append(blocks, slackapi.NewActionBlock(fmt.Sprintf("ship_release_%d", r.ID), btns...))
 	}
-	return message{Text: text, Blocks: blocks}
+	return message{Text: string(text), Blocks: blocks}
 }
 
-func mrkdwnElements(lines []string) []slackapi.MixedElement {
+func mrkdwnElements(lines []markup) []slackapi.MixedElement {
 	// A context block takes at most 10 elements.
 	if len(lines) > 10 {
 		lines = append(lines[:1:1], lines[len(lines)-9:]...)
@@ -208,7 +211,7 @@ func buttons(r release.Release) []slackapi.BlockElement {
 			WithStyle(slackapi.StyleDanger).
 			WithConfirm(slackapi.NewConfirmationBlockObject(
 				plain("Abort this release?"),
-				mrkdwn(fmt.Sprintf("The canary of %s %s gets no more traffic at once and release #%d ends as aborted.", r.App, r.Version, r.ID)),
+				mrkdwn(mrkdwnf("The canary of %s %s gets no more traffic at once and release #%d ends as aborted.", r.App, r.Version, r.ID)),
 				plain("Abort"), plain("Keep going")).WithStyle(slackapi.StyleDanger)))
 	}
 	if r.Active() || r.State == release.Succeeded {
@@ -219,7 +222,7 @@ func buttons(r release.Release) []slackapi.BlockElement {
 		out = append(out, slackapi.NewButtonBlockElement(ActionRollback, v, plain("Rollback")).
 			WithConfirm(slackapi.NewConfirmationBlockObject(
 				plain("Roll back?"),
-				mrkdwn(fmt.Sprintf("%s in %s goes back to %s, skipping canary steps.", r.App, r.Env, target)),
+				mrkdwn(mrkdwnf("%s in %s goes back to %s, skipping canary steps.", r.App, r.Env, target)),
 				plain("Roll back"), plain("Cancel"))))
 	}
 	return out
@@ -237,26 +240,26 @@ func (b *Bot) status(ctx context.Context, app, env string) message {
 	return ephemeral(statusText(st))
 }
 
-func statusText(st engine.AppStatus) string {
-	var s strings.Builder
-	fmt.Fprintf(&s, "*%s* (%s)", st.App, st.Env)
+func statusText(st engine.AppStatus) markup {
+	var s mrkdwnBuilder
+	s.printf("*%s* (%s)", st.App, st.Env)
 	if st.Endpoint != "" {
-		fmt.Fprintf(&s, " · %s", st.Endpoint)
+		s.printf(" · %s", st.Endpoint)
 	}
-	fmt.Fprintf(&s, "\n%s · %s · canary weight %s%%", trackText("stable", st.Stable), trackText("canary", st.Canary), st.Weight.Number())
+	s.printf("\n%s · %s · canary weight %s%%", trackText("stable", st.Stable), trackText("canary", st.Canary), st.Weight.Number())
 	if r := st.Release; r != nil {
-		fmt.Fprintf(&s, "\nrelease #%d %s (%s) by %s: %s", r.ID, r.Version, strategyText(*r), actorLabel(r.Actor), stateText(*r))
+		s.printf("\nrelease #%d %s (%s) by %s: %s", r.ID, r.Version, strategyText(*r), actorLabel(r.Actor), stateText(*r))
 	}
 	if a := analysisText(st.Analysis); a != "" {
-		fmt.Fprintf(&s, "\n%s", a)
+		s.printf("\n%s", a)
 	}
 	if l := st.Lock; l != nil {
-		fmt.Fprintf(&s, "\n:lock: locked by %s since %s: %s", actorLabel(l.Actor), l.Since.UTC().Format(time.RFC3339), l.Reason)
+		s.printf("\n:lock: locked by %s since %s: %s", actorLabel(l.Actor), l.Since.UTC().Format(time.RFC3339), l.Reason)
 	}
 	if st.Note != "" {
-		fmt.Fprintf(&s, "\n_%s_", st.Note)
+		s.printf("\n_%s_", st.Note)
 	}
-	return s.String()
+	return s.markup()
 }
 
 func (b *Bot) listApps(ctx context.Context) message {
@@ -267,23 +270,23 @@ func (b *Bot) listApps(ctx context.Context) message {
 	if len(all) == 0 {
 		return ephemeral("No apps yet.")
 	}
-	var s strings.Builder
+	var s mrkdwnBuilder
 	for i, st := range all {
 		if i > 0 {
-			s.WriteString("\n")
+			s.printf("\n")
 		}
-		fmt.Fprintf(&s, "• *%s* (%s): stable %s", st.App, st.Env, orNone(st.Stable.Version))
+		s.printf("• *%s* (%s): stable %s", st.App, st.Env, orNone(st.Stable.Version))
 		if st.Canary.Version != "" {
-			fmt.Fprintf(&s, ", canary %s at %s%%", st.Canary.Version, st.Weight.Number())
+			s.printf(", canary %s at %s%%", st.Canary.Version, st.Weight.Number())
 		}
 		if st.Release != nil && st.Release.Active() {
-			fmt.Fprintf(&s, ", release #%d %s", st.Release.ID, st.Release.State)
+			s.printf(", release #%d %s", st.Release.ID, st.Release.State)
 		}
 		if st.Lock != nil {
-			s.WriteString(" :lock:")
+			s.printf(" :lock:")
 		}
 	}
-	return ephemeral(s.String())
+	return ephemeral(s.markup())
 }
 
 func orNone(s string) string {
@@ -302,13 +305,13 @@ func (b *Bot) history(ctx context.Context, app, env string, limit int) message {
 		return ephemeral(engineErrorText(b, err))
 	}
 	if len(rels) == 0 {
-		return ephemeral(fmt.Sprintf("No releases of %s yet.", app))
+		return ephemeral(mrkdwnf("No releases of %s yet.", app))
 	}
-	var s strings.Builder
-	fmt.Fprintf(&s, "*%s*: last %d releases\n", app, len(rels))
+	var s mrkdwnBuilder
+	s.printf("*%s*: last %d releases", app, len(rels))
 	for _, r := range rels {
-		fmt.Fprintf(&s, "• #%d %s → %s (%s) by %s via %s, %s: %s\n", r.ID, r.Version, r.Env, r.Kind,
+		s.printf("\n• #%d %s → %s (%s) by %s via %s, %s: %s", r.ID, r.Version, r.Env, r.Kind,
 			actorLabel(r.Actor), r.Source, r.Created.UTC().Format("Jan 2 15:04 UTC"), stateText(r))
 	}
-	return ephemeral(strings.TrimSpace(s.String()))
+	return ephemeral(s.markup())
 }

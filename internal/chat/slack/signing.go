@@ -1,10 +1,12 @@
 package slack
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -23,31 +25,49 @@ var (
 	ErrStale            = errors.New("request timestamp outside the 5 minute window")
 	ErrBadSignature     = errors.New("signature does not match")
 	ErrReplay           = errors.New("signature already seen (replay)")
+	ErrReplayUnchecked  = errors.New("could not check the signature against those already seen")
 )
+
+// ReplayStore remembers the MACs of accepted requests for as long as they
+// could be replayed. *store.Store satisfies it (the MACs then survive a
+// restart of ship); without one a Bot keeps them in memory.
+type ReplayStore interface {
+	// SeenSignature records mac as seen until expires and reports whether
+	// it was fresh (not recorded with an expiry after now), atomically:
+	// of two callers with one MAC, one gets fresh. Entries expired at now
+	// may be dropped.
+	SeenSignature(ctx context.Context, mac []byte, now, expires time.Time) (fresh bool, err error)
+}
 
 // Verifier checks Slack's request signature: v0= + hex(HMAC-SHA256(secret,
 // "v0:" + timestamp + ":" + body)), within SignatureWindow of now, each
-// signature accepted once.
+// signature accepted once. "Once" is keyed on the MAC itself, not on the
+// header's text: hex decodes case-insensitively, so "A2…" and "a2…" are
+// the same signature and the second is a replay.
 type Verifier struct {
 	secret []byte
 	now    func() time.Time
-	seen   *replayCache
+	seen   ReplayStore
 }
 
-// NewVerifier returns a verifier with its own replay cache of at most maxSeen
-// signatures (0 = 100,000).
-func NewVerifier(secret string, now func() time.Time, maxSeen int) *Verifier {
+// NewVerifier returns a verifier remembering accepted MACs in seen; nil
+// means in memory only (at most 100,000, forgotten on restart).
+func NewVerifier(secret string, now func() time.Time, seen ReplayStore) *Verifier {
 	if now == nil {
 		now = time.Now
 	}
-	if maxSeen <= 0 {
-		maxSeen = 100_000
+	if seen == nil {
+		seen = newReplayCache(100_000)
 	}
-	return &Verifier{secret: []byte(secret), now: now, seen: newReplayCache(maxSeen)}
+	return &Verifier{secret: []byte(secret), now: now, seen: seen}
 }
 
+// replayCheckBudget bounds the replay store's answer, well inside Slack's 3
+// seconds for the whole acknowledgement.
+const replayCheckBudget = time.Second
+
 // Verify checks one request. The body must be the raw bytes Slack sent.
-func (v *Verifier) Verify(h http.Header, body []byte) error {
+func (v *Verifier) Verify(ctx context.Context, h http.Header, body []byte) error {
 	sig := h.Get("X-Slack-Signature")
 	tsText := h.Get("X-Slack-Request-Timestamp")
 	if sig == "" || tsText == "" {
@@ -63,19 +83,28 @@ func (v *Verifier) Verify(h http.Header, body []byte) error {
 		return ErrStale
 	}
 	got, ok := strings.CutPrefix(sig, "v0=")
-	if !ok {
+	if !ok || len(got) != 2*sha256.Size {
 		return ErrBadSignature
 	}
 	gotMAC, err := hex.DecodeString(got)
 	if err != nil {
 		return ErrBadSignature
 	}
-	if !hmac.Equal(gotMAC, Sign(v.secret, tsText, body)) {
+	mac := Sign(v.secret, tsText, body)
+	if !hmac.Equal(gotMAC, mac) {
 		return ErrBadSignature
 	}
-	// Only a valid signature enters the cache, so an attacker without the
-	// secret cannot fill it. It must outlive the window on both sides of now.
-	if !v.seen.add(sig, now, now.Add(2*SignatureWindow)) {
+	// Only a valid MAC is recorded, so an attacker without the secret cannot
+	// fill the store. The MAC covers the timestamp, so it can pass the window
+	// check only until sent+SignatureWindow; it is kept a second past that.
+	ctx, cancel := context.WithTimeout(ctx, replayCheckBudget)
+	defer cancel()
+	fresh, err := v.seen.SeenSignature(ctx, mac, now, sent.Add(SignatureWindow+time.Second))
+	if err != nil {
+		// Fail closed: without the check a captured request could run twice.
+		return fmt.Errorf("%w: %v", ErrReplayUnchecked, err)
+	}
+	if !fresh {
 		return ErrReplay
 	}
 	return nil
@@ -97,8 +126,11 @@ func SignatureHeader(secret, timestamp string, body []byte) string {
 	return "v0=" + hex.EncodeToString(Sign([]byte(secret), timestamp, body))
 }
 
-// replayCache remembers signatures until they expire. Entries are kept in
-// arrival order; since all share the same lifetime, the oldest expires first.
+// replayCache is the in-memory ReplayStore: MACs until they expire, keyed by
+// their bytes. Entries are kept in arrival order; their expiries follow the
+// signed timestamps, which arrive nearly in order, so the head expires
+// (about) first. An expired entry still queued behind a live one counts as
+// absent and goes when the head reaches it.
 type replayCache struct {
 	mu    sync.Mutex
 	max   int
@@ -114,6 +146,11 @@ type replayEntry struct {
 
 func newReplayCache(max int) *replayCache {
 	return &replayCache{max: max, byKey: make(map[string]time.Time)}
+}
+
+// SeenSignature implements ReplayStore.
+func (c *replayCache) SeenSignature(_ context.Context, mac []byte, now, expires time.Time) (bool, error) {
+	return c.add(string(mac), now, expires), nil
 }
 
 // add records key and reports whether it was new (or its old entry expired).

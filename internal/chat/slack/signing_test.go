@@ -1,6 +1,7 @@
 package slack
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"net/url"
@@ -36,8 +37,8 @@ func fixedClock(unix int64) func() time.Time {
 }
 
 func TestVerifyAcceptsSlacksPublishedExample(t *testing.T) {
-	v := NewVerifier(exampleSecret, fixedClock(1531420618), 0)
-	if err := v.Verify(exampleHeader(exampleTimestamp, exampleSignature), []byte(exampleBody)); err != nil {
+	v := NewVerifier(exampleSecret, fixedClock(1531420618), nil)
+	if err := v.Verify(context.Background(), exampleHeader(exampleTimestamp, exampleSignature), []byte(exampleBody)); err != nil {
 		t.Fatalf("published example refused: %v", err)
 	}
 	if got := SignatureHeader(exampleSecret, exampleTimestamp, []byte(exampleBody)); got != exampleSignature {
@@ -66,13 +67,18 @@ func TestVerifyRefusesForgedStaleAndReplayed(t *testing.T) {
 		{"timestamp not a number", exampleSecret, now, "15314x0618", exampleSignature, exampleBody, ErrBadTimestamp},
 		{"no v0= prefix", exampleSecret, now, exampleTimestamp, strings.TrimPrefix(exampleSignature, "v0="), exampleBody, ErrBadSignature},
 		{"not hex", exampleSecret, now, exampleTimestamp, "v0=zz" + exampleSignature[5:], exampleBody, ErrBadSignature},
+		{"odd-length hex", exampleSecret, now, exampleTimestamp, exampleSignature[:len(exampleSignature)-1], exampleBody, ErrBadSignature},
+		{"hex with a trailing byte", exampleSecret, now, exampleTimestamp, exampleSignature + "00", exampleBody, ErrBadSignature},
+		{"hex with spaces", exampleSecret, now, exampleTimestamp, "v0= " + exampleSignature[4:], exampleBody, ErrBadSignature},
+		{"empty after v0=", exampleSecret, now, exampleTimestamp, "v0=", exampleBody, ErrBadSignature},
+		{"prefix re-cased", exampleSecret, now, exampleTimestamp, "V0=" + exampleSignature[3:], exampleBody, ErrBadSignature},
 		{"signature for another timestamp", exampleSecret, now, "1531420619", exampleSignature, exampleBody, ErrBadSignature},
 		{"just inside the window", exampleSecret, now + 300, exampleTimestamp, exampleSignature, exampleBody, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			v := NewVerifier(tt.secret, fixedClock(tt.clock), 0)
-			err := v.Verify(exampleHeader(tt.ts, tt.sig), []byte(tt.body))
+			v := NewVerifier(tt.secret, fixedClock(tt.clock), nil)
+			err := v.Verify(context.Background(), exampleHeader(tt.ts, tt.sig), []byte(tt.body))
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("Verify = %v, want %v", err, tt.want)
 			}
@@ -80,20 +86,78 @@ func TestVerifyRefusesForgedStaleAndReplayed(t *testing.T) {
 	}
 	t.Run("replayed within the window", func(t *testing.T) {
 		clock := int64(now)
-		v := NewVerifier(exampleSecret, func() time.Time { return time.Unix(clock, 0) }, 0)
+		v := NewVerifier(exampleSecret, func() time.Time { return time.Unix(clock, 0) }, nil)
 		h := exampleHeader(exampleTimestamp, exampleSignature)
-		if err := v.Verify(h, []byte(exampleBody)); err != nil {
+		if err := v.Verify(context.Background(), h, []byte(exampleBody)); err != nil {
 			t.Fatalf("first: %v", err)
 		}
 		clock += 120
-		if err := v.Verify(h, []byte(exampleBody)); !errors.Is(err, ErrReplay) {
+		if err := v.Verify(context.Background(), h, []byte(exampleBody)); !errors.Is(err, ErrReplay) {
 			t.Fatalf("replay = %v, want ErrReplay", err)
 		}
 		clock += 400 // now outside the window: refused as stale, not accepted
-		if err := v.Verify(h, []byte(exampleBody)); !errors.Is(err, ErrStale) {
+		if err := v.Verify(context.Background(), h, []byte(exampleBody)); !errors.Is(err, ErrStale) {
 			t.Fatalf("late replay = %v, want ErrStale", err)
 		}
 	})
+}
+
+// A captured signature re-cased (hex decodes either case) is the same MAC:
+// the issue replayed one signed /ship lock four times this way.
+func TestVerifyRefusesReplayOfRecasedSignature(t *testing.T) {
+	v := NewVerifier(exampleSecret, fixedClock(1531420618), nil)
+	hexPart := strings.TrimPrefix(exampleSignature, "v0=")
+	if err := v.Verify(context.Background(), exampleHeader(exampleTimestamp, exampleSignature), []byte(exampleBody)); err != nil {
+		t.Fatalf("first: %v", err)
+	}
+	for _, sig := range []string{
+		"v0=" + strings.ToUpper(hexPart),
+		"v0=" + strings.ToUpper(hexPart[:10]) + hexPart[10:],
+		"v0=" + hexPart[:60] + strings.ToUpper(hexPart[60:]),
+		exampleSignature,
+	} {
+		if err := v.Verify(context.Background(), exampleHeader(exampleTimestamp, sig), []byte(exampleBody)); !errors.Is(err, ErrReplay) {
+			t.Errorf("replay as %s: %v, want ErrReplay", sig, err)
+		}
+	}
+}
+
+// A replay store that fails refuses the request rather than letting it run
+// unchecked.
+func TestVerifyFailsClosedWhenTheReplayStoreFails(t *testing.T) {
+	v := NewVerifier(exampleSecret, fixedClock(1531420618), failingReplays{})
+	err := v.Verify(context.Background(), exampleHeader(exampleTimestamp, exampleSignature), []byte(exampleBody))
+	if !errors.Is(err, ErrReplayUnchecked) {
+		t.Fatalf("Verify = %v, want ErrReplayUnchecked", err)
+	}
+}
+
+type failingReplays struct{}
+
+func (failingReplays) SeenSignature(context.Context, []byte, time.Time, time.Time) (bool, error) {
+	return false, errors.New("database is locked")
+}
+
+// A MAC is kept exactly as long as its timestamp passes the window check:
+// refused as a replay up to the window's last second, then as stale.
+func TestVerifyRemembersAMACForTheWholeWindow(t *testing.T) {
+	const sent = 1531420618
+	clock := int64(sent - 300) // signed "in the future", at the window's edge
+	v := NewVerifier(exampleSecret, func() time.Time { return time.Unix(clock, 0) }, nil)
+	h := exampleHeader(exampleTimestamp, exampleSignature)
+	if err := v.Verify(context.Background(), h, []byte(exampleBody)); err != nil {
+		t.Fatalf("first: %v", err)
+	}
+	for _, at := range []int64{sent - 300, sent, sent + 299, sent + 300} {
+		clock = at
+		if err := v.Verify(context.Background(), h, []byte(exampleBody)); !errors.Is(err, ErrReplay) {
+			t.Fatalf("replay at sent%+ds: %v, want ErrReplay", at-sent, err)
+		}
+	}
+	clock = sent + 301
+	if err := v.Verify(context.Background(), h, []byte(exampleBody)); !errors.Is(err, ErrStale) {
+		t.Fatalf("replay after the window: %v, want ErrStale", err)
+	}
 }
 
 func TestReplayCacheStaysBoundedAndExpires(t *testing.T) {

@@ -37,7 +37,7 @@ func (b *Bot) handleSlash(ctx context.Context, sr slashRequest) message {
 	}
 	if c.App != "" && !b.channelAllowed(c.App, sr.ChannelID) {
 		b.stats.refused.Add(1)
-		return ephemeral(b.channelRefusal(c.App))
+		return ephemeral(authorizerText(b.channelRefusal(c.App)))
 	}
 	switch c.Verb {
 	case command.VerbStatus:
@@ -49,7 +49,7 @@ func (b *Bot) handleSlash(ctx context.Context, sr slashRequest) message {
 	case command.VerbDeploy, command.VerbPromote, command.VerbAbort, command.VerbRollback, command.VerbScale, command.VerbReclaim, command.VerbLock, command.VerbUnlock:
 		return b.withinBudget(ctx, r, func(ctx context.Context) message { return b.mutate(ctx, sr, c, r) })
 	}
-	return ephemeral(fmt.Sprintf("ship cannot run %q from chat. `/ship help` lists every command.", c.Verb))
+	return ephemeral(mrkdwnf("ship cannot run %q from chat. `/ship help` lists every command.", c.Verb))
 }
 
 // withinBudget runs fn as a task and waits for it up to AckBudget. A late
@@ -110,7 +110,7 @@ func (b *Bot) mutate(ctx context.Context, sr slashRequest, c command.Command, r 
 	if ok, why := b.perms.allowed(ctx, u.id, verb, c.App, env); !ok {
 		b.stats.refused.Add(1)
 		b.log.Info("command refused", "user", u.id, "verb", c.Verb, "app", c.App, "env", env, "why", why)
-		return ephemeral(why)
+		return ephemeral(authorizerText(why))
 	}
 	if !b.goAsync(func(ctx context.Context) {
 		m := b.execute(ctx, u, sr, c, env, r)
@@ -118,7 +118,7 @@ func (b *Bot) mutate(ctx context.Context, sr slashRequest, c command.Command, r 
 	}) {
 		return b.busyReply()
 	}
-	return ephemeral(fmt.Sprintf("On it: %s.", describe(c, env)))
+	return ephemeral(mrkdwnf("On it: %s.", describe(c, env)))
 }
 
 // execute calls the engine and says how it went.
@@ -166,27 +166,27 @@ func (b *Bot) execute(ctx context.Context, u chatUser, sr slashRequest, c comman
 		}
 		b.notifier.follow(rel.ID, sr.ChannelID, r, line)
 	}
-	where := ""
+	var where markup
 	if ch := b.channelFor(c.App, ""); ch != "" && b.api.client != nil {
-		where = fmt.Sprintf(" Follow it in <#%s>.", ch)
+		where = " Follow it in " + channelLink(ch) + "."
 	}
 	switch c.Verb {
 	case command.VerbDeploy:
-		return b.reply(sr, fmt.Sprintf("Release #%d: %s %s → %s started (%s).%s", rel.ID, rel.App, rel.Version, rel.Env, strategyText(rel), where))
+		return b.reply(sr, mrkdwnf("Release #%d: %s %s → %s started (%s).%s", rel.ID, rel.App, rel.Version, rel.Env, strategyText(rel), where))
 	case command.VerbPromote:
-		return b.reply(sr, fmt.Sprintf("Promoting %s %s in %s (release #%d).%s", rel.App, rel.Version, rel.Env, rel.ID, where))
+		return b.reply(sr, mrkdwnf("Promoting %s %s in %s (release #%d).%s", rel.App, rel.Version, rel.Env, rel.ID, where))
 	case command.VerbAbort:
-		return b.reply(sr, fmt.Sprintf("Aborted release #%d of %s %s in %s: canary weight is 0.", rel.ID, rel.App, rel.Version, rel.Env))
+		return b.reply(sr, mrkdwnf("Aborted release #%d of %s %s in %s: canary weight is 0.", rel.ID, rel.App, rel.Version, rel.Env))
 	case command.VerbRollback:
-		return b.reply(sr, fmt.Sprintf("Rolling %s in %s back to %s (release #%d).%s", rel.App, rel.Env, rel.Version, rel.ID, where))
+		return b.reply(sr, mrkdwnf("Rolling %s in %s back to %s (release #%d).%s", rel.App, rel.Env, rel.Version, rel.ID, where))
 	case command.VerbScale:
-		return b.reply(sr, fmt.Sprintf("Scaled %s in %s to %d instances.", c.App, env, c.Replicas))
+		return b.reply(sr, mrkdwnf("Scaled %s in %s to %d instances.", c.App, env, c.Replicas))
 	case command.VerbReclaim:
 		return b.reply(sr, reclaimText(rec))
 	case command.VerbLock:
-		return b.reply(sr, fmt.Sprintf("Locked %s in %s: %s", c.App, env, c.Reason))
+		return b.reply(sr, mrkdwnf("Locked %s in %s: %s", c.App, env, c.Reason))
 	case command.VerbUnlock:
-		return b.reply(sr, fmt.Sprintf("Unlocked %s in %s.", c.App, env))
+		return b.reply(sr, mrkdwnf("Unlocked %s in %s.", c.App, env))
 	}
 	return ephemeral("Done.")
 }
@@ -194,37 +194,37 @@ func (b *Bot) execute(ctx context.Context, u chatUser, sr slashRequest, c comman
 // reply is the result of a command: with a bot token the channel hears it
 // from the release message, so the result is for the sender; without one
 // (Mattermost, or Slack over HTTP without a bot) the channel is told directly.
-func (b *Bot) reply(sr slashRequest, text string) message {
+func (b *Bot) reply(sr slashRequest, text markup) message {
 	if sr.Mattermost || b.api.client == nil {
-		return message{ResponseType: slackapi.ResponseTypeInChannel, Text: text}
+		return message{ResponseType: slackapi.ResponseTypeInChannel, Text: string(text)}
 	}
 	return ephemeral(text)
 }
 
-func describe(c command.Command, env string) string {
+func describe(c command.Command, env string) markup {
 	switch c.Verb {
 	case command.VerbDeploy:
-		s := fmt.Sprintf("deploying %s %s to %s", c.App, c.Version, env)
+		s := mrkdwnf("deploying %s %s to %s", c.App, c.Version, env)
 		switch {
 		case c.Canary > 0:
-			s += fmt.Sprintf(" as a %s%% canary", c.Canary.Number())
+			s += mrkdwnf(" as a %s%% canary", c.Canary.Number())
 		case c.Rolling:
 			s += " (rolling)"
 		case len(c.Steps) > 0:
-			s += " in steps " + stepsText(c.Steps)
+			s += mrkdwnf(" in steps %s", stepsText(c.Steps))
 		}
 		return s
 	case command.VerbRollback:
 		if c.To != "" {
-			return fmt.Sprintf("rolling %s in %s back to %s", c.App, env, c.To)
+			return mrkdwnf("rolling %s in %s back to %s", c.App, env, c.To)
 		}
-		return fmt.Sprintf("rolling %s in %s back to its last good release", c.App, env)
+		return mrkdwnf("rolling %s in %s back to its last good release", c.App, env)
 	case command.VerbScale:
-		return fmt.Sprintf("scaling %s in %s to %d", c.App, env, c.Replicas)
+		return mrkdwnf("scaling %s in %s to %d", c.App, env, c.Replicas)
 	case command.VerbReclaim:
-		return fmt.Sprintf("taking back the fields ship manages of %s in %s", c.App, env)
+		return mrkdwnf("taking back the fields ship manages of %s in %s", c.App, env)
 	}
-	return fmt.Sprintf("%s %s in %s", c.Verb, c.App, env)
+	return mrkdwnf("%s %s in %s", c.Verb, c.App, env)
 }
 
 func pastTense(verb string) string {
@@ -253,17 +253,17 @@ func permissionVerb(verb string) string {
 }
 
 // reclaimText says what was forced back and who lost which field.
-func reclaimText(r engine.Reclaimed) string {
+func reclaimText(r engine.Reclaimed) markup {
 	var tracks, lost []string
 	for _, t := range r.Tracks {
 		tracks = append(tracks, fmt.Sprintf("%s %s×%d", t.Track, t.Version, t.Replicas))
 		lost = append(lost, t.Lost...)
 	}
-	s := fmt.Sprintf("Reclaimed %s in %s: %s.", r.App, r.Env, strings.Join(tracks, ", "))
+	s := mrkdwnf("Reclaimed %s in %s: %s.", r.App, r.Env, strings.Join(tracks, ", "))
 	if len(lost) == 0 {
 		return s + " No field ship manages was held by anyone else."
 	}
-	return s + " Taken back:\n• " + strings.Join(lost, "\n• ")
+	return s + " Taken back:\n• " + esc(strings.Join(lost, "\n• "))
 }
 
 // usageReply explains a command that did not parse. The grammar's
@@ -277,29 +277,32 @@ func usageReply(err error) message {
 	return ephemeral(":warning: " + codeBlocks(text) + "\n`/ship help` lists every command.")
 }
 
-// codeBlocks shows the first line as text and the rest (usage) verbatim.
-func codeBlocks(text string) string {
+// codeBlocks shows the first line as text and the rest (usage) verbatim;
+// all of it is escaped, since the first line may quote what the user typed
+// and Slack parses <…> inside code blocks too.
+func codeBlocks(text string) markup {
 	first, rest, ok := strings.Cut(strings.TrimSpace(text), "\n")
 	if !ok || strings.TrimSpace(rest) == "" {
-		return first
+		return esc(first)
 	}
-	return first + "\n```" + strings.Trim(strings.ReplaceAll(rest, "```", "'''"), "\n") + "```"
+	return esc(first) + "\n```" + esc(strings.Trim(strings.ReplaceAll(rest, "```", "'''"), "\n")) + "```"
 }
 
 func helpReply(topic command.Verb) message {
-	return ephemeral("```" + strings.TrimSpace(helpText(topic)) + "```")
+	return ephemeral("```" + esc(strings.TrimSpace(helpText(topic))) + "```")
 }
 
 // engineErrorText turns an engine error into words for the user; detail
 // beyond the engine's public message stays in the logs.
-func engineErrorText(b *Bot, err error) string {
+func engineErrorText(b *Bot, err error) markup {
 	var e *engine.Error
 	if errors.As(err, &e) && e.Code != engine.CodeInternal {
-		prefix := map[engine.Code]string{
+		prefix := map[engine.Code]markup{
 			engine.CodeInvalid: ":warning: ", engine.CodeNotFound: ":mag: ",
 			engine.CodeConflict: ":construction: ", engine.CodeLocked: ":lock: ", engine.CodeDenied: ":no_entry: ",
 		}[e.Code]
-		return prefix + e.Message
+		// The engine's message echoes input (versions, lock reasons).
+		return prefix + esc(e.Message)
 	}
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		return ":hourglass: ship did not answer in time; check `/ship status` before trying again."

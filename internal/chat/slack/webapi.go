@@ -53,6 +53,8 @@ func (c *counters) snapshot() Stats {
 // message is what ship sends: a slash-command reply, a response_url post or
 // the body of chat.postMessage. Text is always set: it is the notification
 // text in Slack and the whole message in Mattermost, which ignores blocks.
+// Text and every mrkdwn block are markup (see mrkdwn.go), built with esc or
+// mrkdwnf, never from plain strings.
 type message struct {
 	ResponseType    string           `json:"response_type,omitempty"`
 	Text            string           `json:"text"`
@@ -60,8 +62,9 @@ type message struct {
 	ReplaceOriginal bool             `json:"replace_original,omitempty"`
 }
 
-func ephemeral(text string, blocks ...slackapi.Block) message {
-	return message{ResponseType: slackapi.ResponseTypeEphemeral, Text: text, Blocks: blocks}
+// ephemeral is a reply only its asker sees.
+func ephemeral(text markup, blocks ...slackapi.Block) message {
+	return message{ResponseType: slackapi.ResponseTypeEphemeral, Text: string(text), Blocks: blocks}
 }
 
 // webAPI wraps Slack's Web API and response_url with bounded retries.
