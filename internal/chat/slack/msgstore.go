@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/shipteam/ship/internal/store"
+	"github.com/shipteam/ship/internal/release"
 )
 
 // MessageStore keeps each release's channel message (where it is, and the
@@ -15,8 +15,8 @@ import (
 // across restarts of ship, so a running release keeps one message. It is
 // satisfied by *store.Store. Without one the bot remembers in memory only.
 type MessageStore interface {
-	ChatMessage(ctx context.Context, releaseID int64) (store.ChatMessage, error)
-	PutChatMessage(ctx context.Context, m store.ChatMessage) error
+	ChatMessage(ctx context.Context, releaseID int64) (release.ChatMessage, error)
+	PutChatMessage(ctx context.Context, m release.ChatMessage) error
 }
 
 // Option changes how New builds a Bot.
@@ -56,7 +56,7 @@ func (n *notifier) load(ctx context.Context, id int64) {
 		return
 	}
 	t.loaded = true
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, release.ErrNotFound) {
 		return
 	}
 	if err != nil {
@@ -100,7 +100,7 @@ func (n *notifier) save(ctx context.Context, id int64) {
 		n.mu.Unlock()
 		return
 	}
-	m := store.ChatMessage{ReleaseID: id, Channel: t.channel, TS: t.ts, Origin: t.origin, Lines: slices.Clone(t.timeline)}
+	m := release.ChatMessage{ReleaseID: id, Channel: t.channel, TS: t.ts, Origin: t.origin, Lines: slices.Clone(t.timeline)}
 	if t.follower != nil {
 		m.FollowerChannel, m.FollowerUser = t.follower.channel, t.follower.user
 	}
