@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/shipteam/ship/internal/release"
 	"github.com/shipteam/ship/internal/runtime"
@@ -43,11 +44,11 @@ func wantData(w runtime.Want) *release.Want {
 	return &release.Want{Version: w.Version, Replicas: w.Replicas}
 }
 
-func (e *Engine) noteApplied(k trackKey, want runtime.Want) {
+func (e *Engine) noteApplied(k appKey, t runtime.Track, want runtime.Want) {
 	e.mu.Lock()
-	e.applied[k] = applied{want: want, at: e.now()}
-	delete(e.removing, k)
-	delete(e.conflict, k)
+	ts := e.track(k, t)
+	ts.applied = &applied{want: want, at: e.now()}
+	ts.removing, ts.conflict = time.Time{}, nil
 	e.mu.Unlock()
 }
 
@@ -59,11 +60,11 @@ func autoscaled(app spec.App, track runtime.Track) bool {
 
 // wasApplied reports whether this process asked the runtime for want, or
 // saw it already running: readiness is only trusted for what was asked.
-func (e *Engine) wasApplied(k trackKey, want runtime.Want) bool {
+func (e *Engine) wasApplied(k appKey, t runtime.Track, want runtime.Want) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	a, ok := e.applied[k]
-	return ok && a.want == want
+	a := e.track(k, t).applied
+	return a != nil && a.want == want
 }
 
 // ensureApply asks the runtime for want unless it already runs it or the
@@ -74,20 +75,20 @@ func (e *Engine) wasApplied(k trackKey, want runtime.Want) bool {
 // with runtime.ErrConflict and the change stays; the refusal is kept (see
 // conflictOf) and retried every reapplyAfter, not every tick.
 func (e *Engine) ensureApply(ctx context.Context, app spec.App, env string, track runtime.Track, want runtime.Want, actual runtime.TrackStatus) error {
-	k := trackKey{appKey{app.Name, env}, track}
+	k := appKey{app.Name, env}
 	e.mu.Lock()
-	last, ok := e.applied[k]
-	c, refused := e.conflict[k]
-	busy := e.inflight[k]
+	ts := e.track(k, track)
+	last, c, busy := ts.applied, ts.conflict, ts.inflight
 	e.mu.Unlock()
 	if busy {
 		return nil // a Remove of this track is still draining; apply after it
 	}
-	same := ok && last.want == want
+	refused := c != nil
+	same := last != nil && last.want == want
 	drift := same && actual.Version == want.Version && actual.Desired != want.Replicas && !autoscaled(app, track)
 	if actual.Version == want.Version && (same || actual.Desired == want.Replicas) && !drift {
 		if !same || refused {
-			e.noteApplied(k, want)
+			e.noteApplied(k, track, want)
 		}
 		return nil
 	}
@@ -101,12 +102,12 @@ func (e *Engine) ensureApply(ctx context.Context, app spec.App, env string, trac
 		err = fmt.Errorf("apply %s %s×%d: %w", track, want.Version, want.Replicas, err)
 		if errors.Is(err, runtime.ErrConflict) {
 			e.mu.Lock()
-			e.conflict[k] = conflict{want: want, at: e.now(), msg: err.Error()}
+			e.track(k, track).conflict = &conflict{want: want, at: e.now(), msg: err.Error()}
 			e.mu.Unlock()
 		}
 		return err
 	}
-	e.noteApplied(k, want)
+	e.noteApplied(k, track, want)
 	return nil
 }
 
@@ -120,7 +121,7 @@ func (e *Engine) applyTrack(ctx context.Context, app spec.App, r release.Release
 	if !errors.Is(err, runtime.ErrConflict) {
 		return err
 	}
-	l := e.liveOf(r.ID)
+	l := e.liveOf(r)
 	l.mu.Lock()
 	seen := l.conflicts[track] == err.Error()
 	l.conflicts[track] = err.Error()
@@ -148,18 +149,15 @@ func (e *Engine) applyTrack(ctx context.Context, app spec.App, r release.Release
 // that finds the track clean again, so the same edit made again is
 // reported again.
 func (e *Engine) reportIdleConflict(ctx context.Context, app spec.App, env string, track runtime.Track, want runtime.Want, actual runtime.TrackStatus) error {
-	k := trackKey{appKey{app.Name, env}, track}
+	k := appKey{app.Name, env}
 	what := actual.Drift
 	if what == "" {
 		what = e.conflictOf(app, env, track)
 	}
 	e.mu.Lock()
-	seen := e.reported[k] == what
-	if what == "" {
-		delete(e.reported, k)
-	} else {
-		e.reported[k] = what
-	}
+	ts := e.track(k, track)
+	seen := ts.reported == what
+	ts.reported = what
 	e.mu.Unlock()
 	if seen || what == "" {
 		return nil
@@ -171,10 +169,8 @@ func (e *Engine) reportIdleConflict(ctx context.Context, app spec.App, env strin
 			app.Name, env, track, what, app.Name, env, want.Version, want.Replicas)}
 	evs, err := e.cfg.Store.AddEvents(ctx, nil, ev)
 	if err != nil {
-		e.mu.Lock()
-		delete(e.reported, k) // not recorded: try again next time
-		e.mu.Unlock()
-		return fmt.Errorf("record conflict of %s %s: %w", k.appKey, track, err)
+		e.forgetReported(k, track) // not recorded: try again next time
+		return fmt.Errorf("record conflict of %s %s: %w", k, track, err)
 	}
 	e.publish(evs)
 	e.log.Warn("changed outside ship", "app", app.Name, "env", env, "track", track, "conflict", what)
@@ -183,9 +179,9 @@ func (e *Engine) reportIdleConflict(ctx context.Context, app spec.App, env strin
 
 // forgetReported forgets the app.conflict recorded for a track (see
 // reportIdleConflict), so the same finding is news again.
-func (e *Engine) forgetReported(k trackKey) {
+func (e *Engine) forgetReported(k appKey, t runtime.Track) {
 	e.mu.Lock()
-	delete(e.reported, k)
+	e.track(k, t).reported = ""
 	e.mu.Unlock()
 }
 
@@ -194,7 +190,10 @@ func (e *Engine) forgetReported(k trackKey) {
 func (e *Engine) conflictOf(app spec.App, env string, track runtime.Track) string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.conflict[trackKey{appKey{app.Name, env}, track}].msg
+	if c := e.track(appKey{app.Name, env}, track).conflict; c != nil {
+		return c.msg
+	}
+	return ""
 }
 
 // blockedBy is conflictOf as a suffix for a release's failure reason.
@@ -211,16 +210,15 @@ func (e *Engine) ensureRemoved(ctx context.Context, app spec.App, env string, tr
 	if actual.Version == "" && actual.Desired == 0 {
 		return
 	}
-	k := trackKey{appKey{app.Name, env}, track}
+	k := appKey{app.Name, env}
 	e.mu.Lock()
-	if at, ok := e.removing[k]; ok && e.now().Sub(at) < reapplyAfter {
+	ts := e.track(k, track)
+	if !ts.removing.IsZero() && e.now().Sub(ts.removing) < reapplyAfter {
 		e.mu.Unlock()
 		return
 	}
-	e.removing[k] = e.now()
-	e.inflight[k] = true
-	delete(e.applied, k)
-	delete(e.conflict, k)
+	ts.removing, ts.inflight = e.now(), true
+	ts.applied, ts.conflict = nil, nil
 	e.mu.Unlock()
 	// The step that asked returns (and cancels its ctx) long before a drain
 	// or a Kubernetes DELETE is done: the removal gets its own deadline.
@@ -231,7 +229,7 @@ func (e *Engine) ensureRemoved(ctx context.Context, app spec.App, env string, tr
 		defer cancel()
 		defer func() {
 			e.mu.Lock()
-			delete(e.inflight, k)
+			ts.inflight = false
 			e.mu.Unlock()
 		}()
 		if err := e.cfg.Runtime.Remove(ctx, app, env, track); err != nil {
@@ -250,27 +248,30 @@ func (e *Engine) ensureRemoved(ctx context.Context, app spec.App, env string, tr
 func (e *Engine) ensureWeight(ctx context.Context, app spec.App, env string, id int64, w release.Weight) error {
 	k := appKey{app.Name, env}
 	e.mu.Lock()
-	m, ok := e.weights[k]
+	m := e.slotLocked(k).weight
 	e.mu.Unlock()
-	if ok && m.desired == w && e.now().Sub(m.at) < reapplyAfter {
+	if m.known && m.desired == w && e.now().Sub(m.at) < reapplyAfter {
 		return nil
 	}
 	cur, _, err := e.cfg.Router.Weight(ctx, app, env)
-	if err == nil && (cur == w || (ok && m.desired == w && cur == m.observed)) {
-		e.mu.Lock()
-		e.weights[k] = weightMark{desired: w, observed: cur, at: e.now()}
-		e.mu.Unlock()
+	if err == nil && (cur == w || (m.known && m.desired == w && cur == m.observed)) {
+		e.markWeight(k, w, cur)
 		return nil
 	}
 	if err := e.setWeight(ctx, app, env, id, w); err != nil {
 		return err
 	}
 	if got, _, err := e.cfg.Router.Weight(ctx, app, env); err == nil {
-		e.mu.Lock()
-		e.weights[k] = weightMark{desired: w, observed: got, at: e.now()}
-		e.mu.Unlock()
+		e.markWeight(k, w, got)
 	}
 	return nil
+}
+
+// markWeight remembers what the router reported after a SetWeight of w.
+func (e *Engine) markWeight(k appKey, w, observed release.Weight) {
+	e.mu.Lock()
+	e.slotLocked(k).weight = weightMark{known: true, desired: w, observed: observed, at: e.now()}
+	e.mu.Unlock()
 }
 
 // noteRestarts records instance.crashed when a track's restart count grows.

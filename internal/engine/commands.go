@@ -93,8 +93,9 @@ func (e *Engine) Deploy(ctx context.Context, a Actor, req DeployRequest) (releas
 		return release.Release{}, internal(err, "record release of %s", k)
 	}
 	e.mu.Lock()
-	delete(e.latest, k) // the previous release's analysis is not this one's
+	e.slotLocked(k).latest = nil // the previous release's analysis is not this one's
 	e.mu.Unlock()
+	e.activate(r)
 	e.publish(evs)
 	e.log.Info("release created", "app", r.App, "env", r.Env, "release", r.ID, "version", r.Version, "actor", a.Name, "strategy", r.Strategy)
 	e.wake()
@@ -245,7 +246,7 @@ func (e *Engine) Rollback(ctx context.Context, a Actor, appName, env, to string)
 		return release.Release{}, internal(err, "record rollback of %s", k)
 	}
 	e.publish(evs)
-	e.wake()
+	e.activate(r)
 	return r, nil
 }
 
@@ -303,7 +304,7 @@ func (e *Engine) Scale(ctx context.Context, a Actor, appName, env string, replic
 		e.markIdle(k)
 		return internal(err, "scale %s: the new count is recorded and will be retried", k)
 	}
-	e.noteApplied(trackKey{k, runtime.Stable}, want)
+	e.noteApplied(k, runtime.Stable, want)
 	e.wake()
 	return nil
 }

@@ -13,7 +13,8 @@ import (
 	"github.com/shipteam/ship/internal/spec"
 )
 
-// live is what the engine remembers about an active release between ticks.
+// live is what the engine remembers about an active release between ticks
+// (in its app's slot).
 // None of it is needed for correctness after a restart: a new baseline is
 // taken (the step's window restarts; its deadline does not).
 type live struct {
@@ -32,23 +33,19 @@ type live struct {
 	// metricsErr is the last failure to read metrics (nil once a read
 	// works again), so that a step that ends without data says why.
 	metricsErr error
+	id         int64 // the release
 }
 
-func (e *Engine) liveOf(id int64) *live {
+// liveOf is the live state of active release r, made on first use (and
+// anew for a new release of the app).
+func (e *Engine) liveOf(r release.Release) *live {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	l := e.live[id]
-	if l == nil {
-		l = &live{restarts: map[runtime.Track]int{}, versions: map[runtime.Track]string{}, conflicts: map[runtime.Track]string{}}
-		e.live[id] = l
+	s := e.slotLocked(appKey{r.App, r.Env})
+	if s.live == nil || s.live.id != r.ID {
+		s.live = &live{id: r.ID, restarts: map[runtime.Track]int{}, versions: map[runtime.Track]string{}, conflicts: map[runtime.Track]string{}}
 	}
-	return l
-}
-
-func (e *Engine) markIdle(k appKey) {
-	e.mu.Lock()
-	e.idle[k] = true
-	e.mu.Unlock()
+	return s.live
 }
 
 func (e *Engine) event(r release.Release, typ release.EventType, actor, msg string, data *release.EventData) release.Event {
@@ -115,7 +112,7 @@ func (e *Engine) finish(ctx context.Context, app spec.App, r release.Release, st
 	if actor == "" {
 		actor = "ship"
 	}
-	l := e.liveOf(r.ID)
+	l := e.liveOf(r)
 	l.mu.Lock()
 	if l.verdict != nil {
 		if data == nil {
@@ -132,9 +129,14 @@ func (e *Engine) finish(ctx context.Context, app spec.App, r release.Release, st
 	e.publish(evs)
 	e.log.Info("release "+string(state), "app", r.App, "env", r.Env, "release", r.ID, "version", r.Version, "actor", actor, "reason", reason)
 	e.mu.Lock()
-	delete(e.live, r.ID)
-	e.idle[k] = true
+	s := e.slotLocked(k)
+	if s.live != nil && s.live.id == r.ID {
+		s.live = nil
+	}
+	s.idle, s.due = true, time.Time{}
+	delete(e.actives, r.ID)
 	e.mu.Unlock()
+	e.wake()
 	// Recorded: now act, even if the caller has gone away meanwhile, but
 	// not forever: a hung router must not hang abort (the idle reconciler
 	// sets 0 again later).
@@ -188,7 +190,7 @@ func (e *Engine) drive(ctx context.Context, id int64) error {
 		}
 		return fmt.Errorf("runtime status: %w", err)
 	}
-	l := e.liveOf(r.ID)
+	l := e.liveOf(r)
 	e.noteRestarts(ctx, r, l, status)
 	if err := e.ensureWeight(ctx, app, r.Env, r.ID, r.Weight); err != nil {
 		e.log.Error("set weight", "app", r.App, "env", r.Env, "release", r.ID, "weight", r.Weight, "err", err)
@@ -240,7 +242,7 @@ func (e *Engine) drivePending(ctx context.Context, app spec.App, r release.Relea
 	case failed(c, want):
 		_, err := e.finish(ctx, app, r, release.Failed, fmt.Sprintf("canary %s failed: %s", r.Version, c.Reason), "", trackData(c))
 		return err
-	case ready(c, want) && e.wasApplied(trackKey{appKey{r.App, r.Env}, runtime.Canary}, want):
+	case ready(c, want) && e.wasApplied(appKey{r.App, r.Env}, runtime.Canary, want):
 		next, typ, msg := release.Progressing, release.EvStep, fmt.Sprintf("step 1 of %d: %s of traffic to %s", len(r.Steps), r.Steps[0], r.Version)
 		if r.HoldAt > 0 {
 			next, typ, msg = release.Paused, release.EvPaused, fmt.Sprintf("holding %s of traffic on %s until promoted or aborted", r.Steps[0], r.Version)
@@ -264,9 +266,7 @@ func (e *Engine) startStep(ctx context.Context, app spec.App, r release.Release)
 		return fmt.Errorf("set weight %s: %w", r.Weight, err)
 	}
 	if got, _, err := e.cfg.Router.Weight(ctx, app, r.Env); err == nil {
-		e.mu.Lock()
-		e.weights[appKey{r.App, r.Env}] = weightMark{desired: r.Weight, observed: got, at: e.now()}
-		e.mu.Unlock()
+		e.markWeight(appKey{r.App, r.Env}, r.Weight, got)
 		if got != r.Weight {
 			// Say so in history: the canary gets another share than asked.
 			evs, err := e.cfg.Store.AddEvents(ctx, nil, e.event(r, release.EvWeightRounded, "ship",
@@ -278,7 +278,7 @@ func (e *Engine) startStep(ctx context.Context, app spec.App, r release.Release)
 			e.publish(evs)
 		}
 	}
-	l := e.liveOf(r.ID)
+	l := e.liveOf(r)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.haveBase = false
@@ -415,7 +415,7 @@ func (e *Engine) judgeAlone(ctx context.Context, id int64) error {
 	if !ok {
 		return nil
 	}
-	_, err = e.analyse(ctx, app, r, e.liveOf(r.ID))
+	_, err = e.analyse(ctx, app, r, e.liveOf(r))
 	return err
 }
 
@@ -430,7 +430,7 @@ func (e *Engine) judge(ctx context.Context, app spec.App, r release.Release, l *
 	l.verdict = &v
 	a := view(v)
 	e.mu.Lock()
-	e.latest[appKey{r.App, r.Env}] = &a
+	e.slotLocked(appKey{r.App, r.Env}).latest = &a
 	e.mu.Unlock()
 	if v.Result != l.lastResult {
 		l.lastResult = v.Result
@@ -463,7 +463,7 @@ func (e *Engine) drivePromoting(ctx context.Context, app spec.App, r release.Rel
 	case failed(s, want):
 		_, err := e.finish(ctx, app, r, release.Failed, fmt.Sprintf("stable %s failed: %s; keeping %s", r.Version, s.Reason, orNone(r.FromVersion)), "", trackData(s))
 		return err
-	case ready(s, want) && e.wasApplied(trackKey{appKey{r.App, r.Env}, runtime.Stable}, want):
+	case ready(s, want) && e.wasApplied(appKey{r.App, r.Env}, runtime.Stable, want):
 		msg := fmt.Sprintf("%s is stable with %d instances", r.Version, s.Ready)
 		if r.Kind == release.KindRollback {
 			msg = fmt.Sprintf("rolled back to %s (%d instances)", r.Version, s.Ready)

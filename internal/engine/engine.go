@@ -77,6 +77,11 @@ type Config struct {
 	HoldTimeout time.Duration
 	// Parallel bounds how many releases are stepped at once. Default 8.
 	Parallel int
+	// LookEvery is how often an app without a release is looked at again
+	// once it runs what its state says, for changes made outside ship (a
+	// hand-edited Deployment: reported as app.conflict). Default 5s;
+	// negative: never (the local runtime, which nobody else changes).
+	LookEvery time.Duration
 	// Authorize, when set, is asked before every command that changes
 	// something; an error refuses it (a plain error becomes forbidden).
 	// Front ends map their users to roles; the engine applies the answer
@@ -130,6 +135,9 @@ func (c *Config) setDefaults() {
 	if c.Parallel == 0 {
 		c.Parallel = 8
 	}
+	if c.LookEvery == 0 {
+		c.LookEvery = 5 * time.Second
+	}
 }
 
 // Validate reports every problem of the config at once.
@@ -166,54 +174,18 @@ type appKey struct{ app, env string }
 
 func (k appKey) String() string { return k.app + "/" + k.env }
 
-type trackKey struct {
-	appKey
-	track runtime.Track
-}
-
-// weightMark is what the router reported after the engine's last SetWeight
-// of an app/env, and when that was last confirmed.
-type weightMark struct {
-	desired, observed release.Weight
-	at                time.Time
-}
-
-type applied struct {
-	want runtime.Want
-	at   time.Time
-}
-
-// conflict is an Apply the runtime refused with runtime.ErrConflict: a
-// field ship manages was changed outside ship, and ship leaves it so.
-type conflict struct {
-	want runtime.Want
-	at   time.Time // of the last refused Apply; retried every reapplyAfter
-	msg  string
-}
-
 // Engine drives releases. Its methods are safe for concurrent use.
 type Engine struct {
 	cfg Config
 	log *slog.Logger
 
-	mu       sync.Mutex
-	keyLocks map[appKey]*sync.Mutex
-	recLocks map[appKey]*sync.Mutex // see recordLock
-	judging  map[appKey]bool        // a judge-only pass of this app/env is running
-	live     map[int64]*live        // per active release, rebuilt after a restart
-	latest   map[appKey]*Analysis   // last analysis of each app/env, for Status
-	applied  map[trackKey]applied   // last Apply per track in this process
-	conflict map[trackKey]conflict  // Apply refused for a change made outside ship
-	reported map[trackKey]string    // last app.conflict recorded per track of an idle app
-	sweptAt  time.Time              // when idle apps were last all marked for a look
-	removing map[trackKey]time.Time // when Remove was last started
-	inflight map[trackKey]bool      // Remove still running
-	weights  map[appKey]weightMark  // what the router reported after our last SetWeight
-	busy     map[appKey]bool        // a step of this app/env is running
-	sem      chan struct{}          // bounds steps running at once (Parallel)
-	idle     map[appKey]bool        // app/envs without a release to reconcile
-	subs     map[chan release.Event]struct{}
-	running  bool
+	mu      sync.Mutex
+	slots   map[appKey]*slot
+	actives map[int64]appKey // active releases, from the store
+	synced  time.Time        // when active was last read from the store
+	sem     chan struct{}    // bounds steps running at once (Parallel)
+	subs    map[chan release.Event]struct{}
+	running bool
 
 	kick chan struct{}
 	bg   sync.WaitGroup // steps and background Remove calls
@@ -226,55 +198,14 @@ func New(cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	return &Engine{
-		cfg:      cfg,
-		log:      cfg.Logger,
-		keyLocks: map[appKey]*sync.Mutex{},
-		recLocks: map[appKey]*sync.Mutex{},
-		judging:  map[appKey]bool{},
-		live:     map[int64]*live{},
-		latest:   map[appKey]*Analysis{},
-		applied:  map[trackKey]applied{},
-		conflict: map[trackKey]conflict{},
-		reported: map[trackKey]string{},
-		removing: map[trackKey]time.Time{},
-		inflight: map[trackKey]bool{},
-		weights:  map[appKey]weightMark{},
-		busy:     map[appKey]bool{},
-		sem:      make(chan struct{}, cfg.Parallel),
-		idle:     map[appKey]bool{},
-		subs:     map[chan release.Event]struct{}{},
-		kick:     make(chan struct{}, 1),
+		cfg:     cfg,
+		log:     cfg.Logger,
+		slots:   map[appKey]*slot{},
+		actives: map[int64]appKey{},
+		sem:     make(chan struct{}, cfg.Parallel),
+		subs:    map[chan release.Event]struct{}{},
+		kick:    make(chan struct{}, 1),
 	}, nil
-}
-
-// Run resumes what the store says should be running — stable tracks,
-// weights, canaries of unfinished releases — and then steps every active
-// release each Tick until ctx is done. Background calls are waited for
-// before it returns.
-func (e *Engine) Run(ctx context.Context) error {
-	e.mu.Lock()
-	if e.running {
-		e.mu.Unlock()
-		return errors.New("engine: Run called twice")
-	}
-	e.running = true
-	e.mu.Unlock()
-	defer e.bg.Wait()
-	if err := e.Resume(ctx); err != nil {
-		e.log.Error("resume", "err", err)
-	}
-	for {
-		if _, err := e.stepReleases(ctx); err != nil && ctx.Err() == nil {
-			e.log.Error("engine step", "err", err)
-		}
-		e.stepIdle(ctx)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-e.cfg.Clock.After(e.cfg.Tick):
-		case <-e.kick:
-		}
-	}
 }
 
 // wake makes Run step soon instead of at the next tick.
@@ -283,38 +214,6 @@ func (e *Engine) wake() {
 	case e.kick <- struct{}{}:
 	default:
 	}
-}
-
-// lockKey serialises what is done to one app in one environment: commands
-// and the driver's steps — except Abort and the judge-only pass, which must
-// not wait for a step stuck in a runtime call (see recordLock).
-func (e *Engine) lockKey(k appKey) func() {
-	e.mu.Lock()
-	m := e.keyLocks[k]
-	if m == nil {
-		m = &sync.Mutex{}
-		e.keyLocks[k] = m
-	}
-	e.mu.Unlock()
-	m.Lock()
-	return m.Unlock
-}
-
-// recordLock serialises, per app/env, the short critical sections that
-// read and write the app's stored state and set the router's weight. It is
-// never held across a Runtime call, so Abort (which takes only this lock,
-// not lockKey) is not held up by a step stuck in a runtime call. Order:
-// lockKey, then recordLock.
-func (e *Engine) recordLock(k appKey) func() {
-	e.mu.Lock()
-	m := e.recLocks[k]
-	if m == nil {
-		m = &sync.Mutex{}
-		e.recLocks[k] = m
-	}
-	e.mu.Unlock()
-	m.Lock()
-	return m.Unlock
 }
 
 // setWeight sets the router's weight for release id. A weight above 0 is

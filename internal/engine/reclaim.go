@@ -68,8 +68,8 @@ func (e *Engine) Reclaim(ctx context.Context, a Actor, appName, env string) (Rec
 			rerr = internal(err, "reclaim %s %s", k, tw.track)
 			break
 		}
-		e.noteApplied(trackKey{k, tw.track}, tw.want) // also forgets the track's conflict
-		e.forgetReported(trackKey{k, tw.track})       // the same hand edit again is news
+		e.noteApplied(k, tw.track, tw.want) // also forgets the track's conflict
+		e.forgetReported(k, tw.track)       // the same hand edit again is news
 		if lost == nil {
 			lost = []string{} // [] in JSON: nothing lost, for scripts
 		}
@@ -77,7 +77,7 @@ func (e *Engine) Reclaim(ctx context.Context, a Actor, appName, env string) (Rec
 	}
 	if hasActive {
 		// A hand edit made after this one is news again.
-		l := e.liveOf(act.ID)
+		l := e.liveOf(act)
 		l.mu.Lock()
 		clear(l.conflicts)
 		l.mu.Unlock()

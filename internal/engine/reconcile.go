@@ -30,6 +30,9 @@ func (e *Engine) reconcileIdle(ctx context.Context, k appKey) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("runtime status: %w", err)
 	}
+	e.mu.Lock()
+	e.slotLocked(k).looks = st.Stable != ""
+	e.mu.Unlock()
 	var errs []error
 	if err := e.ensureWeight(ctx, app, k.env, 0, 0); err != nil {
 		errs = append(errs, err)
@@ -44,7 +47,7 @@ func (e *Engine) reconcileIdle(ctx context.Context, k appKey) (bool, error) {
 		if err := e.reportIdleConflict(ctx, app, k.env, runtime.Stable, want, s); err != nil {
 			errs = append(errs, err)
 		}
-		done = done && s.Version == want.Version && e.wasApplied(trackKey{k, runtime.Stable}, want)
+		done = done && s.Version == want.Version && e.wasApplied(k, runtime.Stable, want)
 	} else if s.Version != "" || s.Desired > 0 {
 		e.ensureRemoved(ctx, app, k.env, runtime.Stable, s) // a first deploy that failed
 		done = false
@@ -85,7 +88,7 @@ func (e *Engine) Resume(ctx context.Context) error {
 			if err := e.cfg.Runtime.Apply(ctx, app, st.Env, runtime.Stable, want); err != nil {
 				errs = append(errs, fmt.Errorf("resume %s stable: %w", k, err))
 			} else {
-				e.noteApplied(trackKey{k, runtime.Stable}, want)
+				e.noteApplied(k, runtime.Stable, want)
 			}
 		}
 		var weight release.Weight
@@ -94,7 +97,7 @@ func (e *Engine) Resume(ctx context.Context) error {
 			if err := e.cfg.Runtime.Apply(ctx, app, st.Env, runtime.Canary, want); err != nil {
 				errs = append(errs, fmt.Errorf("resume %s canary: %w", k, err))
 			} else {
-				e.noteApplied(trackKey{k, runtime.Canary}, want)
+				e.noteApplied(k, runtime.Canary, want)
 			}
 			weight = act.Weight
 		}

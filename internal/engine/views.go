@@ -72,7 +72,7 @@ func (e *Engine) status(ctx context.Context, app spec.App, env string) (AppStatu
 		return out, internal(err, "read releases of %s", k)
 	}
 	e.mu.Lock()
-	if a := e.latest[k]; a != nil {
+	if a := e.slotLocked(k).latest; a != nil {
 		c := *a
 		out.Analysis = &c
 	}

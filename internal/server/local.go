@@ -7,6 +7,7 @@ import (
 	"net"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -23,6 +24,10 @@ type runParts struct {
 	router  runtime.Router
 	metrics analysis.Source
 	logs    runtime.LogReader // nil when the runtime keeps no logs
+	// lookEvery is the engine's LookEvery: how often an idle app is looked
+	// at for changes made outside ship (never on the local runtime: only
+	// ship starts and stops its processes, and restarts crashed ones).
+	lookEvery time.Duration
 }
 
 // startLocal starts the embedded runtime: one router listener per app and
@@ -62,5 +67,5 @@ func startLocal(ctx context.Context, dataDir string, catalog *spec.Catalog, reg 
 	if err := rt.Adopt(ctx, catalog.All()); err != nil {
 		return runParts{}, stop, fmt.Errorf("adopt running instances: %w", err)
 	}
-	return runParts{runtime: rt, router: router, metrics: router, logs: rt}, stop, nil
+	return runParts{runtime: rt, router: router, metrics: router, logs: rt, lookEvery: -1}, stop, nil
 }

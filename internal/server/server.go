@@ -180,7 +180,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	// 6. Engine.
 	eng, err := engine.New(engine.Config{
 		Store: st, Apps: catalog, Runtime: parts.runtime, Router: parts.router, Metrics: parts.metrics, Logs: parts.logs,
-		Logger: log.With("part", "engine"),
+		LookEvery: parts.lookEvery, Logger: log.With("part", "engine"),
 	})
 	if err != nil {
 		return fmt.Errorf("engine: %w", err)
