@@ -116,7 +116,7 @@ func TestRunForKeepsBareCommandForPathLookupAndDefaultsDirToSpecDir(t *testing.T
 
 func TestImageAndNamespaceRender(t *testing.T) {
 	a := App{Name: "r", Environments: []string{"prod"}, Kube: Kube{Image: "ghcr.io/x/{{.App}}:{{.Version}}"}}
-	img, err := a.ImageFor("v3")
+	img, err := a.ImageFor("v3", "")
 	if err != nil || img != "ghcr.io/x/r:v3" {
 		t.Fatalf("image %q %v", img, err)
 	}
@@ -124,8 +124,26 @@ func TestImageAndNamespaceRender(t *testing.T) {
 	if err != nil || ns != "ship-prod" {
 		t.Fatalf("namespace %q %v", ns, err)
 	}
-	if _, err := (App{Name: "r"}).ImageFor("v1"); err == nil {
+	if _, err := (App{Name: "r"}).ImageFor("v1", ""); err == nil {
 		t.Fatal("no image set must be an error")
+	}
+}
+
+// An image with {{.Env}} is rendered for the environment asked, not the
+// default one: a staging deploy must not run the production image.
+func TestImageForRendersTheEnvironmentAsked(t *testing.T) {
+	a := App{Name: "web", Environments: []string{"production", "staging"}, Kube: Kube{Image: "reg/{{.App}}-{{.Env}}:{{.Version}}"}}
+	for env, want := range map[string]string{
+		"":           "reg/web-production:v1", // the default environment
+		"production": "reg/web-production:v1",
+		"staging":    "reg/web-staging:v1",
+	} {
+		if got, err := a.ImageFor("v1", env); err != nil || got != want {
+			t.Errorf("ImageFor(v1, %q) = %q, %v; want %q", env, got, err, want)
+		}
+	}
+	if _, err := a.ImageFor("v1", "qa"); err == nil || !strings.Contains(err.Error(), `no environment "qa"`) {
+		t.Errorf("unknown env: %v", err)
 	}
 }
 
@@ -287,7 +305,7 @@ func TestExampleResizerSpecLoads(t *testing.T) {
 	if cmd != filepath.Join(root, "bin/resizer") || strings.Join(args, " ") != "--addr 127.0.0.1:40000 --version-name v2" {
 		t.Fatalf("%s %q", cmd, args)
 	}
-	if img, _ := a.ImageFor("v2"); img != "ghcr.io/shipteam/resizer:v2" {
+	if img, _ := a.ImageFor("v2", ""); img != "ghcr.io/shipteam/resizer:v2" {
 		t.Fatalf("image %s", img)
 	}
 	if as := a.Kube.Autoscale; as == nil || as.Min != 2 || as.Max != 10 || as.TargetCPU != 70 || !a.Kube.Expose {

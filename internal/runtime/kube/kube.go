@@ -333,7 +333,7 @@ func progressDeadline(app spec.App) int32 {
 }
 
 func (r *Runtime) deployment(app spec.App, env, ns string, track runtime.Track, w runtime.Want, autoscaled bool) (*appsv1ac.DeploymentApplyConfiguration, error) {
-	image, err := app.ImageFor(w.Version)
+	image, err := app.ImageFor(w.Version, env)
 	if err != nil {
 		return nil, err
 	}
