@@ -20,10 +20,11 @@ func TestParseFillsEveryDefault(t *testing.T) {
 		Environments: []string{"production"},
 		Strategy: Strategy{Type: StrategyCanary, StepTimeout: Duration(5 * time.Minute), Steps: []Step{
 			{1, Duration(30 * time.Second)}, {10, Duration(30 * time.Second)}, {50, Duration(30 * time.Second)}, {100, 0}}},
-		Analysis: Analysis{MaxErrorRate: 0.05, MinRequests: 20, Interval: Duration(250 * time.Millisecond)},
-		Run:      Run{Command: "./tiny", StartTimeout: Duration(30 * time.Second), StopGrace: Duration(10 * time.Second)},
-		Kube:     Kube{Namespace: "ship-{{.Env}}"},
-		Source:   "min.yaml",
+		Analysis:  Analysis{MaxErrorRate: 0.05, MinRequests: 20, Interval: Duration(250 * time.Millisecond)},
+		Run:       Run{Command: "./tiny", StartTimeout: Duration(30 * time.Second), StopGrace: Duration(10 * time.Second)},
+		Kube:      Kube{Namespace: "ship-{{.Env}}"},
+		Source:    "min.yaml",
+		defaulted: true,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got  %+v\nwant %+v", got, want)
