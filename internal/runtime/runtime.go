@@ -67,6 +67,16 @@ type Runtime interface {
 	// Status reports each track of the app in env (both keys always present).
 	Status(ctx context.Context, app spec.App, env string) (map[Track]TrackStatus, error)
 	// Remove stops every instance of track, draining them first.
+	//
+	// ctx owns the deadline: Remove gives up when ctx ends (returning an
+	// error that wraps ctx.Err(), and at once when ctx has already ended)
+	// and sets no deadline of its own, shorter or longer. A caller that must
+	// not wait for a drain gives Remove a context of its own: the engine
+	// runs each Remove in the background with a context detached from the
+	// step that asked and its own deadline (removeTimeout in
+	// internal/engine). What an adapter has started (a Kubernetes DELETE,
+	// a drain with its stop grace) may finish after ctx ends; calling
+	// Remove again is harmless.
 	Remove(ctx context.Context, app spec.App, env string, track Track) error
 }
 

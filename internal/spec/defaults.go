@@ -67,8 +67,9 @@ func withDefaults() App {
 			MinRequests:  DefaultMinRequests,
 			Interval:     DefaultInterval,
 		},
-		Run:  Run{StartTimeout: DefaultStartTimeout, StopGrace: DefaultStopGrace},
-		Kube: Kube{Namespace: DefaultNamespace},
+		Run:       Run{StartTimeout: DefaultStartTimeout, StopGrace: DefaultStopGrace},
+		Kube:      Kube{Namespace: DefaultNamespace},
+		defaulted: true,
 	}
 }
 
@@ -83,9 +84,11 @@ func defaultPause(steps []Step, i int) Duration {
 
 // SetDefaults fills the zero-valued fields of an App built in Go (tests,
 // other front ends) with the defaults. Unlike YAML loading it cannot tell
-// "unset" from a deliberate zero, so Replicas 0 and MaxErrorRate 0 become
-// the defaults; set those after calling it. Step pauses are left as given.
+// "unset" from a deliberate zero, so Replicas 0, MaxErrorRate 0 and
+// StopGrace 0 become the defaults; set those after calling it (NewCatalog
+// then keeps them). Step pauses are left as given.
 func (a *App) SetDefaults() {
+	defer func() { a.defaulted = true }()
 	d := withDefaults()
 	if a.Kind == "" {
 		a.Kind = d.Kind

@@ -13,12 +13,15 @@ type FieldError struct {
 	File   string // as given to Parse or LoadFile
 	Line   int    // 1-based; 0 when unknown (an App validated outside a file)
 	Column int    // 1-based; 0 when unknown
-	Field  string // field path, e.g. strategy.steps[2].weight; "" for the file itself
-	Msg    string
+	// App names the app when the problem is not found in a file (NewCatalog
+	// of apps built in Go); "" otherwise, where the file and line say it.
+	App   string
+	Field string // field path, e.g. strategy.steps[2].weight; "" for the file itself
+	Msg   string
 }
 
-// Error formats as FILE:LINE:COLUMN: FIELD: MSG, leaving out the parts
-// that are unknown.
+// Error formats as FILE:LINE:COLUMN: app APP: FIELD: MSG, leaving out the
+// parts that are unknown or empty.
 func (e *FieldError) Error() string {
 	loc := e.File
 	if e.Line > 0 {
@@ -30,6 +33,9 @@ func (e *FieldError) Error() string {
 	s := e.Msg
 	if e.Field != "" {
 		s = e.Field + ": " + s
+	}
+	if e.App != "" {
+		s = "app " + e.App + ": " + s
 	}
 	if loc != "" {
 		s = loc + ": " + s

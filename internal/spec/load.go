@@ -25,6 +25,9 @@ type parsed struct {
 	app  App
 	root *yaml.Node
 	at   func(path string) (int, int)
+	// label is FieldError.App for problems of this app: "" when file and
+	// line say which app it is.
+	label string
 }
 
 // Parse reads the apps in one spec file's bytes: a single app (a mapping
@@ -120,7 +123,7 @@ func LoadDir(dir string) (*Catalog, error) {
 	for i, p := range all {
 		apps[i] = p.app
 	}
-	return NewCatalog(apps...)
+	return newCatalog(apps), nil // defaulted, validated and cross-checked above
 }
 
 // crossCheck finds what only shows across apps: a name defined twice and
@@ -134,13 +137,18 @@ func crossCheck(all []parsed) error {
 		env string
 	}
 	byPort := map[string]owner{}
+	fail := func(p parsed, field, format string, args ...any) {
+		l, c := p.at(field)
+		errs = append(errs, &FieldError{File: p.app.Source, Line: l, Column: c, App: p.label, Field: field, Msg: fmt.Sprintf(format, args...)})
+	}
 	for _, p := range all {
 		a := p.app
 		if first, dup := byName[a.Name]; dup {
-			l, c := p.at("name")
-			fl, fc := first.at("name")
-			errs = append(errs, &FieldError{File: a.Source, Line: l, Column: c, Field: "name",
-				Msg: fmt.Sprintf("app %q is already defined at %s:%d:%d", a.Name, first.app.Source, fl, fc)})
+			if at := first.place("name"); at != "" {
+				fail(p, "name", "app %q is already defined at %s", a.Name, at)
+			} else {
+				fail(p, "name", "app %q is defined twice", a.Name)
+			}
 			continue
 		}
 		byName[a.Name] = p
@@ -153,16 +161,30 @@ func crossCheck(all []parsed) error {
 			port := a.PortFor(env)
 			key := a.Listen + ":" + strconv.Itoa(port)
 			if o, dup := byPort[key]; dup {
-				l, c := p.at("port")
-				fl, fc := o.p.at("port")
-				errs = append(errs, &FieldError{File: a.Source, Line: l, Column: c, Field: "port",
-					Msg: fmt.Sprintf("%s (environment %s) is also used by app %s (environment %s) at %s:%d:%d", key, env, o.p.app.Name, o.env, o.p.app.Source, fl, fc)})
+				at := o.p.place("port")
+				if at != "" {
+					at = " at " + at
+				}
+				fail(p, "port", "%s (environment %s) is also used by app %s (environment %s)%s", key, env, o.p.app.Name, o.env, at)
 				break
 			}
 			byPort[key] = owner{p, env}
 		}
 	}
 	return joinSorted(errs)
+}
+
+// place is FILE:LINE:COLUMN of field of p, as far as it is known; "" for
+// an app built in Go.
+func (p parsed) place(field string) string {
+	if p.app.Source == "" {
+		return ""
+	}
+	l, c := p.at(field)
+	if l == 0 {
+		return p.app.Source
+	}
+	return fmt.Sprintf("%s:%d:%d", p.app.Source, l, c)
 }
 
 // parserProblems are the messages of yaml.v3's parser (parserc.go), as
@@ -372,19 +394,56 @@ func oneApp(name string, n *yaml.Node, prefix string) (parsed, []*FieldError) {
 	return parsed{app: a, root: n, at: local}, errs
 }
 
-// NewCatalog indexes apps by name; a name given twice is an error. It does
-// not validate the apps (LoadDir has; call App.Validate for apps built in Go).
+// NewCatalog checks apps as LoadDir checks a folder of spec files, and
+// indexes them by name. An app that has not had its defaults (built in Go
+// without SetDefaults) gets them first, so App{Name: "web", Run: ...} is
+// the same app as a file with only those two fields; an app from Parse,
+// LoadFile, LoadDir or SetDefaults is taken as it is (a zero there was
+// chosen). Then every app is validated, and the apps together (a name
+// twice, a fixed port twice): every problem is returned, joined, each a
+// *FieldError naming the app (FieldError.App) and the field.
 func NewCatalog(apps ...App) (*Catalog, error) {
-	c := &Catalog{byName: make(map[string]App, len(apps))}
-	for _, a := range apps {
-		if first, dup := c.byName[a.Name]; dup {
-			return nil, fmt.Errorf("app %q is defined twice (%s and %s)", a.Name, first.Source, a.Source)
+	all := make([]parsed, len(apps))
+	var errs []*FieldError
+	for i, a := range apps {
+		if !a.defaulted {
+			a.SetDefaults()
 		}
+		c := &checker{file: a.Source, appName: appLabel(a.Name, i), at: noPosition}
+		c.app(&a, "")
+		errs = append(errs, c.errs...)
+		all[i] = parsed{app: a, at: noPosition, label: c.appName}
+	}
+	if err := errors.Join(joinSorted(errs), crossCheck(all)); err != nil {
+		return nil, err
+	}
+	out := make([]App, len(all))
+	for i, p := range all {
+		out[i] = p.app
+	}
+	return newCatalog(out), nil
+}
+
+// appLabel names the i-th app given to NewCatalog in its messages.
+func appLabel(name string, i int) string {
+	switch {
+	case name == "":
+		return fmt.Sprintf("#%d (no name)", i+1)
+	case ValidName(name):
+		return name
+	default:
+		return strconv.Quote(name)
+	}
+}
+
+// newCatalog indexes apps that are checked already, names unique.
+func newCatalog(apps []App) *Catalog {
+	c := &Catalog{byName: make(map[string]App, len(apps)), all: apps}
+	for _, a := range apps {
 		c.byName[a.Name] = a
-		c.all = append(c.all, a)
 	}
 	sort.Slice(c.all, func(i, j int) bool { return c.all[i].Name < c.all[j].Name })
-	return c, nil
+	return c
 }
 
 // Catalog is the set of apps ship knows, by name. It is read-only after

@@ -20,10 +20,11 @@ func TestParseFillsEveryDefault(t *testing.T) {
 		Environments: []string{"production"},
 		Strategy: Strategy{Type: StrategyCanary, StepTimeout: Duration(5 * time.Minute), Steps: []Step{
 			{100, Duration(30 * time.Second)}, {1000, Duration(30 * time.Second)}, {5000, Duration(30 * time.Second)}, {10000, 0}}},
-		Analysis: Analysis{MaxErrorRate: 0.05, MinRequests: 20, Interval: Duration(250 * time.Millisecond)},
-		Run:      Run{Command: "./tiny", StartTimeout: Duration(30 * time.Second), StopGrace: Duration(10 * time.Second)},
-		Kube:     Kube{Namespace: "ship-{{.Env}}"},
-		Source:   "min.yaml",
+		Analysis:  Analysis{MaxErrorRate: 0.05, MinRequests: 20, Interval: Duration(250 * time.Millisecond)},
+		Run:       Run{Command: "./tiny", StartTimeout: Duration(30 * time.Second), StopGrace: Duration(10 * time.Second)},
+		Kube:      Kube{Namespace: "ship-{{.Env}}"},
+		Source:    "min.yaml",
+		defaulted: true,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got  %+v\nwant %+v", got, want)
@@ -116,7 +117,7 @@ func TestRunForKeepsBareCommandForPathLookupAndDefaultsDirToSpecDir(t *testing.T
 
 func TestImageAndNamespaceRender(t *testing.T) {
 	a := App{Name: "r", Environments: []string{"prod"}, Kube: Kube{Image: "ghcr.io/x/{{.App}}:{{.Version}}"}}
-	img, err := a.ImageFor("v3")
+	img, err := a.ImageFor("v3", "")
 	if err != nil || img != "ghcr.io/x/r:v3" {
 		t.Fatalf("image %q %v", img, err)
 	}
@@ -124,8 +125,26 @@ func TestImageAndNamespaceRender(t *testing.T) {
 	if err != nil || ns != "ship-prod" {
 		t.Fatalf("namespace %q %v", ns, err)
 	}
-	if _, err := (App{Name: "r"}).ImageFor("v1"); err == nil {
+	if _, err := (App{Name: "r"}).ImageFor("v1", ""); err == nil {
 		t.Fatal("no image set must be an error")
+	}
+}
+
+// An image with {{.Env}} is rendered for the environment asked, not the
+// default one: a staging deploy must not run the production image.
+func TestImageForRendersTheEnvironmentAsked(t *testing.T) {
+	a := App{Name: "web", Environments: []string{"production", "staging"}, Kube: Kube{Image: "reg/{{.App}}-{{.Env}}:{{.Version}}"}}
+	for env, want := range map[string]string{
+		"":           "reg/web-production:v1", // the default environment
+		"production": "reg/web-production:v1",
+		"staging":    "reg/web-staging:v1",
+	} {
+		if got, err := a.ImageFor("v1", env); err != nil || got != want {
+			t.Errorf("ImageFor(v1, %q) = %q, %v; want %q", env, got, err, want)
+		}
+	}
+	if _, err := a.ImageFor("v1", "qa"); err == nil || !strings.Contains(err.Error(), `no environment "qa"`) {
+		t.Errorf("unknown env: %v", err)
 	}
 }
 
@@ -287,7 +306,7 @@ func TestExampleResizerSpecLoads(t *testing.T) {
 	if cmd != filepath.Join(root, "bin/resizer") || strings.Join(args, " ") != "--addr 127.0.0.1:40000 --version-name v2" {
 		t.Fatalf("%s %q", cmd, args)
 	}
-	if img, _ := a.ImageFor("v2"); img != "ghcr.io/shipteam/resizer:v2" {
+	if img, _ := a.ImageFor("v2", ""); img != "ghcr.io/shipteam/resizer:v2" {
 		t.Fatalf("image %s", img)
 	}
 	if as := a.Kube.Autoscale; as == nil || as.Min != 2 || as.Max != 10 || as.TargetCPU != 70 || !a.Kube.Expose {

@@ -55,6 +55,11 @@ type App struct {
 	// relative Run.Command and Run.Dir resolve. LoadFile and LoadDir set it;
 	// when empty the directory of Source is used.
 	BaseDir string `yaml:"-" json:"-"`
+
+	// defaulted is set once the defaults are in (Parse, LoadFile, LoadDir,
+	// SetDefaults): from then on a zero is a value someone chose, and
+	// NewCatalog does not default it again.
+	defaulted bool
 }
 
 // Strategy is the default rollout plan of a deploy.

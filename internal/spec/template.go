@@ -199,15 +199,23 @@ func (a App) RunFor(version string, port int, env string, instance int) (cmd str
 	return cmd, args, envv, dir, nil
 }
 
-// ImageFor renders Kube.Image for version in the default environment.
-func (a App) ImageFor(version string) (string, error) {
+// ImageFor renders Kube.Image for version in env ("" = the default
+// environment); an image with {{.Env}} differs per environment, so every
+// caller says which one it runs. An unknown env is an error.
+func (a App) ImageFor(version, env string) (string, error) {
 	if a.Kube.Image == "" {
 		return "", fmt.Errorf("app %s: kube.image is not set", a.Name)
 	}
 	if version == "" {
 		return "", fmt.Errorf("app %s: empty version", a.Name)
 	}
-	return render("kube.image", a.Kube.Image, imageKeys, TemplateData{Version: version, App: a.Name, Env: a.DefaultEnv()})
+	if env == "" {
+		env = a.DefaultEnv()
+	}
+	if !a.HasEnv(env) {
+		return "", fmt.Errorf("app %s has no environment %q (has %s)", a.Name, env, strings.Join(a.Environments, ", "))
+	}
+	return render("kube.image", a.Kube.Image, imageKeys, TemplateData{Version: version, App: a.Name, Env: env})
 }
 
 // NamespaceFor renders Kube.Namespace for env ("" = the default environment).

@@ -32,20 +32,23 @@ func ValidName(s string) bool {
 // checker collects validation problems; at says where a field path is in
 // the file (falling back to its nearest parent that the file set).
 type checker struct {
-	file string
-	at   func(path string) (line, col int)
-	errs []*FieldError
+	file    string
+	appName string // FieldError.App: set where no file and line name the app
+	at      func(path string) (line, col int)
+	errs    []*FieldError
 }
 
 func (c *checker) fail(path, format string, args ...any) {
 	line, col := c.at(path)
-	c.errs = append(c.errs, &FieldError{File: c.file, Line: line, Column: col, Field: path, Msg: fmt.Sprintf(format, args...)})
+	c.errs = append(c.errs, &FieldError{File: c.file, Line: line, Column: col, App: c.appName, Field: path, Msg: fmt.Sprintf(format, args...)})
 }
+
+func noPosition(string) (int, int) { return 0, 0 }
 
 // Validate checks an App built in Go (or after defaults). Problems have no
 // line numbers; Parse reports the same problems with positions.
 func (a App) Validate() error {
-	c := &checker{file: a.Source, at: func(string) (int, int) { return 0, 0 }}
+	c := &checker{file: a.Source, at: noPosition}
 	c.app(&a, "")
 	return joinSorted(c.errs)
 }

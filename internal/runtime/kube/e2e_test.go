@@ -685,3 +685,77 @@ kube:
 		t.Errorf("the other app's deployment: %v", err)
 	}
 }
+
+// TestKubeImagePerEnvironment: kube.image with {{.Env}} gives each
+// environment its own image, on the Deployment ship applies and in the
+// image the drift check compares it with. Before, both rendered the default
+// environment: staging ran production's image, and the drift check did not
+// see it.
+func TestKubeImagePerEnvironment(t *testing.T) {
+	e := setup(t)
+	app := mkApp(t, `
+name: envimg
+environments: [production, staging]
+kube:
+  image: registry.example/{{.App}}-{{.Env}}:{{.Version}}
+`)
+	image := func(env string) string {
+		t.Helper()
+		ns, err := app.NamespaceFor(env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := e.cs.AppsV1().Deployments(ns).Get(e.ctx, "envimg-stable", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d.Spec.Template.Spec.Containers[0].Image
+	}
+	status := func(env string) runtime.TrackStatus {
+		t.Helper()
+		st, err := e.rt.Status(e.ctx, app, env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st[runtime.Stable]
+	}
+	for _, env := range app.Environments {
+		if err := e.rt.Apply(e.ctx, app, env, runtime.Stable, runtime.Want{Version: "v1", Replicas: 1}); err != nil {
+			t.Fatalf("apply %s: %v", env, err)
+		}
+	}
+	for _, env := range app.Environments {
+		e.eventually(env+" stable v1 ready", func() string {
+			if st := status(env); st.Version != "v1" || st.Ready != 1 {
+				return fmt.Sprintf("%+v", st)
+			}
+			return ""
+		})
+		if got, want := image(env), "registry.example/envimg-"+env+":v1"; got != want {
+			t.Errorf("%s runs image %s, want %s", env, got, want)
+		}
+		// What the idle drift check reads: nothing changed by hand.
+		if d := status(env).Drift; d != "" {
+			t.Errorf("%s: drift %q reported for the image ship applied", env, d)
+		}
+	}
+
+	// Staging's image set by hand to production's: a drift for staging
+	// (comparing with the default environment's image would not see it).
+	ns, _ := app.NamespaceFor("staging")
+	d, err := e.cs.AppsV1().Deployments(ns).Get(e.ctx, "envimg-stable", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Spec.Template.Spec.Containers[0].Image = "registry.example/envimg-production:v1"
+	if _, err := e.cs.AppsV1().Deployments(ns).Update(e.ctx, d, metav1.UpdateOptions{FieldManager: "hand-set-image"}); err != nil {
+		t.Fatal(err)
+	}
+	want := `image registry.example/envimg-production:v1 instead of registry.example/envimg-staging:v1 set by "hand-set-image"`
+	if got := status("staging").Drift; got != want {
+		t.Errorf("staging drift %q, want %q", got, want)
+	}
+	if got := status("production").Drift; got != "" {
+		t.Errorf("production drift %q, want none", got)
+	}
+}

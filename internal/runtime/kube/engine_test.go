@@ -951,3 +951,71 @@ func TestShipReportsAHandChangedImageOfAnIdleApp(t *testing.T) {
 		return ""
 	})
 }
+
+// TestShipStagingRunsItsOwnImageAndIsNotCalledADrift: an app whose image
+// names its environment, deployed through ship to staging (not the default
+// environment) and production. Each Deployment runs its own environment's
+// image, and the idle drift check finds nothing to report for staging: the
+// first app.conflict event is the one a hand edit of production's image
+// causes, long after staging went idle.
+func TestShipStagingRunsItsOwnImageAndIsNotCalledADrift(t *testing.T) {
+	s := setupShip(t, `
+name: engenvimg
+environments: [production, staging]
+strategy: {stepTimeout: 60s}
+kube:
+  image: registry.example/{{.App}}-{{.Env}}:{{.Version}}
+`, true)
+	c := s.ship.c
+	nsOf := func(env string) string {
+		t.Helper()
+		ns, err := s.app.NamespaceFor(env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ns
+	}
+	image := func(env string) string {
+		t.Helper()
+		d, err := s.cs.AppsV1().Deployments(nsOf(env)).Get(s.ctx, "engenvimg-stable", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d.Spec.Template.Spec.Containers[0].Image
+	}
+	for _, env := range []string{"staging", "production"} {
+		r := s.deploy(api.DeployRequest{Env: env, Version: "v1"})
+		s.waitRelease(r.ID, release.Succeeded)
+		if got, want := image(env), "registry.example/engenvimg-"+env+":v1"; got != want {
+			t.Errorf("%s runs %s, want %s", env, got, want)
+		}
+		st, err := c.Status(s.ctx, s.app.Name, env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(st.Note, "changed outside ship") {
+			t.Errorf("%s status note %q: a drift for the image ship applied", env, st.Note)
+		}
+	}
+
+	hotfix := "registry.example/engenvimg-production:v1-hotfix"
+	s.editDeployment("engenvimg-stable", "hand-set-image", func(d *appsv1.Deployment) { // s.ns is the default env's
+		d.Spec.Template.Spec.Containers[0].Image = hotfix
+	})
+	ev, all := s.waitAppEvent("app.conflict", "app.conflict for production's hotfix", func(ev release.Event) bool {
+		return ev.Type == "app.conflict" && ev.Env == "production" && strings.Contains(ev.Message, hotfix)
+	})
+	t.Logf("event: %s", ev.Message)
+	for _, e := range all {
+		if e.Env == "staging" {
+			t.Errorf("false drift reported for staging: %s", e.Message)
+		}
+	}
+	st, err := c.Status(s.ctx, s.app.Name, "staging")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(st.Note, "changed outside ship") {
+		t.Errorf("staging status note %q", st.Note)
+	}
+}

@@ -332,7 +332,7 @@ func progressDeadline(app spec.App) int32 {
 }
 
 func (r *Runtime) deployment(app spec.App, env, ns string, track runtime.Track, w runtime.Want, autoscaled bool) (*appsv1ac.DeploymentApplyConfiguration, error) {
-	image, err := app.ImageFor(w.Version)
+	image, err := app.ImageFor(w.Version, env)
 	if err != nil {
 		return nil, err
 	}
@@ -484,13 +484,13 @@ func (r *Runtime) applyHPA(ctx context.Context, app spec.App, env, ns string, re
 
 // Remove deletes the track's Deployment; the cluster drains its pods
 // (graceful termination). The stable track takes its autoscaler along.
+// ctx bounds the two DELETE calls and nothing else does (see
+// runtime.Runtime.Remove): the engine gives each removal a context of its
+// own; an ended ctx sends nothing.
 func (r *Runtime) Remove(ctx context.Context, app spec.App, env string, track runtime.Track) error {
-	// Two DELETE calls: finish them even when the caller's context ends
-	// right after the call starts (the engine runs Remove in the background
-	// with the context of the step that started it, which ends at once), but
-	// never for longer than removeTimeout.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), removeTimeout)
-	defer cancel()
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("remove %s %s: %w", app.Name, track, err)
+	}
 	_, ns, err := where(app, env)
 	if err != nil {
 		return err
@@ -508,9 +508,6 @@ func (r *Runtime) Remove(ctx context.Context, app spec.App, env string, track ru
 	}
 	return nil
 }
-
-// removeTimeout bounds one Remove.
-const removeTimeout = 30 * time.Second
 
 // Purge deletes everything ship created for the app in env, found by its
 // labels: Deployments, Services, the HTTPRoute, the HPA and the PDB. The

@@ -27,13 +27,13 @@ var fatalWaiting = map[string]bool{
 // Deployment: Ready counts only once the controller has observed the
 // current generation, and only pods of the current version.
 func (r *Runtime) Status(ctx context.Context, app spec.App, env string) (map[runtime.Track]runtime.TrackStatus, error) {
-	_, ns, err := where(app, env)
+	env, ns, err := where(app, env)
 	if err != nil {
 		return nil, err
 	}
 	out := map[runtime.Track]runtime.TrackStatus{}
 	for _, t := range runtime.Tracks {
-		ts, err := r.trackStatus(ctx, app, ns, t)
+		ts, err := r.trackStatus(ctx, app, env, ns, t)
 		if err != nil {
 			return nil, err
 		}
@@ -51,7 +51,7 @@ func (r *Runtime) Status(ctx context.Context, app spec.App, env string) (map[run
 	return out, nil
 }
 
-func (r *Runtime) trackStatus(ctx context.Context, app spec.App, ns string, t runtime.Track) (runtime.TrackStatus, error) {
+func (r *Runtime) trackStatus(ctx context.Context, app spec.App, env, ns string, t runtime.Track) (runtime.TrackStatus, error) {
 	ts := runtime.TrackStatus{Track: t}
 	d, err := r.getDeployment(ctx, ns, trackName(app, t))
 	if apierrors.IsNotFound(err) {
@@ -65,7 +65,7 @@ func (r *Runtime) trackStatus(ctx context.Context, app spec.App, ns string, t ru
 	}
 	version := d.Spec.Template.Labels[LabelVersion]
 	ts.Version = version
-	ts.Drift = r.drift(app, d, version)
+	ts.Drift = r.drift(app, env, d, version)
 	ts.Desired = 1
 	if d.Spec.Replicas != nil {
 		ts.Desired = int(*d.Spec.Replicas)
@@ -155,14 +155,14 @@ func (r *Runtime) ratioNote(ctx context.Context, app spec.App, ns string) (strin
 var imagePath = []string{"f:spec", "f:template", "f:spec", "f:containers", `k:{"name":"app"}`, "f:image"}
 
 // drift names an image of the app container other than the one ship
-// renders for the version label: a hand edit (`kubectl set image`) that
+// renders for the version label in env: a hand edit (`kubectl set image`) that
 // the version label alone does not show. Who made it is read from
 // managedFields: the managers other than ship that hold the image field.
-func (r *Runtime) drift(app spec.App, d *appsv1.Deployment, version string) string {
+func (r *Runtime) drift(app spec.App, env string, d *appsv1.Deployment, version string) string {
 	if version == "" {
 		return ""
 	}
-	want, err := app.ImageFor(version)
+	want, err := app.ImageFor(version, env)
 	if err != nil {
 		return "" // not an image ship could have rendered; nothing to compare
 	}

@@ -3,6 +3,7 @@ package local
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -502,6 +503,37 @@ func TestRemoveDrainsInFlightRequest(t *testing.T) {
 	lines, _ := f.rt.Logs(context.Background(), app, "production", "v2", 50)
 	if !slices.ContainsFunc(lines, func(l runtime.LogLine) bool { return strings.Contains(l.Text, "stopped by SIGTERM (exit status 0)") }) {
 		t.Errorf("no graceful stop noted: %+v", lines)
+	}
+}
+
+// TestRemoveReturnsWhenTheCallersContextEnds: the caller's ctx owns a
+// Remove's deadline (runtime.Runtime.Remove). Remove returns with ctx's
+// error when ctx ends mid-drain; the drain it started goes on and the
+// in-flight request is still answered.
+func TestRemoveReturnsWhenTheCallersContextEnds(t *testing.T) {
+	checkNoTestappLeft(t)
+	f := newFixture(t, t.TempDir(), nil)
+	app := testApp("web")
+	f.apply(app, runtime.Canary, "v2", 1)
+	f.waitReady(app, runtime.Canary, "v2", 1)
+	addr := f.sink.current(runtime.Canary).addrs[0]
+	resp, err := http.Get("http://" + addr + "/?sleep=1500ms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err = f.rt.Remove(ctx, app, "production", runtime.Canary)
+	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > time.Second {
+		t.Errorf("Remove = %v after %s, want the caller's deadline after ~200ms", err, time.Since(start).Round(time.Millisecond))
+	}
+	if body, err := io.ReadAll(resp.Body); err != nil || string(body) != "testapp v2\n" {
+		t.Fatalf("in-flight request cut: %q, %v", body, err)
+	}
+	if err := f.rt.Remove(context.Background(), app, "production", runtime.Canary); err != nil {
+		t.Fatalf("Remove again: %v", err)
 	}
 }
 
