@@ -1,7 +1,6 @@
 package spec
 
 import (
-	"github.com/shipteam/ship/internal/release"
 	"reflect"
 	"strings"
 	"testing"
