@@ -174,6 +174,12 @@ var migrations = []string{
 		updated          INTEGER NOT NULL
 	);
 	CREATE INDEX chat_messages_by_updated ON chat_messages(updated);`,
+	// 3: every token carries a role (internal/authz). Tokens made before
+	// keep what they could do: the admin user's become admin, every other
+	// one maintainer (every release action, not token management).
+	`ALTER TABLE tokens ADD COLUMN role TEXT NOT NULL DEFAULT '';
+	UPDATE tokens SET role = CASE WHEN name = 'admin' THEN 'admin' ELSE 'maintainer' END;
+	CREATE INDEX tokens_by_name ON tokens(name);`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {
