@@ -123,6 +123,19 @@ func (e *Engine) authorize(ctx context.Context, a Actor, act Action, app, env st
 	return err
 }
 
+// Allowed resolves app's environment (env "" is its first) and asks the
+// authorizer whether a may do act there, recording a refusal as the
+// command would. A front end that answers "on it" before the work is done
+// (chat) uses it to refuse at once; the command is authorized again when
+// it runs. It returns the environment.
+func (e *Engine) Allowed(ctx context.Context, a Actor, act Action, app, env string) (string, error) {
+	sa, env, err := e.resolve(app, env)
+	if err != nil {
+		return "", err
+	}
+	return env, e.authorize(ctx, a, act, sa.Name, env)
+}
+
 // check is authorize without recording: for filtering what a list shows.
 func (e *Engine) check(ctx context.Context, a Actor, act Action, app, env string) error {
 	if a.ID == System.ID {
