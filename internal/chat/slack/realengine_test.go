@@ -125,7 +125,7 @@ func newRealEngineWithRouter(t *testing.T) (*engine.Engine, *weightRouter) {
 	pol := testPolicy(t, Config{Grants: defaultGrants()}, authz.Grant{Role: authz.RoleAdmin, Users: []authz.Identity{"token:admin"}})
 	e, err := engine.New(engine.Config{
 		Authorize: authorizer(pol),
-		Store: st, Apps: oneApp{"resizer": app},
+		Store:     st, Apps: oneApp{"resizer": app},
 		Runtime: &readyRuntime{tracks: map[runtime.Track]runtime.TrackStatus{}}, Router: router,
 		Metrics: &healthyTraffic{}, Tick: 20 * time.Millisecond,
 	})
