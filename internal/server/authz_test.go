@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/shipteam/ship/internal/api"
+	"github.com/shipteam/ship/internal/chat/slack"
+	"github.com/shipteam/ship/internal/engine"
 	"github.com/shipteam/ship/internal/release"
 )
 
@@ -290,5 +292,42 @@ func TestMalformedAuthConfigStopsServeNamingFileLineAndField(t *testing.T) {
 	err := Run(context.Background(), Config{Addr: "127.0.0.1:0", DataDir: data, AppsDir: apps, AuthConfig: conf})
 	if err == nil || !strings.Contains(err.Error(), conf+`:2:11: grants[0].role: unknown role "boss"`) {
 		t.Fatalf("Run = %v", err)
+	}
+}
+
+// The documented old-form file folds into a policy with the same meaning:
+// U0ANALYST's custom role, the admin, and Mattermost users getting none.
+func TestOldSlackFormFileFoldsIntoThePolicy(t *testing.T) {
+	file := filepath.Join("..", "chat", "slack", "testdata", "old-permissions.yaml")
+	sc, err := slack.LoadConfig(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	p, err := loadPolicy("", file, sc, slog.New(slog.NewTextHandler(logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth := Authorizer(p)
+	ctx := context.Background()
+	for _, c := range []struct {
+		id, app, env string
+		act          engine.Action
+		allow        bool
+	}{
+		{"slack:U0INFRA", "resizer", "production", engine.ActReclaim, true},
+		{"slack:U0ANALYST", "reports", "staging", engine.ActAbort, true},
+		{"slack:U0ANALYST", "reports", "staging", engine.ActScale, false},
+		{"slack:U0ANALYST", "resizer", "staging", engine.ActRead, true}, // default_role viewer
+		{"mattermost:U0INFRA", "resizer", "production", engine.ActDeploy, false},
+		{"token:ci", "resizer", "production", engine.ActUnlock, false},
+	} {
+		err := auth(ctx, engine.Actor{ID: c.id}, c.act, c.app, c.env)
+		if (err == nil) != c.allow {
+			t.Errorf("%s %s %s/%s: %v, want allowed=%v", c.id, c.act, c.app, c.env, err, c.allow)
+		}
+	}
+	if n := strings.Count(logs.String(), "still carries roles/grants"); n != 1 {
+		t.Fatalf("%d warnings:\n%s", n, logs)
 	}
 }

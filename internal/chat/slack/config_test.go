@@ -22,13 +22,20 @@ func TestExampleConfigLoadsWithEnvOverlay(t *testing.T) {
 	if c.SigningSecret != "from-env" || c.BotToken != "xoxb-from-env" || c.SocketMode() {
 		t.Fatalf("env overlay: %+v", c)
 	}
-	if c.Apps["resizer"].Channel != "C0RESIZER" || len(c.Grants) != 4 || c.GroupCacheTTL != 5*time.Minute {
+	if c.Apps["resizer"].Channel != "C0RESIZER" || len(c.Grants) != 0 || c.GroupCacheTTL != 5*time.Minute {
 		t.Fatalf("decoded: %+v", c)
 	}
-	// The old-form permissions still decode (ship serve folds them into
-	// the auth config's policy; internal/authz tests the folding).
-	if verbs := c.Roles["releaser"]; strings.Join(verbs, ",") != "deploy,promote,abort" {
-		t.Fatalf("custom role = %v", verbs)
+	// The old form (permissions inside the Slack config) still decodes and
+	// validates; ship serve folds it into the auth policy (server tests).
+	old, err := LoadConfig(filepath.Join("testdata", "old-permissions.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if verbs := old.Roles["releaser"]; strings.Join(verbs, ",") != "deploy,promote,abort" || len(old.Grants) != 4 {
+		t.Fatalf("old form = %+v", old)
 	}
 	// The env wins over the file.
 	dir := t.TempDir()
