@@ -334,7 +334,9 @@ func TestConfigValidateReportsEveryProblem(t *testing.T) {
 	var _ = store.ErrNotFound
 }
 
-func TestAuthorizeRefusesWithForbiddenAndRecordsNothing(t *testing.T) {
+// A refusal changes nothing; it is recorded only as access.denied events
+// (authorize_test.go), with the authorizer's sentence as the message.
+func TestAuthorizeRefusesWithForbiddenAndChangesNothing(t *testing.T) {
 	h := newHarness(t)
 	h.stableAt("v1")
 	var asked []string
@@ -348,7 +350,7 @@ func TestAuthorizeRefusesWithForbiddenAndRecordsNothing(t *testing.T) {
 	mallory := Actor{Name: "mallory", Source: release.SourceSlack}
 	ctx := context.Background()
 	_, err := h.e.Deploy(ctx, mallory, DeployRequest{App: "resizer", Version: "v2"})
-	if CodeOf(err) != CodeDenied || !strings.Contains(err.Error(), "mallory may not deploy resizer/production") {
+	if CodeOf(err) != CodeDenied || err.Error() != "not in the deployers group" {
 		t.Fatalf("deploy by mallory: %v", err)
 	}
 	if err := h.e.Scale(ctx, mallory, "resizer", "", 5); CodeOf(err) != CodeDenied {
@@ -366,6 +368,16 @@ func TestAuthorizeRefusesWithForbiddenAndRecordsNothing(t *testing.T) {
 	}
 	if want := "mallory:deploy:resizer/production"; asked[0] != want {
 		t.Fatalf("asked %v", asked)
+	}
+	evs, _ := h.e.Events(ctx, System, EventQuery{App: "resizer"})
+	denied := 0
+	for _, ev := range evs {
+		if ev.Type == EventDenied {
+			denied++
+		}
+	}
+	if denied != 3 {
+		t.Fatalf("%d access.denied events, want 3 (deploy, scale, abort)", denied)
 	}
 }
 
