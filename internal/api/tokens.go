@@ -81,7 +81,7 @@ func (s *Server) requireTokenAdmin(w http.ResponseWriter, r *http.Request) bool 
 		s.log.WarnContext(r.Context(), "access denied", "actor", a.Name, "identity", a.ID, "action", "tokens", "why", err.Error(),
 			"request_id", RequestID(r.Context()))
 		writeError(w, r, s.log, &Error{Status: http.StatusForbidden, Code: string(engine.CodeDenied),
-			Message: err.Error() + " (only the admin role may)"})
+			Message: err.Error()})
 		return false
 	}
 	return true

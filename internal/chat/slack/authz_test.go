@@ -34,7 +34,7 @@ func TestSlackRefusalIsTheEnginesAndIsRecorded(t *testing.T) {
 	e := newRealEngine(t)
 	h := newHarness(t, e, nil)
 	_, reply, _ := h.slash(mallory, testChannel, "/ship", "scale resizer 5")
-	if reply.ResponseType != "ephemeral" || !strings.Contains(reply.Text, "You may not scale resizer in production: no grant gives them scale; roles that may: operator, maintainer, admin") ||
+	if reply.ResponseType != "ephemeral" || !strings.Contains(reply.Text, "You may not scale resizer in production: no grant gives you scale; roles that may: operator, maintainer, admin") ||
 		!strings.Contains(reply.Text, "<!subteam^SOPS>") {
 		t.Fatalf("reply %+v", reply)
 	}

@@ -299,10 +299,13 @@ func (b *Bot) errorTextFor(u chatUser, err error) string {
 		return text
 	}
 	if rest, ok := strings.CutPrefix(text, ":no_entry: "+u.actor().ID+" may not "); ok {
-		text = ":no_entry: You may not " + rest
+		text = ":no_entry: You may not " + youReplacer.Replace(rest)
 	}
 	return slackGroupRef.ReplaceAllString(text, "<!subteam^$1>")
 }
+
+// youReplacer speaks to the user the policy's sentence is about.
+var youReplacer = strings.NewReplacer("gives them ", "gives you ", "their roles ", "your roles ")
 
 // slackGroupRef is a Slack user group as the policy names it.
 var slackGroupRef = regexp.MustCompile(`\bslack:(S[A-Z0-9]+)\b`)
