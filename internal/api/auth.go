@@ -63,6 +63,8 @@ func HashToken(token string) []byte {
 
 type actorKey struct{}
 
+type tokenHashKey struct{}
+
 // ActorFrom returns the authenticated actor of a request.
 func ActorFrom(ctx context.Context) (engine.Actor, bool) {
 	a, ok := ctx.Value(actorKey{}).(engine.Actor)
@@ -98,8 +100,18 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			who.name, who.source = user, string(src)
 		}
 		ctx := context.WithValue(r.Context(), actorKey{}, engine.Actor{ID: TokenIdentity(user), Name: user, Source: src, Role: owner.Role})
+		ctx = context.WithValue(ctx, tokenHashKey{}, HashToken(token))
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
+}
+
+// stillValid reports whether the request's token is still stored: a
+// stream registered just after a revocation closed the user's streams
+// finds out here.
+func (s *Server) stillValid(r *http.Request) bool {
+	h, _ := r.Context().Value(tokenHashKey{}).([]byte)
+	o, err := s.cfg.Tokens.TokenOwner(r.Context(), h)
+	return err == nil && o.Name != ""
 }
 
 func (s *Server) unauthorized(w http.ResponseWriter, r *http.Request, msg string) {

@@ -73,9 +73,14 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer done()
+	if !s.stillValid(r) { // revoked between authentication and registration
+		s.unauthorized(w, r, "invalid token")
+		return
+	}
 	if f.App != "" && f.Env != "" {
 		// One app in one environment: a refusal is told (and recorded)
-		// before the stream starts; otherwise events are filtered.
+		// before the stream starts (the query itself returns nothing:
+		// only the check matters); otherwise events are filtered.
 		if _, err := s.cfg.Engine.Events(ctx, a, engine.EventQuery{App: f.App, Env: f.Env, AfterID: 1 << 62, Limit: 1}); err != nil {
 			writeError(w, r, s.log, err)
 			return
