@@ -204,10 +204,10 @@ func (p *Policy) Allowed(ctx context.Context, req Request) bool { return p.Check
 // Check answers nil when req is allowed, else a *Denial whose Error() is a
 // sentence fit for the person asking.
 func (p *Policy) Check(ctx context.Context, req Request) error {
+	d := &Denial{Who: req.Who, Action: req.Action, App: req.App, Env: req.Env} // says what was asked: unlock
 	if req.Action == "unlock" {
 		req.Action = Lock
 	}
-	d := &Denial{Who: req.Who, Action: req.Action, App: req.App, Env: req.Env}
 	if !req.Who.Valid() {
 		d.Reason = "ship does not know who is asking"
 		return d
@@ -412,6 +412,9 @@ type Denial struct {
 	Hint      string // who could, when known
 	LookupErr error  // a group lookup failed: detail for logs
 }
+
+// Unwrap is the group lookup failure behind a denial, if any (for logs).
+func (d *Denial) Unwrap() error { return d.LookupErr }
 
 func (d *Denial) Error() string {
 	what := string(d.Action) + " " + d.App + " in " + d.Env

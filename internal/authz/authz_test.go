@@ -80,6 +80,7 @@ func TestExampleConfigDecisions(t *testing.T) {
 		{"mattermost:U0INFRA", "", Deploy, "resizer", "production", false, "no grant gives them deploy"},
 		// unlock is lock's.
 		{"slack:U0INFRA", "", "unlock", "resizer", "production", true, ""},
+		{"token:bob", "", "unlock", "resizer", "staging", false, "token:bob may not unlock resizer in staging: no grant gives them lock"},
 		{"", "", Read, "resizer", "production", false, "an unidentified caller may not read resizer in production"},
 		{"token:x", "ghost", Deploy, "resizer", "production", false, `their token's role "ghost" is not a role of this server`},
 	}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"sort"
-	"strings"
 )
 
 // SlackGrant is a grant in the old form: roles:/grants: inside the Slack
@@ -125,15 +124,4 @@ func star(list []string) []string {
 		return nil
 	}
 	return slices.Clone(list)
-}
-
-// Describe lists a policy's roles and their actions, one per line, for
-// usage texts.
-func (p *Policy) Describe() string {
-	var b strings.Builder
-	for _, n := range p.Roles() {
-		r := p.roles[n]
-		fmt.Fprintf(&b, "  %-11s %s\n", n, actionsText(r.Actions))
-	}
-	return b.String()
 }

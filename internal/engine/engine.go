@@ -114,6 +114,11 @@ func (e *Engine) authorize(ctx context.Context, a Actor, act Action, app, env st
 	}
 	var ee *Error
 	if !errors.As(err, &ee) {
+		// The authorizer's text is the sentence the user sees; what it
+		// wraps (a failed group lookup) is for the log only.
+		if detail := errors.Unwrap(err); detail != nil {
+			e.log.Warn("authorizer could not decide", "app", app, "env", env, "identity", a.ID, "err", detail)
+		}
 		ee = &Error{Code: CodeDenied, Message: err.Error()}
 		err = ee
 	}
