@@ -301,6 +301,9 @@ func (b *Bot) errorTextFor(u chatUser, err error) string {
 	if rest, ok := strings.CutPrefix(text, ":no_entry: "+u.actor().ID+" may not "); ok {
 		text = ":no_entry: You may not " + youReplacer.Replace(rest)
 	}
+	if u.mattermost {
+		return text // Mattermost has no Slack group mentions
+	}
 	return slackGroupRef.ReplaceAllString(text, "<!subteam^$1>")
 }
 
