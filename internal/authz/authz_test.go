@@ -161,6 +161,7 @@ func TestMalformedConfigsNameFileLineAndField(t *testing.T) {
 		"unknown grant key": {"grants:\n  - role: admin\n    user: [token:a]\n", "bad.yaml:3:5: grants[0].user: unknown field"},
 		"unknown role":      {"grants:\n  - role: boss\n    users: [token:a]\n", `bad.yaml:2:11: grants[0].role: unknown role "boss"`},
 		"bad identity":      {"grants:\n  - role: admin\n    users: [alice]\n", `bad.yaml:3:13: grants[0].users[0]: "alice" is not an identity`},
+		"token user case":   {"grants:\n  - role: admin\n    users: [token:Alice]\n", "grants[0].users[0]: token:Alice: token user names are"},
 		"group as user":     {"grants:\n  - role: admin\n    users: [slack:S0OPS]\n", "grants[0].users[0]: slack:S0OPS looks like a Slack user group"},
 		"bad action":        {"roles:\n  r:\n    actions: [deploy, launch]\n", `bad.yaml:3:23: roles.r.actions[1]: unknown action "launch"`},
 		"tokens in config":  {"roles:\n  r:\n    actions: [tokens]\n", "roles.r.actions[0]: tokens is for the built-in admin role only"},

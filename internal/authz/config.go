@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -116,6 +117,8 @@ func (c Config) problems() []*FieldError {
 				add(uf, "%q is not an identity: want KIND:ID with KIND one of %s (token:alice, slack:U0123)", u, strings.Join(kinds, ", "))
 			case u.Kind() == KindSlack && strings.HasPrefix(u.ID(), "S"):
 				add(uf, "%s looks like a Slack user group; put it under groups", u)
+			case u.Kind() == KindToken && !tokenUser.MatchString(u.ID()):
+				add(uf, "%s: token user names are 1-64 of a-z 0-9 . _ - (as `ship token create` takes them)", u)
 			}
 		}
 		for j, gr := range g.Groups {
@@ -132,6 +135,9 @@ func (c Config) problems() []*FieldError {
 	}
 	return errs
 }
+
+// tokenUser is what a token's user name may be (internal/api's rule).
+var tokenUser = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
 
 func globProblems(field string, globs []string) []*FieldError {
 	var errs []*FieldError
