@@ -273,7 +273,7 @@ func TestClientCommandsReachEngineWithActor(t *testing.T) {
 	if strings.Join(f.eng.calls, ",") != strings.Join(want, ",") {
 		t.Fatalf("engine calls %v, want %v", f.eng.calls, want)
 	}
-	if f.eng.lastActr != (engine.Actor{Name: "alice", Source: release.SourceCLI}) {
+	if f.eng.lastActr != (engine.Actor{ID: "token:alice", Name: "alice", Source: release.SourceCLI, Role: "maintainer"}) {
 		t.Fatalf("actor = %+v", f.eng.lastActr)
 	}
 }
@@ -293,7 +293,7 @@ func TestPanicBecomesInternalError(t *testing.T) {
 
 type panicky struct{ Engine }
 
-func (panicky) List(context.Context) ([]engine.AppStatus, error) { panic("nil map") }
+func (panicky) List(context.Context, engine.Actor) ([]engine.AppStatus, error) { panic("nil map") }
 
 func TestConfigValidateJoinsErrors(t *testing.T) {
 	err := Config{Heartbeat: -1}.Validate()
@@ -332,7 +332,7 @@ func TestReclaimTakesEnvFromQueryOrBody(t *testing.T) {
 	if res.App != "resizer" || res.Env != "staging" || len(res.Tracks) != 1 || res.Tracks[0].Lost[0] != `"kubectl": deployment resizer-stable .spec.replicas` {
 		t.Fatalf("reclaim = %+v", res)
 	}
-	if f.eng.calls[len(f.eng.calls)-1] != "reclaim:staging" || f.eng.lastActr != (engine.Actor{Name: "alice", Source: release.SourceCLI}) {
+	if f.eng.calls[len(f.eng.calls)-1] != "reclaim:staging" || f.eng.lastActr != (engine.Actor{ID: "token:alice", Name: "alice", Source: release.SourceCLI, Role: "maintainer"}) {
 		t.Fatalf("engine calls %v by %+v", f.eng.calls, f.eng.lastActr)
 	}
 	auth := "Bearer " + f.token

@@ -25,11 +25,22 @@ const HeaderSource = "X-Ship-Source"
 // not hold.
 var ErrUnknownToken = errors.New("unknown token")
 
-// TokenStore resolves a token hash to the user it was issued to. Only
-// hashes are stored, so a copy of the database does not grant access.
+// TokenStore resolves a token hash to the user it was issued to and the
+// role it carries. Only hashes are stored, so a copy of the database does
+// not grant access.
 type TokenStore interface {
-	TokenUser(ctx context.Context, hash []byte) (string, error)
+	TokenOwner(ctx context.Context, hash []byte) (TokenOwner, error)
 }
+
+// TokenOwner is who a token was issued to and the role it carries.
+type TokenOwner struct {
+	Name string
+	Role string
+}
+
+// TokenIdentity is the identity (engine.Actor.ID, internal/authz) of the
+// tokens of user name: token:NAME.
+func TokenIdentity(name string) string { return "token:" + name }
 
 // NewToken returns a fresh token (ship_ + 32 random bytes, base64url) and
 // the hash to store for it.
@@ -52,6 +63,8 @@ func HashToken(token string) []byte {
 
 type actorKey struct{}
 
+type tokenHashKey struct{}
+
 // ActorFrom returns the authenticated actor of a request.
 func ActorFrom(ctx context.Context) (engine.Actor, bool) {
 	a, ok := ctx.Value(actorKey{}).(engine.Actor)
@@ -70,7 +83,8 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			s.unauthorized(w, r, "invalid token")
 			return
 		}
-		user, err := s.cfg.Tokens.TokenUser(r.Context(), HashToken(token))
+		owner, err := s.cfg.Tokens.TokenOwner(r.Context(), HashToken(token))
+		user := owner.Name
 		if err != nil || user == "" {
 			if err != nil && !isNotFound(err) {
 				s.log.ErrorContext(r.Context(), "token lookup", "request_id", RequestID(r.Context()), "err", err)
@@ -85,9 +99,19 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		if who, ok := r.Context().Value(logActorKey{}).(*logActor); ok {
 			who.name, who.source = user, string(src)
 		}
-		ctx := context.WithValue(r.Context(), actorKey{}, engine.Actor{Name: user, Source: src})
+		ctx := context.WithValue(r.Context(), actorKey{}, engine.Actor{ID: TokenIdentity(user), Name: user, Source: src, Role: owner.Role})
+		ctx = context.WithValue(ctx, tokenHashKey{}, HashToken(token))
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
+}
+
+// stillValid reports whether the request's token is still stored: a
+// stream registered just after a revocation closed the user's streams
+// finds out here.
+func (s *Server) stillValid(r *http.Request) bool {
+	h, _ := r.Context().Value(tokenHashKey{}).([]byte)
+	o, err := s.cfg.Tokens.TokenOwner(r.Context(), h)
+	return err == nil && o.Name != ""
 }
 
 func (s *Server) unauthorized(w http.ResponseWriter, r *http.Request, msg string) {

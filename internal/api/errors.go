@@ -14,6 +14,7 @@ import (
 const (
 	CodeUnauthorized = "unauthorized"
 	CodeUnavailable  = "unavailable"
+	CodeTooMany      = "too_many_requests" // 429: a limit (event streams) is reached
 )
 
 // Error is an API error as the server sends it and the client returns it:

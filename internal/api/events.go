@@ -64,6 +64,30 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		break
 	}
 
+	a := s.actor(r)
+	// Registered per token user: revoking or rotating their tokens ends
+	// the stream (ctx) at once; past the caps the stream is refused.
+	ctx, done, err := s.streams.open(r.Context(), a.Name)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	defer done()
+	if !s.stillValid(r) { // revoked between authentication and registration
+		s.unauthorized(w, r, "invalid token")
+		return
+	}
+	if f.App != "" && f.Env != "" {
+		// One app in one environment: a refusal is told (and recorded)
+		// before the stream starts (the query itself returns nothing:
+		// only the check matters); otherwise events are filtered.
+		if _, err := s.cfg.Engine.Events(ctx, a, engine.EventQuery{App: f.App, Env: f.Env, AfterID: 1 << 62, Limit: 1}); err != nil {
+			writeError(w, r, s.log, err)
+			return
+		}
+	}
+	readable := s.cfg.Engine.ReadFilter(a)
+
 	// Subscribe before replaying so no event falls between the two; ids
 	// already sent by the replay are skipped when they arrive live.
 	live, cancel := s.cfg.Engine.Subscribe()
@@ -87,7 +111,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	last := after
 	if replay {
 		for {
-			evs, err := s.cfg.Engine.Events(r.Context(), engine.EventQuery{
+			evs, err := s.cfg.Engine.Events(ctx, a, engine.EventQuery{
 				App: f.App, Env: f.Env, ReleaseID: f.ReleaseID, AfterID: last, Limit: replayPage,
 			})
 			if err != nil {
@@ -119,7 +143,11 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	defer tick.Stop()
 	for {
 		select {
-		case <-r.Context().Done():
+		case <-ctx.Done():
+			if r.Context().Err() == nil {
+				// Closed by a revocation: say so, then end.
+				writeSSEError(w, rc, &Error{Status: http.StatusUnauthorized, Code: CodeUnauthorized, Message: "token revoked"})
+			}
 			return
 		case ev, ok := <-live:
 			if !ok {
@@ -127,7 +155,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 				// the client reconnects with Last-Event-ID and loses nothing.
 				return
 			}
-			if (ev.ID != 0 && ev.ID <= last) || !f.match(ev) {
+			if (ev.ID != 0 && ev.ID <= last) || !f.match(ev) || !readable(ctx, ev) {
 				continue
 			}
 			if err := writeSSE(w, ev); err != nil {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -151,4 +152,75 @@ func TestFollowGivesUpOnAuthErrors(t *testing.T) {
 	if !errors.As(err, &ae) || ae.Status != 401 {
 		t.Fatalf("err = %v", err)
 	}
+}
+
+// openStream opens a raw SSE stream and returns the response once the
+// server's first comment arrived (the stream is registered by then).
+func openStream(t *testing.T, url, token string) (*http.Response, *bufio.Reader) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url+"/v1/events", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	br := bufio.NewReader(resp.Body)
+	if resp.StatusCode == http.StatusOK {
+		if _, err := br.ReadString('\n'); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return resp, br
+}
+
+func TestEventStreamsAreCappedPerUserAndInTotalWith429(t *testing.T) {
+	bobTok, bobHash, _ := NewToken()
+	aliceTok, aliceHash, _ := NewToken()
+	carolTok, carolHash, _ := NewToken()
+	iss := newMemIssuer(map[string]TokenOwner{string(aliceHash): {"alice", "viewer"}, string(bobHash): {"bob", "viewer"}, string(carolHash): {"carol", "viewer"}})
+	f := newFixture(t, func(c *Config) { c.Tokens, c.MaxStreamsPerUser, c.MaxStreams = iss, 2, 3 })
+	openStream(t, f.srv.URL, aliceTok)
+	openStream(t, f.srv.URL, aliceTok)
+	resp, _ := openStream(t, f.srv.URL, aliceTok)
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(string(b), "alice already has 2 event streams open, the limit per user") {
+		t.Fatalf("third stream of alice: %d %s", resp.StatusCode, b)
+	}
+	openStream(t, f.srv.URL, bobTok)
+	resp, _ = openStream(t, f.srv.URL, carolTok)
+	b, _ = io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(string(b), "ship has 3 event streams open, its limit") || !strings.Contains(string(b), `"code": "too_many_requests"`) {
+		t.Fatalf("stream past the total: %d %s", resp.StatusCode, b)
+	}
+}
+
+func TestRevokingATokenEndsItsOpenEventStreamWithinASecond(t *testing.T) {
+	adminTok, adminHash, _ := NewToken()
+	bobTok, bobHash, _ := NewToken()
+	iss := newMemIssuer(map[string]TokenOwner{string(adminHash): {"admin", "admin"}, string(bobHash): {"bob", "viewer"}})
+	f := newFixture(t, func(c *Config) { c.Tokens, c.Issuer, c.Heartbeat = iss, iss, time.Hour })
+	bob, _ := NewClient(ClientConfig{Server: f.srv.URL, Token: bobTok})
+	done := make(chan error, 1)
+	go func() {
+		done <- bob.Follow(context.Background(), EventsQuery{After: -1}, time.Minute, nil, func(release.Event) error { return nil })
+	}()
+	waitFor(t, "bob's stream", func() bool { return f.eng.subscribers() == 1 })
+	start := time.Now()
+	if status, body := f.raw(t, "DELETE", "/v1/tokens/bob", "Bearer "+adminTok, ""); status != http.StatusOK {
+		t.Fatalf("revoke: %d %s", status, body)
+	}
+	select {
+	case err := <-done:
+		var ae *Error
+		if !errors.As(err, &ae) || ae.Code != CodeUnauthorized || ae.Message != "token revoked" {
+			t.Fatalf("stream ended with %v", err)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Fatalf("stream ended %s after the revocation", d)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("bob's stream is still open 5s after his token was revoked")
+	}
+	waitFor(t, "unsubscribe", func() bool { return f.eng.subscribers() == 0 })
 }

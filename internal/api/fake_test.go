@@ -187,7 +187,7 @@ func (f *fakeEngine) Unlock(_ context.Context, a engine.Actor, app, env string) 
 	return nil
 }
 
-func (f *fakeEngine) Status(_ context.Context, app, env string) (engine.AppStatus, error) {
+func (f *fakeEngine) Status(_ context.Context, _ engine.Actor, app, env string) (engine.AppStatus, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if !f.apps[app] {
@@ -208,7 +208,7 @@ func (f *fakeEngine) Status(_ context.Context, app, env string) (engine.AppStatu
 	return st, nil
 }
 
-func (f *fakeEngine) List(ctx context.Context) ([]engine.AppStatus, error) {
+func (f *fakeEngine) List(ctx context.Context, a engine.Actor) ([]engine.AppStatus, error) {
 	var names []string
 	f.mu.Lock()
 	for a := range f.apps {
@@ -218,7 +218,7 @@ func (f *fakeEngine) List(ctx context.Context) ([]engine.AppStatus, error) {
 	sort.Strings(names)
 	var out []engine.AppStatus
 	for _, a := range names {
-		st, err := f.Status(ctx, a, "")
+		st, err := f.Status(ctx, engine.Actor{}, a, "")
 		if err != nil {
 			return nil, err
 		}
@@ -227,7 +227,7 @@ func (f *fakeEngine) List(ctx context.Context) ([]engine.AppStatus, error) {
 	return out, nil
 }
 
-func (f *fakeEngine) History(_ context.Context, app, env string, limit int) ([]release.Release, error) {
+func (f *fakeEngine) History(_ context.Context, _ engine.Actor, app, env string, limit int) ([]release.Release, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if !f.apps[app] {
@@ -242,7 +242,7 @@ func (f *fakeEngine) History(_ context.Context, app, env string, limit int) ([]r
 	return out, nil
 }
 
-func (f *fakeEngine) Events(_ context.Context, q engine.EventQuery) ([]release.Event, error) {
+func (f *fakeEngine) Events(_ context.Context, _ engine.Actor, q engine.EventQuery) ([]release.Event, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var out []release.Event
@@ -258,7 +258,7 @@ func (f *fakeEngine) Events(_ context.Context, q engine.EventQuery) ([]release.E
 	return out, nil
 }
 
-func (f *fakeEngine) Release(_ context.Context, id int64) (release.Release, error) {
+func (f *fakeEngine) Release(_ context.Context, _ engine.Actor, id int64) (release.Release, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if id < 1 || int(id) > len(f.releases) {
@@ -267,7 +267,7 @@ func (f *fakeEngine) Release(_ context.Context, id int64) (release.Release, erro
 	return f.releases[id-1], nil
 }
 
-func (f *fakeEngine) Logs(_ context.Context, app, env, version string, n int) ([]runtime.LogLine, error) {
+func (f *fakeEngine) Logs(_ context.Context, _ engine.Actor, app, env, version string, n int) ([]runtime.LogLine, error) {
 	if !f.apps[app] {
 		return nil, engine.Errorf(engine.CodeNotFound, "unknown app %q", app)
 	}
@@ -276,6 +276,10 @@ func (f *fakeEngine) Logs(_ context.Context, app, env, version string, n int) ([
 		out = append(out, runtime.LogLine{Instance: "stable-0", Version: version, Stream: "stdout", Text: fmt.Sprintf("line %d", i)})
 	}
 	return out, nil
+}
+
+func (f *fakeEngine) ReadFilter(engine.Actor) func(context.Context, release.Event) bool {
+	return func(context.Context, release.Event) bool { return true }
 }
 
 func (f *fakeEngine) Subscribe() (<-chan release.Event, func()) {
@@ -295,14 +299,15 @@ func (f *fakeEngine) Subscribe() (<-chan release.Event, func()) {
 	}
 }
 
-// fakeTokens maps token hashes to users.
+// fakeTokens maps token hashes to users (role maintainer, as tokens made
+// before roles).
 type fakeTokens map[string]string
 
-func (t fakeTokens) TokenUser(_ context.Context, hash []byte) (string, error) {
+func (t fakeTokens) TokenOwner(_ context.Context, hash []byte) (TokenOwner, error) {
 	if u, ok := t[string(hash)]; ok {
-		return u, nil
+		return TokenOwner{Name: u, Role: "maintainer"}, nil
 	}
-	return "", fmt.Errorf("lookup: %w", ErrUnknownToken)
+	return TokenOwner{}, fmt.Errorf("lookup: %w", ErrUnknownToken)
 }
 
 var errBoom = errors.New("disk on fire at /secret/path")

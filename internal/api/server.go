@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/shipteam/ship/internal/authz"
 	"github.com/shipteam/ship/internal/engine"
 	"github.com/shipteam/ship/internal/httpmw"
 	"github.com/shipteam/ship/internal/release"
@@ -36,13 +37,15 @@ type Engine interface {
 	Reclaim(ctx context.Context, a engine.Actor, app, env string) (engine.Reclaimed, error)
 	Lock(ctx context.Context, a engine.Actor, app, env, reason string) error
 	Unlock(ctx context.Context, a engine.Actor, app, env string) error
-	Status(ctx context.Context, app, env string) (engine.AppStatus, error)
-	List(ctx context.Context) ([]engine.AppStatus, error)
-	History(ctx context.Context, app, env string, limit int) ([]release.Release, error)
-	Events(ctx context.Context, q engine.EventQuery) ([]release.Event, error)
-	Release(ctx context.Context, id int64) (release.Release, error)
-	Logs(ctx context.Context, app, env, version string, n int) ([]runtime.LogLine, error)
+	Status(ctx context.Context, a engine.Actor, app, env string) (engine.AppStatus, error)
+	List(ctx context.Context, a engine.Actor) ([]engine.AppStatus, error)
+	History(ctx context.Context, a engine.Actor, app, env string, limit int) ([]release.Release, error)
+	Events(ctx context.Context, a engine.Actor, q engine.EventQuery) ([]release.Event, error)
+	Release(ctx context.Context, a engine.Actor, id int64) (release.Release, error)
+	Logs(ctx context.Context, a engine.Actor, app, env, version string, n int) ([]runtime.LogLine, error)
 	Subscribe() (<-chan release.Event, func())
+	// ReadFilter says which live events a may see.
+	ReadFilter(a engine.Actor) func(ctx context.Context, ev release.Event) bool
 }
 
 // Config configures the API server.
@@ -58,9 +61,18 @@ type Config struct {
 	Heartbeat time.Duration
 	// MaxBodyBytes bounds request bodies. Default 64 KiB.
 	MaxBodyBytes int64
-	// Issuer, when set, lets the admin user create and list tokens at
-	// /v1/tokens.
+	// Issuer, when set, lets identities with the admin role create, list,
+	// rotate and revoke tokens at /v1/tokens.
 	Issuer TokenIssuer
+	// Policy decides who may manage tokens and which roles a token may
+	// carry (the engine decides everything else). Default: the built-in
+	// roles, no grants.
+	Policy *authz.Policy
+	// MaxStreamsPerUser bounds the open event streams of one token user
+	// (default 8); MaxStreams bounds them in total (default 256). More are
+	// refused with 429.
+	MaxStreamsPerUser int
+	MaxStreams        int
 }
 
 func (c *Config) setDefaults() {
@@ -72,6 +84,15 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = 64 << 10
+	}
+	if c.MaxStreamsPerUser == 0 {
+		c.MaxStreamsPerUser = 8
+	}
+	if c.MaxStreams == 0 {
+		c.MaxStreams = 256
+	}
+	if c.Policy == nil {
+		c.Policy, _ = authz.New(authz.Config{})
 	}
 }
 
@@ -90,6 +111,9 @@ func (c Config) Validate() error {
 	if c.MaxBodyBytes < 0 {
 		errs = append(errs, fmt.Errorf("api: MaxBodyBytes %d must not be negative", c.MaxBodyBytes))
 	}
+	if c.MaxStreamsPerUser < 0 || c.MaxStreams < 0 {
+		errs = append(errs, fmt.Errorf("api: MaxStreamsPerUser %d and MaxStreams %d must not be negative", c.MaxStreamsPerUser, c.MaxStreams))
+	}
 	return errors.Join(errs...)
 }
 
@@ -98,6 +122,7 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	handler http.Handler
+	streams *streams
 }
 
 // New validates cfg and builds the handler.
@@ -106,7 +131,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	cfg.setDefaults()
-	s := &Server{cfg: cfg, log: cfg.Logger}
+	s := &Server{cfg: cfg, log: cfg.Logger, streams: newStreams(cfg.MaxStreamsPerUser, cfg.MaxStreams)}
 	s.handler = s.build()
 	return s, nil
 }
@@ -142,6 +167,7 @@ func (s *Server) build() http.Handler {
 	v1.HandleFunc("POST /v1/tokens", s.createToken)
 	v1.HandleFunc("GET /v1/tokens", s.listTokens)
 	v1.HandleFunc("DELETE /v1/tokens/{name}", s.revokeTokens)
+	v1.HandleFunc("POST /v1/tokens/{name}/rotate", s.rotateTokens)
 	v1.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.log, &Error{Status: http.StatusNotFound, Code: string(engine.CodeNotFound),
 			Message: fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path)})
@@ -213,6 +239,8 @@ type LockRequest struct {
 type Identity struct {
 	Name   string         `json:"name"`
 	Source release.Source `json:"source"`
+	ID     string         `json:"id,omitempty"`   // token:NAME
+	Role   string         `json:"role,omitempty"` // the token's role
 }
 
 // decode reads exactly one JSON value into v. An empty body is allowed and
@@ -250,11 +278,11 @@ func (s *Server) actor(r *http.Request) engine.Actor {
 
 func (s *Server) whoami(w http.ResponseWriter, r *http.Request) {
 	a := s.actor(r)
-	writeJSON(w, http.StatusOK, Identity{Name: a.Name, Source: a.Source})
+	writeJSON(w, http.StatusOK, Identity{Name: a.Name, Source: a.Source, ID: a.ID, Role: a.Role})
 }
 
 func (s *Server) listApps(w http.ResponseWriter, r *http.Request) {
-	apps, err := s.cfg.Engine.List(r.Context())
+	apps, err := s.cfg.Engine.List(r.Context(), s.actor(r))
 	if err != nil {
 		writeError(w, r, s.log, err)
 		return
@@ -266,7 +294,7 @@ func (s *Server) listApps(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) appStatus(w http.ResponseWriter, r *http.Request) {
-	st, err := s.cfg.Engine.Status(r.Context(), r.PathValue("app"), r.URL.Query().Get("env"))
+	st, err := s.cfg.Engine.Status(r.Context(), s.actor(r), r.PathValue("app"), r.URL.Query().Get("env"))
 	if err != nil {
 		writeError(w, r, s.log, err)
 		return
@@ -406,7 +434,7 @@ func (s *Server) unlock(w http.ResponseWriter, r *http.Request) {
 // answerStatus answers a command that changes an app (scale, lock) with the
 // app's status after it, so the caller sees the effect.
 func (s *Server) answerStatus(w http.ResponseWriter, r *http.Request, app, env string) {
-	st, err := s.cfg.Engine.Status(r.Context(), app, env)
+	st, err := s.cfg.Engine.Status(r.Context(), s.actor(r), app, env)
 	if err != nil {
 		writeError(w, r, s.log, err)
 		return
@@ -421,7 +449,7 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.log, invalid("limit: %v", err))
 		return
 	}
-	rels, err := s.cfg.Engine.History(r.Context(), r.PathValue("app"), q.Get("env"), limit)
+	rels, err := s.cfg.Engine.History(r.Context(), s.actor(r), r.PathValue("app"), q.Get("env"), limit)
 	if err != nil {
 		writeError(w, r, s.log, err)
 		return
@@ -439,7 +467,7 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.log, invalid("n: %v", err))
 		return
 	}
-	lines, err := s.cfg.Engine.Logs(r.Context(), r.PathValue("app"), q.Get("env"), q.Get("version"), n)
+	lines, err := s.cfg.Engine.Logs(r.Context(), s.actor(r), r.PathValue("app"), q.Get("env"), q.Get("version"), n)
 	if err != nil {
 		writeError(w, r, s.log, err)
 		return
@@ -456,7 +484,7 @@ func (s *Server) getRelease(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.log, invalid("release id must be a positive number, not %q", r.PathValue("id")))
 		return
 	}
-	rel, err := s.cfg.Engine.Release(r.Context(), id)
+	rel, err := s.cfg.Engine.Release(r.Context(), s.actor(r), id)
 	s.answerRelease(w, r, rel, err, http.StatusOK)
 }
 

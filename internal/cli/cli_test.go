@@ -79,7 +79,7 @@ func (f *fakeEngine) publish(ev release.Event) {
 	}
 }
 
-func (f *fakeEngine) Release(_ context.Context, id int64) (release.Release, error) {
+func (f *fakeEngine) Release(_ context.Context, _ engine.Actor, id int64) (release.Release, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if id != f.rel.ID {
@@ -88,7 +88,7 @@ func (f *fakeEngine) Release(_ context.Context, id int64) (release.Release, erro
 	return f.rel, nil
 }
 
-func (f *fakeEngine) Events(_ context.Context, q engine.EventQuery) ([]release.Event, error) {
+func (f *fakeEngine) Events(_ context.Context, _ engine.Actor, q engine.EventQuery) ([]release.Event, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var out []release.Event
@@ -100,6 +100,10 @@ func (f *fakeEngine) Events(_ context.Context, q engine.EventQuery) ([]release.E
 	return out, nil
 }
 
+func (f *fakeEngine) ReadFilter(engine.Actor) func(context.Context, release.Event) bool {
+	return func(context.Context, release.Event) bool { return true }
+}
+
 func (f *fakeEngine) Subscribe() (<-chan release.Event, func()) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -108,7 +112,7 @@ func (f *fakeEngine) Subscribe() (<-chan release.Event, func()) {
 	return ch, func() {}
 }
 
-func (f *fakeEngine) Status(_ context.Context, app, env string) (engine.AppStatus, error) {
+func (f *fakeEngine) Status(_ context.Context, _ engine.Actor, app, env string) (engine.AppStatus, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.status.App == "" && f.rel.ID != 0 && app == f.rel.App {
@@ -129,11 +133,11 @@ func (f *fakeEngine) Status(_ context.Context, app, env string) (engine.AppStatu
 
 type tokens map[string]string
 
-func (t tokens) TokenUser(_ context.Context, h []byte) (string, error) {
+func (t tokens) TokenOwner(_ context.Context, h []byte) (api.TokenOwner, error) {
 	if u, ok := t[string(h)]; ok {
-		return u, nil
+		return api.TokenOwner{Name: u, Role: "maintainer"}, nil
 	}
-	return "", api.ErrUnknownToken
+	return api.TokenOwner{}, api.ErrUnknownToken
 }
 
 const testToken = "ship_test-token"

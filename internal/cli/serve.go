@@ -27,10 +27,11 @@ func runServe(ctx context.Context, args []string, env Env) int {
 	kubeCtx := fs.String("kube-context", "", "kubeconfig context for --runtime kube (default: the current one)")
 	promURL := fs.String("prometheus", env.Getenv("SHIP_PROMETHEUS_URL"), "Prometheus `URL` whose metrics judge canaries on --runtime kube (env SHIP_PROMETHEUS_URL; docs/kubernetes.md)")
 	slackCfg := fs.String("slack-config", env.Getenv("SHIP_SLACK_CONFIG"), "ChatOps config `FILE` (env SHIP_SLACK_CONFIG; docs/slack.md); SHIP_SLACK_* env vars overlay it")
+	authCfg := fs.String("auth-config", env.Getenv("SHIP_AUTH_CONFIG"), "auth config `FILE`: roles and grants for every door (env SHIP_AUTH_CONFIG; docs/permissions.md)")
 	logFormat := fs.String("log-format", first(env.Getenv("SHIP_LOG_FORMAT"), "auto"), "log format: auto (text on a terminal, else JSON), text or json")
 	logLevel := fs.String("log-level", first(env.Getenv("SHIP_LOG_LEVEL"), "info"), "log level: debug, info, warn or error")
 	fs.Usage = func() {
-		fmt.Fprintln(env.Stderr, "usage: ship serve [--addr HOST:PORT] [--data DIR] [--apps DIR] [--runtime local|kube] [--kubeconfig FILE] [--kube-context NAME] [--prometheus URL] [--slack-config FILE] [--log-format auto|text|json] [--log-level LEVEL]")
+		fmt.Fprintln(env.Stderr, "usage: ship serve [--addr HOST:PORT] [--data DIR] [--apps DIR] [--runtime local|kube] [--kubeconfig FILE] [--kube-context NAME] [--prometheus URL] [--slack-config FILE] [--auth-config FILE] [--log-format auto|text|json] [--log-level LEVEL]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -48,7 +49,7 @@ func runServe(ctx context.Context, args []string, env Env) int {
 		fmt.Fprintf(env.Stderr, "ship serve: %v\n", err)
 		return ExitUsage
 	}
-	err = server.Run(ctx, server.Config{Addr: *addr, DataDir: *data, AppsDir: *apps, SlackConfig: *slackCfg,
+	err = server.Run(ctx, server.Config{Addr: *addr, DataDir: *data, AppsDir: *apps, SlackConfig: *slackCfg, AuthConfig: *authCfg,
 		Runtime: *rtName, Kube: server.KubeConfig{Kubeconfig: *kubeconfig, Context: *kubeCtx, PrometheusURL: *promURL}, Logger: log, Stdout: env.Stdout})
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "ship serve: %v\n", err)

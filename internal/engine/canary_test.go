@@ -90,13 +90,13 @@ func TestCanaryHoldPausesUntilPromote(t *testing.T) {
 	if r = h.release(r.ID); r.State != release.Paused {
 		t.Fatalf("state %s (%s), want paused", r.State, r.Reason)
 	}
-	st, err := h.e.Status(context.Background(), "resizer", "")
+	st, err := h.e.Status(context.Background(), System, "resizer", "")
 	if err != nil || st.Analysis == nil || st.Analysis.Verdict != "pass" || st.Analysis.CanaryRequests == 0 {
 		t.Fatalf("status analysis %+v %v", st.Analysis, err)
 	}
 	// A restarted engine shows the recorded analysis before judging again.
 	h.open()
-	st, err = h.e.Status(context.Background(), "resizer", "")
+	st, err = h.e.Status(context.Background(), System, "resizer", "")
 	if err != nil || st.Analysis == nil || st.Analysis.Verdict != "pass" || st.Analysis.CanaryRequests == 0 {
 		t.Fatalf("status analysis after restart %+v %v", st.Analysis, err)
 	}
@@ -106,7 +106,7 @@ func TestCanaryHoldPausesUntilPromote(t *testing.T) {
 		t.Fatalf("promote: %+v %v", p, err)
 	}
 	r = h.until(r.ID, release.Succeeded, time.Second, 100, 0, 10)
-	evs, _ := h.e.Events(context.Background(), EventQuery{ReleaseID: r.ID})
+	evs, _ := h.e.Events(context.Background(), System, EventQuery{ReleaseID: r.ID})
 	var promotedBy string
 	for _, ev := range evs {
 		if ev.Type == "release.promoting" {
@@ -358,7 +358,7 @@ func TestCrashedInstancesAreRecorded(t *testing.T) {
 	h.until(r.ID, release.Paused, time.Second, 0, 0, 5)
 	h.rt.Crash("resizer", "production", runtime.Canary, 2)
 	h.step(time.Second, 0, 0)
-	evs, _ := h.e.Events(context.Background(), EventQuery{ReleaseID: r.ID})
+	evs, _ := h.e.Events(context.Background(), System, EventQuery{ReleaseID: r.ID})
 	var found bool
 	for _, ev := range evs {
 		if ev.Type == "instance.crashed" && strings.Contains(ev.Message, "canary v2: 2 instance restart(s)") {
@@ -405,7 +405,7 @@ func TestBadCanaryIsOffWithinTwoSecondsUnderRun(t *testing.T) {
 	}
 	took := time.Since(evidence)
 	t.Logf("evidence to weight 0: %s", took)
-	if got, _ := e.Release(ctx, r.ID); got.State != release.Aborted {
+	if got, _ := e.Release(ctx, System, r.ID); got.State != release.Aborted {
 		t.Fatalf("release %s %q", got.State, got.Reason)
 	}
 }

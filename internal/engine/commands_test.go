@@ -99,7 +99,7 @@ func TestLockBlocksDeployAndRollbackButNotAbortOrScale(t *testing.T) {
 	if _, err := h.e.Abort(ctx, alice, "resizer", "", ""); err != nil {
 		t.Fatalf("abort while locked: %v", err)
 	}
-	st, _ := h.e.Status(ctx, "resizer", "")
+	st, _ := h.e.Status(ctx, System, "resizer", "")
 	if st.Lock == nil || st.Lock.Actor != "bob" || st.Lock.Reason != "db migration" {
 		t.Fatalf("status lock %+v", st.Lock)
 	}
@@ -110,7 +110,7 @@ func TestLockBlocksDeployAndRollbackButNotAbortOrScale(t *testing.T) {
 		t.Fatalf("second unlock: %v", err)
 	}
 	h.deploy(DeployRequest{Version: "v3"})
-	evs, _ := h.e.Events(ctx, EventQuery{App: "resizer"})
+	evs, _ := h.e.Events(ctx, System, EventQuery{App: "resizer"})
 	var types []string
 	for _, ev := range evs {
 		if ev.Type.IsApp() {
@@ -160,7 +160,7 @@ func TestRollbackReturnsToThePreviousSucceededVersion(t *testing.T) {
 	if s := h.rt.Get("resizer", "production", runtime.Stable); s.Version != "v1" {
 		t.Fatalf("stable %+v", s)
 	}
-	hist, _ := h.e.History(ctx, "resizer", "", 0)
+	hist, _ := h.e.History(ctx, System, "resizer", "", 0)
 	var got []string
 	for _, r := range hist {
 		got = append(got, string(r.Kind)+":"+r.Version+":"+string(r.State))
@@ -266,7 +266,7 @@ func TestDeployRejectsBadRequests(t *testing.T) {
 			}
 		})
 	}
-	if rs, _ := h.e.History(context.Background(), "resizer", "", 0); len(rs) != 1 {
+	if rs, _ := h.e.History(context.Background(), System, "resizer", "", 0); len(rs) != 1 {
 		t.Fatalf("refused deploys left %d releases", len(rs))
 	}
 }
@@ -295,7 +295,7 @@ func TestStatusShowsTracksWeightReleaseAndEndpoint(t *testing.T) {
 	h.stableAt("v1")
 	r := h.deploy(DeployRequest{Version: "v2", Canary: 100})
 	h.until(r.ID, release.Paused, time.Second, 0, 0, 5)
-	st, err := h.e.Status(context.Background(), "resizer", "")
+	st, err := h.e.Status(context.Background(), System, "resizer", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -303,19 +303,19 @@ func TestStatusShowsTracksWeightReleaseAndEndpoint(t *testing.T) {
 		st.Canary.Version != "v2" || st.Canary.Ready != 1 || st.Weight != 100 || st.Release == nil || st.Release.ID != r.ID {
 		t.Fatalf("status %+v", st)
 	}
-	all, err := h.e.List(context.Background())
+	all, err := h.e.List(context.Background(), System)
 	if err != nil || len(all) != 2 {
 		t.Fatalf("list: %d %v", len(all), err)
 	}
 	h.rt.StatusErr = errors.New("runtime down")
-	st, err = h.e.Status(context.Background(), "resizer", "")
+	st, err = h.e.Status(context.Background(), System, "resizer", "")
 	if err != nil || !strings.Contains(st.Note, "runtime down") || st.Stable.Version != "v1" {
 		t.Fatalf("status with runtime down: %+v %v", st, err)
 	}
-	if _, err := h.e.Release(context.Background(), 999); CodeOf(err) != CodeNotFound {
+	if _, err := h.e.Release(context.Background(), System, 999); CodeOf(err) != CodeNotFound {
 		t.Fatalf("release 999: %v", err)
 	}
-	if _, err := h.e.Status(context.Background(), "nope", ""); CodeOf(err) != CodeNotFound {
+	if _, err := h.e.Status(context.Background(), System, "nope", ""); CodeOf(err) != CodeNotFound {
 		t.Fatalf("status nope: %v", err)
 	}
 }
@@ -333,7 +333,9 @@ func TestConfigValidateReportsEveryProblem(t *testing.T) {
 	var _ = release.ErrNotFound
 }
 
-func TestAuthorizeRefusesWithForbiddenAndRecordsNothing(t *testing.T) {
+// A refusal changes nothing; it is recorded only as access.denied events
+// (authorize_test.go), with the authorizer's sentence as the message.
+func TestAuthorizeRefusesWithForbiddenAndChangesNothing(t *testing.T) {
 	h := newHarness(t)
 	h.stableAt("v1")
 	var asked []string
@@ -347,7 +349,7 @@ func TestAuthorizeRefusesWithForbiddenAndRecordsNothing(t *testing.T) {
 	mallory := Actor{Name: "mallory", Source: release.SourceSlack}
 	ctx := context.Background()
 	_, err := h.e.Deploy(ctx, mallory, DeployRequest{App: "resizer", Version: "v2"})
-	if CodeOf(err) != CodeDenied || !strings.Contains(err.Error(), "mallory may not deploy resizer/production") {
+	if CodeOf(err) != CodeDenied || err.Error() != "not in the deployers group" {
 		t.Fatalf("deploy by mallory: %v", err)
 	}
 	if err := h.e.Scale(ctx, mallory, "resizer", "", 5); CodeOf(err) != CodeDenied {
@@ -360,11 +362,21 @@ func TestAuthorizeRefusesWithForbiddenAndRecordsNothing(t *testing.T) {
 	if got := h.release(r.ID); got.State != release.Pending {
 		t.Fatalf("release %s after a refused abort", got.State)
 	}
-	if hist, _ := h.e.History(ctx, "resizer", "", 0); len(hist) != 2 {
+	if hist, _ := h.e.History(ctx, System, "resizer", "", 0); len(hist) != 2 {
 		t.Fatalf("%d releases, want 2", len(hist))
 	}
 	if want := "mallory:deploy:resizer/production"; asked[0] != want {
 		t.Fatalf("asked %v", asked)
+	}
+	evs, _ := h.e.Events(ctx, System, EventQuery{App: "resizer"})
+	denied := 0
+	for _, ev := range evs {
+		if ev.Type == EventDenied {
+			denied++
+		}
+	}
+	if denied != 3 {
+		t.Fatalf("%d access.denied events, want 3 (deploy, scale, abort)", denied)
 	}
 }
 
@@ -378,19 +390,19 @@ func (f *fakeLogs) Logs(_ context.Context, app spec.App, env, version string, n 
 func TestLogsComeFromTheRuntimeWhenItKeepsThem(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
-	if _, err := h.e.Logs(ctx, "resizer", "", "", 10); CodeOf(err) != CodeInvalid {
+	if _, err := h.e.Logs(ctx, System, "resizer", "", "", 10); CodeOf(err) != CodeInvalid {
 		t.Fatalf("logs without a reader: %v", err)
 	}
 	logs := &fakeLogs{}
 	h.e.cfg.Logs = logs
-	lines, err := h.e.Logs(ctx, "resizer", "", "v2", 0)
+	lines, err := h.e.Logs(ctx, System, "resizer", "", "v2", 0)
 	if err != nil || len(lines) != 1 || lines[0].Text != "hello" || logs.asked != "resizer/production v2 100" {
 		t.Fatalf("logs %+v %v (asked %q)", lines, err, logs.asked)
 	}
-	if _, err := h.e.Logs(ctx, "nope", "", "", 1); CodeOf(err) != CodeNotFound {
+	if _, err := h.e.Logs(ctx, System, "nope", "", "", 1); CodeOf(err) != CodeNotFound {
 		t.Fatalf("logs of unknown app: %v", err)
 	}
-	if _, err := h.e.Events(ctx, EventQuery{App: "nope"}); CodeOf(err) != CodeNotFound {
+	if _, err := h.e.Events(ctx, System, EventQuery{App: "nope"}); CodeOf(err) != CodeNotFound {
 		t.Fatalf("events of unknown app: %v", err)
 	}
 }

@@ -34,7 +34,7 @@ func TestHandEditConflictIsReportedOnceAndNotOverwritten(t *testing.T) {
 	if got := h.release(r.ID); got.State != release.Paused {
 		t.Fatalf("release %s (%s), want still paused", got.State, got.Reason)
 	}
-	evs, err := h.e.Events(context.Background(), EventQuery{ReleaseID: r.ID})
+	evs, err := h.e.Events(context.Background(), System, EventQuery{ReleaseID: r.ID})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +47,7 @@ func TestHandEditConflictIsReportedOnceAndNotOverwritten(t *testing.T) {
 	if len(conflicts) != 1 || conflicts[0].Data.Track != "canary" || !strings.Contains(conflicts[0].Message, `conflict with "kubectl"`) {
 		t.Fatalf("conflict events %+v, want one naming kubectl on the canary", conflicts)
 	}
-	st, err := h.e.Status(context.Background(), "resizer", "")
+	st, err := h.e.Status(context.Background(), System, "resizer", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +58,7 @@ func TestHandEditConflictIsReportedOnceAndNotOverwritten(t *testing.T) {
 	// Given back to what ship asks: no conflict left to report.
 	h.rt.HandScale("resizer", "production", runtime.Canary, 1, "")
 	h.step(time.Second, 0, 0)
-	if st, _ := h.e.Status(context.Background(), "resizer", ""); strings.Contains(st.Note, "changed outside ship") {
+	if st, _ := h.e.Status(context.Background(), System, "resizer", ""); strings.Contains(st.Note, "changed outside ship") {
 		t.Errorf("status note after the revert %q", st.Note)
 	}
 }

@@ -39,7 +39,7 @@ func TestIdleHandEditIsReportedOncePerDistinctDrift(t *testing.T) {
 	}
 	note := func() string {
 		t.Helper()
-		st, err := h.e.Status(ctx, "resizer", "")
+		st, err := h.e.Status(ctx, System, "resizer", "")
 		if err != nil {
 			t.Fatal(err)
 		}

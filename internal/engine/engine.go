@@ -82,10 +82,12 @@ type Config struct {
 	// hand-edited Deployment: reported as app.conflict). Default 5s;
 	// negative: never (the local runtime, which nobody else changes).
 	LookEvery time.Duration
-	// Authorize, when set, is asked before every command that changes
-	// something; an error refuses it (a plain error becomes forbidden).
-	// Front ends map their users to roles; the engine applies the answer
-	// the same way for every front end. nil allows everything.
+	// Authorize, when set, is asked before every command and every read
+	// of one app in one environment (after the environment is resolved);
+	// an error refuses it. A plain error's text is the sentence the user
+	// sees; the refusal is recorded as an access.denied event. Front ends
+	// only say who asks (Actor.ID); internal/authz decides. nil allows
+	// everything.
 	Authorize func(ctx context.Context, a Actor, act Action, app, env string) error
 }
 
@@ -101,22 +103,74 @@ const (
 	ActReclaim  Action = "reclaim"
 	ActLock     Action = "lock"
 	ActUnlock   Action = "unlock"
+	ActRead     Action = "read" // status, history, events, releases, logs
 )
 
-// authorize asks cfg.Authorize, if any, whether a may do act.
+// EventDenied is the type of the event a refused command or read records.
+const EventDenied = release.EvDenied
+
+// authorize asks cfg.Authorize, if any, whether a may do act on app in
+// env. A refusal is recorded (stored, published, logged) as an
+// access.denied event whose message is the refusal's sentence.
 func (e *Engine) authorize(ctx context.Context, a Actor, act Action, app, env string) error {
-	if e.cfg.Authorize == nil {
-		return nil
-	}
-	err := e.cfg.Authorize(ctx, a, act, app, env)
+	err := e.check(ctx, a, act, app, env)
 	if err == nil {
 		return nil
 	}
 	var ee *Error
-	if errors.As(err, &ee) {
-		return err
+	if !errors.As(err, &ee) {
+		// The authorizer's text is the sentence the user sees; what it
+		// wraps (a failed group lookup) is for the log only.
+		if detail := errors.Unwrap(err); detail != nil {
+			e.log.Warn("authorizer could not decide", "app", app, "env", env, "identity", a.ID, "err", detail)
+		}
+		ee = &Error{Code: CodeDenied, Message: err.Error()}
+		err = ee
 	}
-	return &Error{Code: CodeDenied, Message: fmt.Sprintf("%s may not %s %s/%s", a.Name, act, app, env), Err: err}
+	if ee.Code == CodeDenied {
+		e.recordDenial(ctx, a, act, app, env, ee.Message)
+	}
+	return err
+}
+
+// Allowed resolves app's environment (env "" is its first) and asks the
+// authorizer whether a may do act there, recording a refusal as the
+// command would. A front end that answers "on it" before the work is done
+// (chat) uses it to refuse at once; the command is authorized again when
+// it runs. It returns the environment.
+func (e *Engine) Allowed(ctx context.Context, a Actor, act Action, app, env string) (string, error) {
+	sa, env, err := e.resolve(app, env)
+	if err != nil {
+		return "", err
+	}
+	return env, e.authorize(ctx, a, act, sa.Name, env)
+}
+
+// check is authorize without recording: for filtering what a list shows.
+func (e *Engine) check(ctx context.Context, a Actor, act Action, app, env string) error {
+	if a.ID == System.ID {
+		if act == ActRead {
+			return nil
+		}
+		return Errorf(CodeDenied, "ship's own helpers may only read")
+	}
+	if e.cfg.Authorize == nil {
+		return nil
+	}
+	return e.cfg.Authorize(ctx, a, act, app, env)
+}
+
+func (e *Engine) recordDenial(ctx context.Context, a Actor, act Action, app, env, msg string) {
+	e.log.Warn("access denied", "app", app, "env", env, "actor", a.Name, "identity", a.ID, "action", string(act), "why", msg)
+	ev := release.Event{App: app, Env: env, Type: release.EvDenied, Actor: a.Name, Time: e.now(), Message: msg,
+		Data: &release.EventData{Action: string(act), Identity: a.ID, Source: a.Source}}
+	// The denial is recorded even when the caller has gone.
+	evs, err := e.cfg.Store.AddEvents(context.WithoutCancel(ctx), nil, ev)
+	if err != nil {
+		e.log.Error("record access.denied", "app", app, "env", env, "err", err)
+		return
+	}
+	e.publish(evs)
 }
 
 func (c *Config) setDefaults() {

@@ -127,7 +127,7 @@ func (h *harness) until(id int64, want release.State, d time.Duration, perStep, 
 
 func (h *harness) release(id int64) release.Release {
 	h.t.Helper()
-	r, err := h.e.Release(context.Background(), id)
+	r, err := h.e.Release(context.Background(), System, id)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -155,7 +155,7 @@ func (h *harness) stableAt(version string) {
 
 func (h *harness) eventTypes(id int64) []string {
 	h.t.Helper()
-	evs, err := h.e.Events(context.Background(), EventQuery{ReleaseID: id})
+	evs, err := h.e.Events(context.Background(), System, EventQuery{ReleaseID: id})
 	if err != nil {
 		h.t.Fatal(err)
 	}

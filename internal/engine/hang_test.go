@@ -31,7 +31,7 @@ func runWithHungApply(t *testing.T) (*harness, *Engine, release.Release, func())
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, "canary held at 10%", func() bool {
-		got, _ := e.Release(ctx, r.ID)
+		got, _ := e.Release(ctx, System, r.ID)
 		return got.State == release.Paused && h.router.Current("resizer", "production") == 1000
 	})
 	release := make(chan struct{})
@@ -113,7 +113,7 @@ func TestJudgeAbortsWithinTwoSecondsWhileAnApplyOfTheAppHangs(t *testing.T) {
 	if h.rt.HangingApplies() == 0 {
 		t.Fatal("the Apply stopped hanging: the test proves nothing")
 	}
-	got, err := e.Release(context.Background(), r.ID)
+	got, err := e.Release(context.Background(), System, r.ID)
 	if err != nil {
 		t.Fatal(err)
 	}

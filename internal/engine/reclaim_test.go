@@ -12,7 +12,7 @@ import (
 
 func eventsOfType(t *testing.T, h *harness, q EventQuery, typ string) []release.Event {
 	t.Helper()
-	evs, err := h.e.Events(context.Background(), q)
+	evs, err := h.e.Events(context.Background(), System, q)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +67,7 @@ func TestReclaimTakesBackAHandEditedCanaryAndReportsTheNextOne(t *testing.T) {
 		!strings.Contains(evs[0].Message, `taken back from "kubectl": canary .spec.replicas`) {
 		t.Fatalf("app.reclaimed events of the release %+v", evs)
 	}
-	if st, err := h.e.Status(ctx, "resizer", ""); err != nil || strings.Contains(st.Note, "changed outside ship") {
+	if st, err := h.e.Status(ctx, System, "resizer", ""); err != nil || strings.Contains(st.Note, "changed outside ship") {
 		t.Errorf("status note after reclaim %q (%v)", st.Note, err)
 	}
 

@@ -23,7 +23,7 @@ func TestRestartMidStepContinuesTheReleaseWithHistoryIntact(t *testing.T) {
 	if mid.State != release.Progressing || mid.Step != 1 {
 		t.Fatalf("mid-release %s step %d", mid.State, mid.Step)
 	}
-	before, _ := h.e.Events(context.Background(), EventQuery{})
+	before, _ := h.e.Events(context.Background(), System, EventQuery{})
 
 	// The process dies: the router forgets its weights, the engine its memory.
 	h.router = &memory.Router{}
@@ -53,7 +53,7 @@ func TestRestartMidStepContinuesTheReleaseWithHistoryIntact(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	after, _ := h.e.Events(context.Background(), EventQuery{})
+	after, _ := h.e.Events(context.Background(), System, EventQuery{})
 	if len(after) <= len(before) {
 		t.Fatalf("no events after restart")
 	}
@@ -149,7 +149,7 @@ func TestRepeatedRestartsStillFinishTheReleaseWithEachStepRecordedOnce(t *testin
 		}
 		restarts++
 	}
-	evs, _ := h.e.Events(context.Background(), EventQuery{ReleaseID: r.ID})
+	evs, _ := h.e.Events(context.Background(), System, EventQuery{ReleaseID: r.ID})
 	var steps []release.Weight
 	var kinds []string
 	for _, ev := range evs {
@@ -216,7 +216,7 @@ func TestAHungAppDoesNotDelayAnotherAppsAbort(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	if got, _ := e.Release(ctx, rs.ID); got.State.Terminal() {
+	if got, _ := e.Release(ctx, System, rs.ID); got.State.Terminal() {
 		t.Fatalf("the hung app's release ended: %s", got.State)
 	}
 }

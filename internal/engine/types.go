@@ -9,9 +9,22 @@ import (
 
 // Actor is who asked for something and through which front end.
 type Actor struct {
+	// ID is the identity the authorizer decides on, KIND:ID: token:alice,
+	// slack:U0123, mattermost:x8f3. Front ends set it from what they
+	// verified; it is never taken from what a caller claims.
+	ID string `json:"id,omitempty"`
+	// Name is what history and messages show ("alice", "slack:U0123 (alice)").
 	Name   string         `json:"name"`
 	Source release.Source `json:"source"`
+	// Role is a role the credential itself carries (an API token's): the
+	// authorizer grants it on every app and environment. "" for none.
+	Role string `json:"role,omitempty"`
 }
+
+// System is the engine's own front-end helpers reading on nobody's
+// behalf (the chat notifier rendering a release message in the app's
+// channel). It may read; it may not change anything.
+var System = Actor{ID: "ship:system", Name: "ship"}
 
 // DeployRequest asks for a new release of App in Env at Version.
 type DeployRequest struct {

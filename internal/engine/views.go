@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"sync"
 
 	"github.com/shipteam/ship/internal/release"
 	"github.com/shipteam/ship/internal/runtime"
@@ -17,9 +18,12 @@ type EventQuery = release.EventQuery
 // the weight in force, the active (else latest) release, the latest
 // analysis and the lock. A runtime or router that cannot answer does not
 // fail Status: the stored state is shown with a note.
-func (e *Engine) Status(ctx context.Context, appName, env string) (AppStatus, error) {
+func (e *Engine) Status(ctx context.Context, a Actor, appName, env string) (AppStatus, error) {
 	app, env, err := e.resolve(appName, env)
 	if err != nil {
+		return AppStatus{}, err
+	}
+	if err := e.authorize(ctx, a, ActRead, app.Name, env); err != nil {
 		return AppStatus{}, err
 	}
 	return e.status(ctx, app, env)
@@ -100,11 +104,15 @@ func trackView(ts runtime.TrackStatus) TrackView {
 	return TrackView{Version: ts.Version, Ready: ts.Ready, Desired: ts.Desired, Restarts: ts.Restarts, Failed: ts.Failed, Reason: ts.Reason}
 }
 
-// List reports the status of every app in every environment.
-func (e *Engine) List(ctx context.Context) ([]AppStatus, error) {
+// List reports the status of every app in every environment a may read;
+// the others are left out without a word.
+func (e *Engine) List(ctx context.Context, a Actor) ([]AppStatus, error) {
 	var out []AppStatus
 	for _, app := range e.cfg.Apps.All() {
 		for _, env := range environments(app) {
+			if e.check(ctx, a, ActRead, app.Name, env) != nil {
+				continue
+			}
 			s, err := e.status(ctx, app, env)
 			if err != nil {
 				return nil, err
@@ -117,9 +125,12 @@ func (e *Engine) List(ctx context.Context) ([]AppStatus, error) {
 
 // History returns the releases of app in env, newest first (limit <= 0:
 // 100).
-func (e *Engine) History(ctx context.Context, appName, env string, limit int) ([]release.Release, error) {
+func (e *Engine) History(ctx context.Context, a Actor, appName, env string, limit int) ([]release.Release, error) {
 	app, env, err := e.resolve(appName, env)
 	if err != nil {
+		return nil, err
+	}
+	if err := e.authorize(ctx, a, ActRead, app.Name, env); err != nil {
 		return nil, err
 	}
 	rs, err := e.cfg.Store.Releases(ctx, app.Name, env, limit)
@@ -129,22 +140,73 @@ func (e *Engine) History(ctx context.Context, appName, env string, limit int) ([
 	return rs, nil
 }
 
-// Events returns stored events, oldest first.
-func (e *Engine) Events(ctx context.Context, q EventQuery) ([]release.Event, error) {
+// Events returns stored events, oldest first. A query naming one app in
+// one environment is authorized (and a refusal recorded); otherwise the
+// events of app/envs a may not read are left out.
+func (e *Engine) Events(ctx context.Context, a Actor, q EventQuery) ([]release.Event, error) {
 	if q.App != "" {
-		if _, ok := e.cfg.Apps.Get(q.App); !ok {
+		app, ok := e.cfg.Apps.Get(q.App)
+		if !ok {
 			return nil, Errorf(CodeNotFound, "unknown app %q", q.App)
+		}
+		if q.Env != "" {
+			if _, _, err := e.resolve(q.App, q.Env); err != nil {
+				return nil, err
+			}
+			if err := e.authorize(ctx, a, ActRead, app.Name, q.Env); err != nil {
+				return nil, err
+			}
 		}
 	}
 	evs, err := e.cfg.Store.Events(ctx, q)
 	if err != nil {
 		return nil, internal(err, "read events")
 	}
-	return evs, nil
+	return e.readable(ctx, a, evs), nil
 }
 
-// Release returns one release by id.
-func (e *Engine) Release(ctx context.Context, id int64) (release.Release, error) {
+// readable keeps the events a may read.
+func (e *Engine) readable(ctx context.Context, a Actor, evs []release.Event) []release.Event {
+	ok := map[appKey]bool{}
+	out := evs[:0]
+	for _, ev := range evs {
+		if e.canRead(ctx, a, ev.App, ev.Env, ok) {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+// canRead reports whether a may read app in env, without recording a
+// refusal: for filtering streams and lists. seen, when not nil, caches
+// answers for one caller's loop.
+func (e *Engine) canRead(ctx context.Context, a Actor, app, env string, seen map[appKey]bool) bool {
+	k := appKey{app, env}
+	if v, ok := seen[k]; ok {
+		return v
+	}
+	v := e.check(ctx, a, ActRead, app, env) == nil
+	if seen != nil {
+		seen[k] = v
+	}
+	return v
+}
+
+// ReadFilter returns a function answering whether a may read an event for one caller, with
+// its answers cached (an SSE stream asks it for every event).
+func (e *Engine) ReadFilter(a Actor) func(ctx context.Context, ev release.Event) bool {
+	var mu sync.Mutex
+	seen := map[appKey]bool{}
+	return func(ctx context.Context, ev release.Event) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return e.canRead(ctx, a, ev.App, ev.Env, seen)
+	}
+}
+
+// Release returns one release by id, when a may read its app and
+// environment.
+func (e *Engine) Release(ctx context.Context, a Actor, id int64) (release.Release, error) {
 	r, err := e.cfg.Store.GetRelease(ctx, id)
 	if errors.Is(err, release.ErrNotFound) {
 		return r, Errorf(CodeNotFound, "no release #%d", id)
@@ -152,14 +214,20 @@ func (e *Engine) Release(ctx context.Context, id int64) (release.Release, error)
 	if err != nil {
 		return r, internal(err, "read release #%d", id)
 	}
+	if err := e.authorize(ctx, a, ActRead, r.App, r.Env); err != nil {
+		return release.Release{}, err
+	}
 	return r, nil
 }
 
 // Logs returns up to n recent log lines of app's instances in env, of
 // version when given.
-func (e *Engine) Logs(ctx context.Context, appName, env, version string, n int) ([]runtime.LogLine, error) {
+func (e *Engine) Logs(ctx context.Context, a Actor, appName, env, version string, n int) ([]runtime.LogLine, error) {
 	app, env, err := e.resolve(appName, env)
 	if err != nil {
+		return nil, err
+	}
+	if err := e.authorize(ctx, a, ActRead, app.Name, env); err != nil {
 		return nil, err
 	}
 	if e.cfg.Logs == nil {

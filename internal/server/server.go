@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/shipteam/ship/internal/api"
+	"github.com/shipteam/ship/internal/authz"
 	"github.com/shipteam/ship/internal/chat/slack"
 	"github.com/shipteam/ship/internal/engine"
 	"github.com/shipteam/ship/internal/spec"
@@ -53,6 +54,13 @@ type Config struct {
 	// docs/slack.md). Slack is served when a signing secret, an app token or
 	// a Mattermost token is configured.
 	SlackConfig string
+	// AuthConfig is the auth config file: roles and grants for every door
+	// (docs/permissions.md). "" = built-in roles only: every token carries
+	// its own role, everyone authenticated may read.
+	AuthConfig string
+	// MaxStreamsPerUser and MaxStreams bound open event streams (API
+	// defaults when 0).
+	MaxStreamsPerUser, MaxStreams int
 }
 
 // Validate reports every problem with cfg at once.
@@ -112,6 +120,10 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		return fmt.Errorf("load apps from %s: %w", cfg.AppsDir, err)
 	}
 	slackCfg, err := slack.LoadConfig(cfg.SlackConfig)
+	if err != nil {
+		return err
+	}
+	policy, err := loadPolicy(cfg.AuthConfig, cfg.SlackConfig, slackCfg, log)
 	if err != nil {
 		return err
 	}
@@ -180,7 +192,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	// 6. Engine.
 	eng, err := engine.New(engine.Config{
 		Store: st, Apps: catalog, Runtime: parts.runtime, Router: parts.router, Metrics: parts.metrics, Logs: parts.logs,
-		LookEvery: parts.lookEvery, Logger: log.With("part", "engine"),
+		LookEvery: parts.lookEvery, Logger: log.With("part", "engine"), Authorize: Authorizer(policy),
 	})
 	if err != nil {
 		return fmt.Errorf("engine: %w", err)
@@ -193,7 +205,8 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	// 7. API.
 	apiSrv, err := api.New(api.Config{
 		Engine: eng, Tokens: tokenStore{st}, Issuer: tokenStore{st}, Metrics: reg, Heartbeat: cfg.Heartbeat,
-		Logger: log.With("part", "api"),
+		Logger: log.With("part", "api"), Policy: policy,
+		MaxStreamsPerUser: cfg.MaxStreamsPerUser, MaxStreams: cfg.MaxStreams,
 	})
 	if err != nil {
 		stopEngine()
@@ -212,6 +225,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 			<-engDone
 			return fmt.Errorf("slack: %w", err)
 		}
+		// Slack says who a user is and which user groups they are in;
+		// the policy decides what that allows.
+		policy.SetGroups(authz.KindSlack, bot.Groups())
 		reg.MustRegister(bot.Collector())
 		mux := http.NewServeMux()
 		mux.Handle("/slack/", bot.Handler())
@@ -322,7 +338,7 @@ func ensureAdminToken(ctx context.Context, st *store.Store, dataDir string, out 
 	if err := os.Chmod(path, 0o600); err != nil {
 		return fmt.Errorf("chmod %s: %w", path, err)
 	}
-	if err := st.PutToken(ctx, "admin", hash); err != nil {
+	if err := st.PutToken(ctx, api.AdminUser, authz.RoleAdmin, hash); err != nil {
 		return fmt.Errorf("store admin token: %w", err)
 	}
 	log.Info("created the first API token for user admin", "file", path)
@@ -330,12 +346,13 @@ func ensureAdminToken(ctx context.Context, st *store.Store, dataDir string, out 
 	return nil
 }
 
-// tokenStore adapts the store's tokens to the API: "not found" becomes
-// the API's, and it issues and lists tokens for /v1/tokens.
+// tokenStore adapts the store's tokens to the API: "not found" and "last
+// admin" become the API's, and it issues, lists, rotates and revokes
+// tokens for /v1/tokens.
 type tokenStore struct{ st *store.Store }
 
-func (t tokenStore) PutToken(ctx context.Context, name string, hash []byte) error {
-	return t.st.PutToken(ctx, name, hash)
+func (t tokenStore) PutToken(ctx context.Context, name, role string, hash []byte) error {
+	return t.st.PutToken(ctx, name, role, hash)
 }
 
 func (t tokenStore) Tokens(ctx context.Context) ([]api.TokenInfo, error) {
@@ -345,19 +362,31 @@ func (t tokenStore) Tokens(ctx context.Context) ([]api.TokenInfo, error) {
 	}
 	out := make([]api.TokenInfo, len(ts))
 	for i, x := range ts {
-		out[i] = api.TokenInfo{Name: x.Name, Created: x.Created}
+		out[i] = api.TokenInfo{Name: x.Name, Role: x.Role, Created: x.Created}
 	}
 	return out, nil
 }
 
 func (t tokenStore) RevokeTokens(ctx context.Context, name string) (int, error) {
-	return t.st.RevokeTokens(ctx, name)
+	n, err := t.st.RevokeTokens(ctx, name)
+	if errors.Is(err, store.ErrLastAdmin) {
+		return 0, fmt.Errorf("%w: %w", api.ErrLastAdmin, err)
+	}
+	return n, err
 }
 
-func (t tokenStore) TokenUser(ctx context.Context, hash []byte) (string, error) {
-	u, err := t.st.TokenUser(ctx, hash)
+func (t tokenStore) RotateTokens(ctx context.Context, name string, hash []byte) (string, int, error) {
+	role, n, err := t.st.RotateTokens(ctx, name, hash)
 	if errors.Is(err, store.ErrNotFound) {
-		return "", api.ErrUnknownToken
+		return "", 0, api.ErrNoTokens
 	}
-	return u, err
+	return role, n, err
+}
+
+func (t tokenStore) TokenOwner(ctx context.Context, hash []byte) (api.TokenOwner, error) {
+	o, err := t.st.TokenOwner(ctx, hash)
+	if errors.Is(err, store.ErrNotFound) {
+		return api.TokenOwner{}, api.ErrUnknownToken
+	}
+	return api.TokenOwner{Name: o.Name, Role: o.Role}, err
 }

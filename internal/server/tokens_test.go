@@ -25,14 +25,14 @@ func TestAdminCreatesATokenAndTheNewUsersDeployIsRecordedAsTheirs(t *testing.T) 
 	ctx := context.Background()
 	admin, _ := api.NewClient(api.ClientConfig{Server: addr, Token: strings.TrimSpace(string(b))})
 
-	nt, err := admin.CreateToken(ctx, "alice")
+	nt, err := admin.CreateToken(ctx, "alice", "deployer")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if nt.Name != "alice" || !strings.HasPrefix(nt.Token, api.TokenPrefix) {
 		t.Fatalf("new token %+v", nt)
 	}
-	if _, err := admin.CreateToken(ctx, "Alice Smith"); apiStatus(err) != http.StatusBadRequest {
+	if _, err := admin.CreateToken(ctx, "Alice Smith", "viewer"); apiStatus(err) != http.StatusBadRequest {
 		t.Fatalf("bad name: %v, want 400", err)
 	}
 	alice, _ := api.NewClient(api.ClientConfig{Server: addr, Token: nt.Token})
@@ -51,7 +51,7 @@ func TestAdminCreatesATokenAndTheNewUsersDeployIsRecordedAsTheirs(t *testing.T) 
 		t.Fatalf("history %+v %v", hist, err)
 	}
 
-	if _, err := alice.CreateToken(ctx, "mallory"); apiStatus(err) != http.StatusForbidden {
+	if _, err := alice.CreateToken(ctx, "mallory", "admin"); apiStatus(err) != http.StatusForbidden {
 		t.Fatalf("alice creating a token: %v, want 403", err)
 	}
 	if _, err := alice.Tokens(ctx); apiStatus(err) != http.StatusForbidden {

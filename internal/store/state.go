@@ -110,33 +110,6 @@ func (s *Store) GetLock(ctx context.Context, app, env string) (release.Lock, err
 	return l, nil
 }
 
-// PutToken stores the hash of an API token for user name (replacing the
-// name if the hash is known). Only hashes are stored, never tokens.
-func (s *Store) PutToken(ctx context.Context, name string, hash []byte) error {
-	if name == "" || len(hash) == 0 {
-		return errors.New("put token: empty name or hash")
-	}
-	_, err := s.w.ExecContext(ctx, `INSERT INTO tokens(hash, name, created) VALUES (?,?,strftime('%s','now'))
-		ON CONFLICT(hash) DO UPDATE SET name=excluded.name`, hash, name)
-	if err != nil {
-		return fmt.Errorf("put token for %s: %w", name, err)
-	}
-	return nil
-}
-
-// TokenUser returns the user name a token hash belongs to, or ErrNotFound.
-func (s *Store) TokenUser(ctx context.Context, hash []byte) (string, error) {
-	var name string
-	err := s.r.QueryRowContext(ctx, `SELECT name FROM tokens WHERE hash=?`, hash).Scan(&name)
-	if errors.Is(err, sql.ErrNoRows) {
-		return "", ErrNotFound
-	}
-	if err != nil {
-		return "", fmt.Errorf("token user: %w", err)
-	}
-	return name, nil
-}
-
 // CountTokens returns how many tokens are stored.
 func (s *Store) CountTokens(ctx context.Context) (int, error) {
 	var n int

@@ -173,6 +173,12 @@ var migrations = []string{
 		expires INTEGER NOT NULL
 	) WITHOUT ROWID;
 	CREATE INDEX chat_signatures_by_expiry ON chat_signatures(expires);`,
+	// 4: every token carries a role (internal/authz). Tokens made before
+	// keep what they could do: the admin user's become admin, every other
+	// one maintainer (every release action, not token management).
+	`ALTER TABLE tokens ADD COLUMN role TEXT NOT NULL DEFAULT '';
+	UPDATE tokens SET role = CASE WHEN name = 'admin' THEN 'admin' ELSE 'maintainer' END;
+	CREATE INDEX tokens_by_name ON tokens(name);`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

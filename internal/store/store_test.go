@@ -58,7 +58,7 @@ func TestMigrationsRunOnceAndReopenKeepsData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.PutToken(ctx, "admin", []byte{1, 2, 3}); err != nil {
+	if err := s.PutToken(ctx, "admin", "admin", []byte{1, 2, 3}); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
@@ -85,8 +85,8 @@ func TestMigrationsRunOnceAndReopenKeepsData(t *testing.T) {
 	if err != nil || len(evs) != 1 || evs[0].ReleaseID != r.ID || evs[0].Data == nil || len(evs[0].Data.Steps) != 2 {
 		t.Fatalf("events %+v %v", evs, err)
 	}
-	if name, err := s.TokenUser(ctx, []byte{1, 2, 3}); err != nil || name != "admin" {
-		t.Fatalf("token %q %v", name, err)
+	if o, err := s.TokenOwner(ctx, []byte{1, 2, 3}); err != nil || o.Name != "admin" || o.Role != "admin" {
+		t.Fatalf("token %+v %v", o, err)
 	}
 }
 
@@ -266,23 +266,26 @@ func TestTokens(t *testing.T) {
 	if n, err := s.CountTokens(ctx); err != nil || n != 0 {
 		t.Fatalf("count %d %v", n, err)
 	}
-	if _, err := s.TokenUser(ctx, []byte("x")); !errors.Is(err, ErrNotFound) {
+	if _, err := s.TokenOwner(ctx, []byte("x")); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("unknown token: %v", err)
 	}
-	if err := s.PutToken(ctx, "alice", []byte("h1")); err != nil {
+	if err := s.PutToken(ctx, "alice", "deployer", []byte("h1")); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.PutToken(ctx, "bob", []byte("h2")); err != nil {
+	if err := s.PutToken(ctx, "bob", "viewer", []byte("h2")); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.PutToken(ctx, "", []byte("h3")); err == nil {
+	if err := s.PutToken(ctx, "", "viewer", []byte("h3")); err == nil {
 		t.Fatal("empty name accepted")
+	}
+	if err := s.PutToken(ctx, "carol", "", []byte("h3")); err == nil {
+		t.Fatal("empty role accepted")
 	}
 	if n, _ := s.CountTokens(ctx); n != 2 {
 		t.Fatalf("count %d", n)
 	}
-	if u, _ := s.TokenUser(ctx, []byte("h2")); u != "bob" {
-		t.Fatalf("h2 is %q", u)
+	if o, _ := s.TokenOwner(ctx, []byte("h2")); o.Name != "bob" || o.Role != "viewer" {
+		t.Fatalf("h2 is %+v", o)
 	}
 }
 

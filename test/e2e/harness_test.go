@@ -96,10 +96,18 @@ type ship struct {
 	client   *api.Client
 	serve    *procs.Server
 	clis     int
+	// serveArgs are extra `ship serve` flags (--auth-config FILE).
+	serveArgs []string
 }
 
 // newShip writes the spec and starts ship; it is stopped when the test ends.
 func newShip(t *testing.T, o specOpts) *ship {
+	t.Helper()
+	return newShipArgs(t, o)
+}
+
+// newShipArgs is newShip with extra `ship serve` flags.
+func newShipArgs(t *testing.T, o specOpts, serveArgs ...string) *ship {
 	t.Helper()
 	if o.Port == 0 {
 		o.Port = procs.FreePort(t)
@@ -107,7 +115,7 @@ func newShip(t *testing.T, o specOpts) *ship {
 	dir := t.TempDir()
 	s := &ship{t: t, dir: dir, data: filepath.Join(dir, "data"), apps: filepath.Join(dir, "apps"),
 		addr: procs.FreeAddr(t), endpoint: net.JoinHostPort("127.0.0.1", strconv.Itoa(o.Port)),
-		serve: &procs.Server{Name: "ship serve", Dir: dir}}
+		serve: &procs.Server{Name: "ship serve", Dir: dir}, serveArgs: serveArgs}
 	if err := os.MkdirAll(s.apps, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +138,7 @@ func (s *ship) start() {
 	t := s.t
 	t.Helper()
 	s.serve.Start(t, procs.Command{Path: shipBin,
-		Args: []string{"serve", "--addr", s.addr, "--data", s.data, "--apps", s.apps, "--log-format", "json"},
+		Args: append([]string{"serve", "--addr", s.addr, "--data", s.data, "--apps", s.apps, "--log-format", "json"}, s.serveArgs...),
 		Env:  procs.CleanEnv(s.dir)}, "http://"+s.addr+"/healthz", 20*time.Second)
 	b, err := os.ReadFile(filepath.Join(s.data, "admin-token"))
 	if err != nil {

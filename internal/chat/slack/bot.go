@@ -4,7 +4,9 @@
 // channel, updated as the release moves.
 //
 // It parses commands with the shared grammar (internal/command), checks
-// signatures, permissions and channels, and calls the engine. It must never
+// signatures and channels, says who the user is (slack:U…, mattermost:…)
+// and calls the engine, which decides what that user may do
+// (internal/authz); Slack user groups are resolved here for that policy. It must never
 // make the engine wait: Slack being slow or down costs messages (logged and
 // counted), never a rollout. It does not decide anything about releases.
 package slack
@@ -30,7 +32,7 @@ type Bot struct {
 	log      *slog.Logger
 	api      *webAPI
 	verifier *Verifier // nil without a signing secret
-	perms    *authorizer
+	groups   *Groups
 	notifier *notifier
 	messages MessageStore // nil: release messages are remembered in memory only
 	replays  ReplayStore  // nil: accepted signatures are remembered in memory only
@@ -74,7 +76,7 @@ func New(cfg Config, eng Engine, logger *slog.Logger, opts ...Option) (*Bot, err
 	if cfg.SigningSecret != "" {
 		b.verifier = NewVerifier(cfg.SigningSecret, cfg.Now, b.replays)
 	}
-	b.perms = newAuthorizer(cfg, b.api)
+	b.groups = newGroups(cfg, b.api)
 	b.notifier = newNotifier(b)
 	b.baseCtx, b.cancel = context.WithCancel(context.Background())
 	b.taskSlots = make(chan struct{}, cfg.MaxInFlight)

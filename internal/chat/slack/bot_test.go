@@ -8,7 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shipteam/ship/internal/authz"
 	"github.com/shipteam/ship/internal/chat/slack/slacktest"
+	"github.com/shipteam/ship/internal/engine"
 	"github.com/shipteam/ship/internal/release"
 )
 
@@ -120,7 +122,7 @@ func TestCanaryAbortedFromButton(t *testing.T) {
 	if strings.Contains(final.Blocks(), `"actions"`) {
 		t.Errorf("aborted release still has buttons: %s", final.Blocks())
 	}
-	r, _ := h.eng.Release(context.Background(), 1)
+	r, _ := h.eng.Release(context.Background(), engine.System, 1)
 	if r.State != release.Aborted || r.Weight != 0 {
 		t.Fatalf("release = %s at %v%%, want aborted at 0", r.State, r.Weight)
 	}
@@ -140,7 +142,7 @@ func TestPromoteWithoutPermissionOnlyExplains(t *testing.T) {
 	for _, u := range []user{mallory, bob} { // bob may abort, not promote
 		_, respURL := h.press(u, testChannel, ActionPromote, "resizer", "production", 1)
 		h.waitCalls("refusal for "+u.name, func(cs []slackCall) bool {
-			return hasText(responsesTo(cs, respURL), "", "You may not *promote* resizer in production")
+			return hasText(responsesTo(cs, respURL), "", "You may not promote resizer in production")
 		})
 		got := responsesTo(h.slack.Calls(""), respURL)[0]
 		if got.JSON["response_type"] != "ephemeral" {
@@ -150,7 +152,7 @@ func TestPromoteWithoutPermissionOnlyExplains(t *testing.T) {
 	if calls := h.fake.Calls(); len(calls) != 1 {
 		t.Fatalf("engine calls = %q, want only the deploy", calls)
 	}
-	if r, _ := h.eng.Release(context.Background(), 1); r.State != release.Paused {
+	if r, _ := h.eng.Release(context.Background(), engine.System, 1); r.State != release.Paused {
 		t.Fatalf("release state %s, want still paused", r.State)
 	}
 	// Whatever the notifier still posts (it may redraw), the message says
@@ -165,7 +167,7 @@ func TestPromoteWithoutPermissionOnlyExplains(t *testing.T) {
 	}
 	// A slash command is refused the same way, to that user only.
 	_, reply, _ := h.slash(mallory, testChannel, "/deploy", "thumbs v9")
-	if reply.ResponseType != "ephemeral" || !strings.Contains(reply.Text, "You may not *deploy* thumbs") {
+	if reply.ResponseType != "ephemeral" || !strings.Contains(reply.Text, "You may not deploy thumbs") {
 		t.Fatalf("slash refusal = %+v", reply)
 	}
 }
@@ -183,7 +185,7 @@ func TestUserGroupGrantIsResolvedThroughUsergroupsListAndCached(t *testing.T) {
 	}
 	// olga's group role does not include deploy.
 	_, reply, _ = h.slash(olga, testChannel, "/deploy", "resizer v2")
-	if !strings.Contains(reply.Text, "You may not *deploy*") || !strings.Contains(reply.Text, "role deployer") {
+	if !strings.Contains(reply.Text, "You may not deploy resizer in production") || !strings.Contains(reply.Text, "roles that may: deployer") {
 		t.Fatalf("reply = %+v", reply)
 	}
 	calls := h.waitCalls("scale and lock announced", func(cs []slackCall) bool {
@@ -234,7 +236,7 @@ func TestRollbackButtonOnSucceededRelease(t *testing.T) {
 		m := lastReleaseMessage(cs, "2")
 		return strings.Contains(m.Text(), "resizer v1 → production") && strings.Contains(m.Text(), "succeeded")
 	})
-	if st, _ := h.eng.Status(context.Background(), "resizer", ""); st.Stable.Version != "v1" {
+	if st, _ := h.eng.Status(context.Background(), engine.System, "resizer", ""); st.Stable.Version != "v1" {
 		t.Fatalf("stable = %s after rollback, want v1", st.Stable.Version)
 	}
 	// Rollback from the now outdated message of release 1 is refused.
@@ -440,6 +442,9 @@ func TestResponseURLUsedFiveTimesWithin30MinutesThenBotToken(t *testing.T) {
 
 func TestMattermostCommandWithToken(t *testing.T) {
 	h := newHarness(t, nil, func(c *Config) { c.MattermostToken = "mm-secret-token" })
+	// Identities are per chat system: Mattermost's UALICE is not Slack's
+	// alice and gets only what is granted to mattermost:UALICE.
+	h.grant(authz.Grant{Role: authz.RoleDeployer, Users: []authz.Identity{"mattermost:UALICE"}})
 	post := func(token string) (int, string) {
 		body := "token=" + token + "&channel_id=" + testChannel + "&user_id=UALICE&user_name=alice&command=%2Fdeploy&text=resizer+v2+--canary+1%25&response_url=" + h.slack.ResponseURL("mm")
 		resp, err := http.Post(h.srv.URL+"/slack/commands", "application/x-www-form-urlencoded", strings.NewReader(body))
@@ -647,13 +652,14 @@ func TestWalkingCanaryUpdatesTheMessageAndTellsTheDeployer(t *testing.T) {
 	}
 }
 
-// /ship reclaim goes through the same mutate path as scale and needs the
-// scale grant: an operator may, a responder may not. The result names who
+// /ship reclaim goes through the same mutate path as scale; the old form's
+// scale grant covers it: an operator may, a responder may not. The result names who
 // lost which field; the app event is announced in the channel.
 func TestReclaimNeedsTheScaleGrantAndSaysWhatWasTakenBack(t *testing.T) {
 	h := newHarness(t, nil, nil)
 	_, reply, _ := h.slash(bob, testChannel, "/ship", "reclaim resizer")
-	if reply.ResponseType != "ephemeral" || !strings.Contains(reply.Text, "You may not *scale* resizer in production") {
+	if reply.ResponseType != "ephemeral" || !strings.Contains(reply.Text, "You may not reclaim resizer in production") ||
+		!strings.Contains(reply.Text, "members of <!subteam^SOPS> may (role operator)") {
 		t.Fatalf("responder's reclaim = %+v", reply)
 	}
 	h.slack.SetGroup("SOPS", "UOLGA")

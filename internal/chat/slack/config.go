@@ -8,15 +8,15 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
 )
 
-// Verbs that need a grant. Reads (status, history, logs, apps, help) are open
-// to anyone who can run the command in an allowed channel.
+// Verbs of the buttons and commands that change something. Who may run
+// them is decided by the engine's permission policy (internal/authz), not
+// here.
 const (
 	VerbDeploy   = "deploy"
 	VerbPromote  = "promote"
@@ -25,18 +25,6 @@ const (
 	VerbScale    = "scale"
 	VerbLock     = "lock" // also covers unlock
 )
-
-// GrantableVerbs lists every verb a role can carry.
-var GrantableVerbs = []string{VerbDeploy, VerbPromote, VerbAbort, VerbRollback, VerbScale, VerbLock}
-
-// BuiltinRoles are available without being declared; a role of the same name
-// in Config.Roles replaces the built-in one.
-var BuiltinRoles = map[string][]string{
-	"admin":     {VerbDeploy, VerbPromote, VerbAbort, VerbRollback, VerbScale, VerbLock},
-	"deployer":  {VerbDeploy, VerbPromote, VerbAbort, VerbRollback},
-	"operator":  {VerbPromote, VerbAbort, VerbRollback, VerbScale, VerbLock},
-	"responder": {VerbAbort, VerbRollback},
-}
 
 // Config is everything the Slack (and Mattermost) front end needs. Load it
 // with LoadConfig; the zero value plus tokens is usable (see defaults).
@@ -55,9 +43,12 @@ type Config struct {
 	// DefaultChannel receives release messages of apps without a channel of their own.
 	DefaultChannel string `yaml:"default_channel"`
 
-	Apps   map[string]AppConfig `yaml:"apps"`
-	Roles  map[string][]string  `yaml:"roles"`
-	Grants []Grant              `yaml:"grants"`
+	Apps map[string]AppConfig `yaml:"apps"`
+	// Roles and Grants are the old place of permissions: ship serve folds
+	// them into the auth config's policy with a warning (docs/slack.md,
+	// docs/permissions.md). The bot itself does not read them.
+	Roles  map[string][]string `yaml:"roles"`
+	Grants []Grant             `yaml:"grants"`
 
 	// GroupCacheTTL is how long a user group's members are trusted (default 5m).
 	GroupCacheTTL time.Duration `yaml:"group_cache_ttl"`
@@ -92,13 +83,13 @@ type AppConfig struct {
 	AllowedChannels []string `yaml:"allowed_channels"`
 }
 
-// Grant gives a role to users and user groups for some apps and environments.
-// "*" in Apps or Envs matches every app or environment.
+// Grant is a grant in the old form: a role for Slack users and user groups
+// on some apps and environments ("*" matches all). See Config.Roles.
 type Grant struct {
 	Apps   []string `yaml:"apps"`
 	Envs   []string `yaml:"envs"`
 	Role   string   `yaml:"role"`
-	Users  []string `yaml:"users"`  // Slack (or Mattermost) user IDs, e.g. U0123ABC
+	Users  []string `yaml:"users"`  // Slack user IDs, e.g. U0123ABC (never Mattermost users)
 	Groups []string `yaml:"groups"` // Slack user group IDs, e.g. S0123ABC
 }
 
@@ -193,40 +184,14 @@ func (c Config) Validate() error {
 	if c.MaxAttempts < 0 || c.MaxInFlight < 0 || c.MaxTracked < 0 {
 		errs = append(errs, errors.New("slack: max_attempts, max_in_flight and max_tracked must not be negative"))
 	}
-	for role, verbs := range c.Roles {
-		for _, v := range verbs {
-			if !slices.Contains(GrantableVerbs, v) {
-				errs = append(errs, fmt.Errorf("slack: role %q: unknown verb %q (want one of %s)", role, v, strings.Join(GrantableVerbs, ", ")))
-			}
-		}
-	}
+	// The old roles/grants are checked where they are folded
+	// (authz.FoldSlack); only what the bot needs for them is checked here.
 	for i, g := range c.Grants {
-		where := fmt.Sprintf("slack: grants[%d]", i)
-		if _, ok := c.roleVerbs(g.Role); !ok {
-			errs = append(errs, fmt.Errorf("%s: unknown role %q", where, g.Role))
-		}
-		if len(g.Apps) == 0 {
-			errs = append(errs, fmt.Errorf("%s: apps is empty (use [\"*\"] for every app)", where))
-		}
-		if len(g.Envs) == 0 {
-			errs = append(errs, fmt.Errorf("%s: envs is empty (use [\"*\"] for every environment)", where))
-		}
-		if len(g.Users) == 0 && len(g.Groups) == 0 {
-			errs = append(errs, fmt.Errorf("%s: names no users and no groups", where))
-		}
 		if len(g.Groups) > 0 && c.BotToken == "" {
-			errs = append(errs, fmt.Errorf("%s: groups need bot_token (usergroups:read) to resolve members", where))
+			errs = append(errs, fmt.Errorf("slack: grants[%d]: groups need bot_token (usergroups:read) to resolve members", i))
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func (c Config) roleVerbs(role string) ([]string, bool) {
-	if v, ok := c.Roles[role]; ok {
-		return v, true
-	}
-	v, ok := BuiltinRoles[role]
-	return v, ok
 }
 
 // LoadConfig reads a YAML file (path "" means no file) and overlays the

@@ -18,10 +18,13 @@ type Engine interface {
 	Reclaim(ctx context.Context, a engine.Actor, app, env string) (engine.Reclaimed, error)
 	Lock(ctx context.Context, a engine.Actor, app, env, reason string) error
 	Unlock(ctx context.Context, a engine.Actor, app, env string) error
-	Status(ctx context.Context, app, env string) (engine.AppStatus, error)
-	List(ctx context.Context) ([]engine.AppStatus, error)
-	History(ctx context.Context, app, env string, limit int) ([]release.Release, error)
-	Release(ctx context.Context, id int64) (release.Release, error)
+	Status(ctx context.Context, a engine.Actor, app, env string) (engine.AppStatus, error)
+	List(ctx context.Context, a engine.Actor) ([]engine.AppStatus, error)
+	History(ctx context.Context, a engine.Actor, app, env string, limit int) ([]release.Release, error)
+	Release(ctx context.Context, a engine.Actor, id int64) (release.Release, error)
+	// Allowed resolves env ("" = the app's first) and says whether a may
+	// do act there, so a refusal is told at once instead of after "on it".
+	Allowed(ctx context.Context, a engine.Actor, act engine.Action, app, env string) (string, error)
 	// Subscribe streams every event; the engine drops events for a
 	// subscriber that falls behind rather than wait for it.
 	Subscribe() (<-chan release.Event, func())

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shipteam/ship/internal/authz"
 	"github.com/shipteam/ship/internal/chat/slack/slacktest"
 	"github.com/shipteam/ship/internal/engine"
 	"github.com/shipteam/ship/internal/release"
@@ -46,7 +47,11 @@ func (s *syncBuffer) String() string {
 }
 
 // harness runs a Bot against the fake Slack and an engine, on loopback.
+// Permissions are the engine's: the config's old-form grants are folded
+// into an authz policy as ship serve does, with the bot resolving groups.
 type harness struct {
+	policy  *authz.Policy
+	cfg     Config
 	t       *testing.T
 	slack   *slacktest.Server
 	eng     Engine
@@ -100,12 +105,23 @@ func newHarnessOn(t *testing.T, sl *slacktest.Server, eng Engine, mod func(*Conf
 	if mod != nil {
 		mod(&cfg)
 	}
+	h.cfg = cfg
 	logger := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	bot, err := New(cfg, eng, logger, opts...)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
 	h.bot = bot
+	h.policy = testPolicy(t, cfg)
+	if e, ok := eng.(*engine.Engine); ok {
+		if p, ok := realPolicies.Load(e); ok {
+			h.policy = p.(*authz.Policy)
+		}
+	}
+	h.policy.SetGroups(authz.KindSlack, bot.Groups())
+	if h.fake != nil {
+		h.fake.Authorize = authorizer(h.policy)
+	}
 	h.srv = httptest.NewServer(bot.Handler())
 	t.Cleanup(h.srv.Close)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -124,6 +140,41 @@ func newHarnessOn(t *testing.T, sl *slacktest.Server, eng Engine, mod func(*Conf
 	}
 	t.Cleanup(h.stopRun)
 	return h
+}
+
+// testPolicy folds cfg's old-form roles and grants into a policy, as ship
+// serve does, plus grants in the new form.
+func testPolicy(t *testing.T, cfg Config, extra ...authz.Grant) *authz.Policy {
+	t.Helper()
+	var old []authz.SlackGrant
+	for _, g := range cfg.Grants {
+		old = append(old, authz.SlackGrant{Apps: g.Apps, Envs: g.Envs, Role: g.Role, Users: g.Users, Groups: g.Groups})
+	}
+	c, _, err := authz.FoldSlack(authz.Config{Grants: extra}, cfg.Roles, old, "slack.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := authz.New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// authorizer is the engine's Authorize over a policy (as server.Authorizer).
+func authorizer(p *authz.Policy) func(ctx context.Context, a engine.Actor, act engine.Action, app, env string) error {
+	return func(ctx context.Context, a engine.Actor, act engine.Action, app, env string) error {
+		action, _ := authz.ParseAction(string(act))
+		return p.Check(ctx, authz.Request{Who: authz.Identity(a.ID), Role: a.Role, Action: action, App: app, Env: env})
+	}
+}
+
+// grant replaces the harness policy by the config's grants plus extra
+// (new form).
+func (h *harness) grant(extra ...authz.Grant) {
+	h.policy = testPolicy(h.t, h.cfg, extra...)
+	h.policy.SetGroups(authz.KindSlack, h.bot.Groups())
+	h.fake.Authorize = authorizer(h.policy)
 }
 
 func (h *harness) advance(d time.Duration) {
@@ -286,6 +337,8 @@ func copyN(w io.Writer, resp *http.Response) (int64, error) {
 
 func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
 
+// engineActor is a token user as the API builds it (an admin: the tests
+// using it drive the engine from "the CLI").
 func engineActor(name, source string) engine.Actor {
-	return engine.Actor{Name: name, Source: release.Source(source)}
+	return engine.Actor{ID: "token:" + name, Name: name, Source: release.Source(source), Role: "admin"}
 }

@@ -102,6 +102,12 @@ func (b *Bot) serveCommand(w http.ResponseWriter, r *http.Request) {
 // answer to the user follow asynchronously.
 func (b *Bot) serveInteraction(w http.ResponseWriter, r *http.Request) {
 	in := r.Context().Value(formKey).(inbound)
+	if in.mattermost {
+		// Buttons are Slack's: a press must carry Slack's signature. The
+		// Mattermost token proves only "some Mattermost", not which user.
+		b.refuse(w, r, "button presses are Slack-only and must be signed by Slack")
+		return
+	}
 	p, err := decodeInteraction(in.form.Get("payload"))
 	if err != nil {
 		b.log.Info("interaction ignored", "err", err)

@@ -3,6 +3,7 @@ package slack
 import (
 	"context"
 	"encoding/json"
+	"github.com/shipteam/ship/internal/engine"
 	"strings"
 	"testing"
 
@@ -78,7 +79,7 @@ func messagesIn(calls []slacktest.Call, channel string) []string {
 func TestUserTextReachesTheDeployChannelEscaped(t *testing.T) {
 	h := newHarness(t, nil, nil)
 	ctx := context.Background()
-	api := engineActor("token:ci "+mention, "api")
+	api := engine.Actor{ID: "token:ci", Name: "token:ci " + mention, Source: "api", Role: "admin"}
 	waitSubscribed(t, h.fake)
 
 	rel, err := h.fake.Deploy(ctx, api, deployReq("resizer", mention))
@@ -145,7 +146,7 @@ func TestSlashTextIsUnescapedOnceAndEscapedOnce(t *testing.T) {
 		reply = append(reply, callStrings(c)...)
 	}
 	assertEscaped(t, "lock reply", reply, link, "&lt;b&gt; &amp; "+linkShown)
-	st, err := h.fake.Status(context.Background(), "resizer", "production")
+	st, err := h.fake.Status(context.Background(), engine.System, "resizer", "production")
 	if err != nil {
 		t.Fatal(err)
 	}

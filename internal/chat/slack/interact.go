@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/shipteam/ship/internal/engine"
 	"github.com/shipteam/ship/internal/release"
 	"github.com/shipteam/ship/internal/spec"
 	slackapi "github.com/slack-go/slack"
@@ -112,21 +113,24 @@ func (b *Bot) handlePress(p press) {
 func (b *Bot) doPress(ctx context.Context, p press) (message, bool) {
 	v := p.Value
 	verb := pressVerb(p.Action)
-	u := chatUser{id: p.UserID, name: p.UserName}
-	log := b.log.With("app", v.App, "env", v.Env, "release", v.Release, "actor", u.actor().Name, "verb", verb)
+	u := chatUser{id: p.UserID, name: p.UserName} // buttons are Slack-only (see serveInteraction)
+	a := u.actor()
+	log := b.log.With("app", v.App, "env", v.Env, "release", v.Release, "actor", a.Name, "verb", verb)
 
 	if p.ChannelID != "" && p.ChannelID != b.channelFor(v.App, "") && !b.channelAllowed(v.App, p.ChannelID) {
 		b.stats.refused.Add(1)
 		return ephemeral(authorizerText(b.channelRefusal(v.App))), true
 	}
-	if ok, why := b.perms.allowed(ctx, u.id, verb, v.App, v.Env); !ok {
-		b.stats.refused.Add(1)
-		log.Info("button press refused", "why", why)
-		return ephemeral(authorizerText(why)), true
+	if _, err := b.eng.Allowed(ctx, a, engine.Action(verb), v.App, v.Env); err != nil {
+		if engine.CodeOf(err) == engine.CodeDenied {
+			b.stats.refused.Add(1)
+			log.Info("button press refused", "why", err.Error())
+		}
+		return ephemeral(b.errorTextFor(u, err)), true
 	}
-	rel, err := b.eng.Release(ctx, v.Release)
+	rel, err := b.eng.Release(ctx, a, v.Release)
 	if err != nil {
-		return ephemeral(engineErrorText(b, err)), true
+		return ephemeral(b.errorTextFor(u, err)), true
 	}
 	if rel.App != v.App || rel.Env != v.Env {
 		log.Warn("button value does not match its release", "releaseApp", rel.App, "releaseEnv", rel.Env)
@@ -137,16 +141,15 @@ func (b *Bot) doPress(ctx context.Context, p press) (message, bool) {
 	}
 	if verb == VerbRollback && !rel.Active() {
 		// Rolling back from an old message must not undo a newer release.
-		st, err := b.eng.Status(ctx, v.App, v.Env)
+		st, err := b.eng.Status(ctx, a, v.App, v.Env)
 		if err != nil {
-			return ephemeral(engineErrorText(b, err)), true
+			return ephemeral(b.errorTextFor(u, err)), true
 		}
 		if st.Release != nil && st.Release.ID != rel.ID {
 			return ephemeral(mrkdwnf("Release #%d is no longer the latest of %s in %s (#%d is); nothing was done. Use `/ship rollback %s --env %s` if you mean it.",
 				rel.ID, v.App, v.Env, st.Release.ID, v.App, v.Env)), true
 		}
 	}
-	a := u.actor()
 	switch verb {
 	case VerbPromote:
 		_, err = b.eng.Promote(ctx, a, v.App, v.Env)
@@ -161,7 +164,7 @@ func (b *Bot) doPress(ctx context.Context, p press) (message, bool) {
 	}
 	if err != nil {
 		log.Info("button press failed", "err", err)
-		return ephemeral(engineErrorText(b, err)), true
+		return ephemeral(b.errorTextFor(u, err)), true
 	}
 	log.Info("button press done")
 	b.notifier.note(rel.ID, fmt.Sprintf("%s pressed by %s", pressLabel(verb), u.label()))

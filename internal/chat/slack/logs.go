@@ -5,13 +5,14 @@ import (
 	"strings"
 
 	"github.com/shipteam/ship/internal/command"
+	"github.com/shipteam/ship/internal/engine"
 	"github.com/shipteam/ship/internal/runtime"
 )
 
 // LogSource is implemented by engines that keep recent instance output
 // (*engine.Engine does); without it /ship logs points to the CLI.
 type LogSource interface {
-	Logs(ctx context.Context, app, env, version string, n int) ([]runtime.LogLine, error)
+	Logs(ctx context.Context, a engine.Actor, app, env, version string, n int) ([]runtime.LogLine, error)
 }
 
 const (
@@ -22,7 +23,7 @@ const (
 )
 
 // logs answers /ship logs APP, to the requester only: output may hold user data.
-func (b *Bot) logs(ctx context.Context, c command.Command) message {
+func (b *Bot) logs(ctx context.Context, u chatUser, c command.Command) message {
 	src, ok := b.eng.(LogSource)
 	if !ok {
 		return ephemeral(mrkdwnf("Logs are not available from chat here. In a terminal: `ship logs %s`", c.App))
@@ -32,9 +33,9 @@ func (b *Bot) logs(ctx context.Context, c command.Command) message {
 		n = defaultLogLines
 	}
 	n = min(n, maxLogLines)
-	lines, err := src.Logs(ctx, c.App, c.Env, c.LogVersion, n)
+	lines, err := src.Logs(ctx, u.actor(), c.App, c.Env, c.LogVersion, n)
 	if err != nil {
-		return ephemeral(engineErrorText(b, err))
+		return ephemeral(b.errorTextFor(u, err))
 	}
 	if len(lines) == 0 {
 		return ephemeral(mrkdwnf("No recent output from %s.", c.App))

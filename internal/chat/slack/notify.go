@@ -262,7 +262,7 @@ func (n *notifier) syncDirty(ctx context.Context) time.Duration {
 func (n *notifier) sync(ctx context.Context, id int64) (again time.Duration) {
 	ctx, cancel := context.WithTimeout(ctx, renderBudget)
 	defer cancel()
-	rel, err := n.b.eng.Release(ctx, id)
+	rel, err := n.b.eng.Release(ctx, engine.System, id)
 	if err != nil {
 		n.b.log.Warn("release not rendered", "release", id, "err", err)
 		return n.failed(id)
@@ -290,7 +290,7 @@ func (n *notifier) sync(ctx context.Context, id int64) (again time.Duration) {
 
 	var st *engine.AppStatus
 	if rel.Active() {
-		if s, err := n.b.eng.Status(ctx, rel.App, rel.Env); err == nil {
+		if s, err := n.b.eng.Status(ctx, engine.System, rel.App, rel.Env); err == nil {
 			st = &s
 		}
 	}

@@ -10,11 +10,13 @@ import (
 	"time"
 )
 
-// authorizer decides who may run which verb on which app and environment,
-// from the grants in Config; user groups are resolved through the Web API
-// and cached for GroupCacheTTL.
-type authorizer struct {
-	cfg Config
+// Groups answers whether a Slack user is in a Slack user group, through
+// the Web API (usergroups.users.list), caching each group's members for
+// GroupCacheTTL. It is the Slack side of internal/authz's Groups port: the
+// policy decides what a group may do, this only says who is in it.
+type Groups struct {
+	ttl func() time.Duration
+	now func() time.Time
 	api *webAPI
 
 	mu     sync.Mutex
@@ -28,81 +30,24 @@ type groupEntry struct {
 	fetched time.Time
 }
 
-func newAuthorizer(cfg Config, api *webAPI) *authorizer {
-	return &authorizer{cfg: cfg, api: api, groups: map[string]groupEntry{}, fetching: map[string]*sync.Mutex{}}
+func newGroups(cfg Config, api *webAPI) *Groups {
+	return &Groups{ttl: func() time.Duration { return cfg.GroupCacheTTL }, now: cfg.Now, api: api,
+		groups: map[string]groupEntry{}, fetching: map[string]*sync.Mutex{}}
 }
 
-func matches(list []string, v string) bool {
-	return slices.Contains(list, "*") || slices.Contains(list, v)
-}
+// Groups returns the bot's user group lookup, for the permission policy.
+func (b *Bot) Groups() *Groups { return b.groups }
 
-// allowed reports whether user may run verb on app in env, and if not, a
-// sentence for that user explaining why and who could.
-func (p *authorizer) allowed(ctx context.Context, user, verb, app, env string) (bool, string) {
-	var candidates []Grant
-	var lookupErr error
-	for _, g := range p.cfg.Grants {
-		verbs, _ := p.cfg.roleVerbs(g.Role)
-		if !matches(g.Apps, app) || !matches(g.Envs, env) || !slices.Contains(verbs, verb) {
-			continue
-		}
-		if slices.Contains(g.Users, user) {
-			return true, ""
-		}
-		candidates = append(candidates, g)
+// InGroup reports whether user (U…) belongs to group (S…), asking Slack at
+// most once per GroupCacheTTL per group. An error means "could not tell".
+func (p *Groups) InGroup(ctx context.Context, group, user string) (bool, error) {
+	if p.api.client == nil {
+		return false, fmt.Errorf("user group %s: no bot_token to read user groups with", group)
 	}
-	for _, g := range candidates {
-		for _, group := range g.Groups {
-			in, err := p.inGroup(ctx, group, user)
-			if err != nil {
-				lookupErr = err
-				continue
-			}
-			if in {
-				return true, ""
-			}
-		}
-	}
-	if lookupErr != nil {
-		return false, fmt.Sprintf(":no_entry: ship could not check your user groups with Slack just now (%v), so it will not %s %s in %s. Try again in a minute.", lookupErr, verb, app, env)
-	}
-	return false, refusalText(verb, app, env, candidates)
-}
-
-func refusalText(verb, app, env string, candidates []Grant) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, ":no_entry: You may not *%s* %s in %s: no grant in ship's Slack config gives you that.", verb, app, env)
-	var roles, groups []string
-	for _, g := range candidates {
-		roles = append(roles, g.Role)
-		for _, gr := range g.Groups {
-			groups = append(groups, "<!subteam^"+gr+">")
-		}
-	}
-	roles = uniqSorted(roles)
-	groups = uniqSorted(groups)
-	switch {
-	case len(groups) > 0:
-		fmt.Fprintf(&b, " Members of %s may (role %s); ask one of them, or ask an admin to add you.", strings.Join(groups, ", "), strings.Join(roles, ", "))
-	case len(roles) > 0:
-		fmt.Fprintf(&b, " Users with role %s may; ask one of them, or ask an admin to add you.", strings.Join(roles, ", "))
-	default:
-		b.WriteString(" Nobody may do that from chat yet; an admin can add a grant (see docs/slack.md).")
-	}
-	return b.String()
-}
-
-func uniqSorted(s []string) []string {
-	sort.Strings(s)
-	return slices.Compact(s)
-}
-
-// inGroup reports whether user belongs to group, asking Slack at most once
-// per GroupCacheTTL per group.
-func (p *authorizer) inGroup(ctx context.Context, group, user string) (bool, error) {
-	now := p.cfg.Now()
+	now := p.now()
+	ttl := p.ttl()
 	p.mu.Lock()
-	if e, ok := p.groups[group]; ok && now.Sub(e.fetched) < p.cfg.GroupCacheTTL {
+	if e, ok := p.groups[group]; ok && now.Sub(e.fetched) < ttl {
 		p.mu.Unlock()
 		return e.members[user], nil
 	}
@@ -116,7 +61,7 @@ func (p *authorizer) inGroup(ctx context.Context, group, user string) (bool, err
 	fm.Lock()
 	defer fm.Unlock()
 	p.mu.Lock()
-	if e, ok := p.groups[group]; ok && now.Sub(e.fetched) < p.cfg.GroupCacheTTL {
+	if e, ok := p.groups[group]; ok && now.Sub(e.fetched) < ttl {
 		p.mu.Unlock()
 		return e.members[user], nil
 	}
@@ -126,7 +71,7 @@ func (p *authorizer) inGroup(ctx context.Context, group, user string) (bool, err
 	if err != nil {
 		return false, fmt.Errorf("user group %s: %w", group, err)
 	}
-	e := groupEntry{members: make(map[string]bool, len(users)), fetched: p.cfg.Now()}
+	e := groupEntry{members: make(map[string]bool, len(users)), fetched: p.now()}
 	for _, u := range users {
 		e.members[u] = true
 	}
@@ -134,6 +79,11 @@ func (p *authorizer) inGroup(ctx context.Context, group, user string) (bool, err
 	p.groups[group] = e
 	p.mu.Unlock()
 	return e.members[user], nil
+}
+
+func uniqSorted(s []string) []string {
+	sort.Strings(s)
+	return slices.Compact(s)
 }
 
 // channelAllowed reports whether commands about app may be run in channel.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"sync"
-	"time"
 
 	"github.com/shipteam/ship/internal/engine"
 )
@@ -18,8 +17,7 @@ import (
 // when it arrived — never a cached one from the past.
 type statusReads struct {
 	mu       sync.Mutex
-	inflight map[[2]string]*statusFlight
-	envs     map[string]defaultEnv // app → the engine's default environment
+	inflight map[[3]string]*statusFlight // identity, app, env: who may read is the engine's call
 }
 
 type statusFlight struct {
@@ -29,23 +27,14 @@ type statusFlight struct {
 	joiners int // callers sharing this read besides the one running it (tests)
 }
 
-type defaultEnv struct {
-	env string
-	at  time.Time
-}
-
-// defaultEnvTTL bounds how long an app's default environment is trusted.
-// It comes from the app's spec, which ship serve loads at start, so a
-// minute is conservative.
-const defaultEnvTTL = time.Minute
-
-// statusOf returns eng.Status(app, env), joining an identical read in flight.
-func (b *Bot) statusOf(ctx context.Context, app, env string) (engine.AppStatus, error) {
+// statusOf returns eng.Status(a, app, env), joining an identical read of
+// the same user in flight.
+func (b *Bot) statusOf(ctx context.Context, a engine.Actor, app, env string) (engine.AppStatus, error) {
 	r := &b.reads
-	key := [2]string{app, env}
+	key := [3]string{a.ID, app, env}
 	r.mu.Lock()
 	if r.inflight == nil {
-		r.inflight = map[[2]string]*statusFlight{}
+		r.inflight = map[[3]string]*statusFlight{}
 	}
 	if f, ok := r.inflight[key]; ok {
 		f.joiners++
@@ -59,42 +48,18 @@ func (b *Bot) statusOf(ctx context.Context, app, env string) (engine.AppStatus, 
 			return f.st, f.err
 		}
 		// The leader gave up (its own deadline); ask for ourselves.
-		return b.eng.Status(ctx, app, env)
+		return b.eng.Status(ctx, a, app, env)
 	}
 	f := &statusFlight{done: make(chan struct{})}
 	r.inflight[key] = f
 	r.mu.Unlock()
 
-	f.st, f.err = b.eng.Status(ctx, app, env)
+	f.st, f.err = b.eng.Status(ctx, a, app, env)
 	r.mu.Lock()
 	delete(r.inflight, key)
-	if f.err == nil && f.st.Env != "" && env == "" {
-		if r.envs == nil {
-			r.envs = map[string]defaultEnv{}
-		}
-		r.envs[app] = defaultEnv{f.st.Env, time.Now()}
-	}
 	r.mu.Unlock()
 	close(f.done)
 	return f.st, f.err
-}
-
-// defaultEnvOf returns the environment the engine uses for app when none is
-// named. Known answers are reused for defaultEnvTTL: a write command needs
-// only this (permissions are per environment), not a whole status read.
-func (b *Bot) defaultEnvOf(ctx context.Context, app string) (string, error) {
-	r := &b.reads
-	r.mu.Lock()
-	d, ok := r.envs[app]
-	r.mu.Unlock()
-	if ok && time.Since(d.at) < defaultEnvTTL {
-		return d.env, nil
-	}
-	st, err := b.statusOf(ctx, app, "")
-	if err != nil {
-		return "", err
-	}
-	return st.Env, nil
 }
 
 func isContextErr(err error) bool {

@@ -2,6 +2,7 @@ package slack
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -18,14 +19,14 @@ type gatedEngine struct {
 	gate  chan struct{}
 }
 
-func (g *gatedEngine) Status(ctx context.Context, app, env string) (engine.AppStatus, error) {
+func (g *gatedEngine) Status(ctx context.Context, a engine.Actor, app, env string) (engine.AppStatus, error) {
 	g.calls.Add(1)
 	select {
 	case <-g.gate:
 	case <-ctx.Done():
 		return engine.AppStatus{}, ctx.Err()
 	}
-	return g.Engine.Status(ctx, app, env)
+	return g.Engine.Status(ctx, a, app, env)
 }
 
 func newGatedBot(t *testing.T) (*Bot, *gatedEngine) {
@@ -50,10 +51,12 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+var reader = chatUser{id: "U1", name: "reader"}.actor()
+
 func joiners(b *Bot, app, env string) int {
 	b.reads.mu.Lock()
 	defer b.reads.mu.Unlock()
-	if f, ok := b.reads.inflight[[2]string{app, env}]; ok {
+	if f, ok := b.reads.inflight[[3]string{reader.ID, app, env}]; ok {
 		return f.joiners
 	}
 	return -1
@@ -67,7 +70,7 @@ func TestConcurrentStatusReadsShareOneEngineCall(t *testing.T) {
 	results := make([]engine.AppStatus, n)
 	errs := make([]error, n)
 	for i := range n {
-		wg.Go(func() { results[i], errs[i] = b.statusOf(ctx, "resizer", "") })
+		wg.Go(func() { results[i], errs[i] = b.statusOf(ctx, reader, "resizer", "") })
 	}
 	waitFor(t, "49 readers joining the first", func() bool { return joiners(b, "resizer", "") == n-1 })
 	close(g.gate)
@@ -81,14 +84,14 @@ func TestConcurrentStatusReadsShareOneEngineCall(t *testing.T) {
 		}
 	}
 	// Nothing is cached: the next read asks the engine again.
-	if _, err := b.statusOf(ctx, "resizer", ""); err != nil {
+	if _, err := b.statusOf(ctx, reader, "resizer", ""); err != nil {
 		t.Fatal(err)
 	}
 	if c := g.calls.Load(); c != 2 {
 		t.Fatalf("a later read made %d engine calls in all, want 2 (no cached answers)", c)
 	}
 	// Different questions are not shared.
-	if _, err := b.statusOf(ctx, "resizer", "production"); err != nil {
+	if _, err := b.statusOf(ctx, reader, "resizer", "production"); err != nil {
 		t.Fatal(err)
 	}
 	if c := g.calls.Load(); c != 3 {
@@ -100,13 +103,13 @@ func TestStatusReaderOutlivesALeaderThatGaveUp(t *testing.T) {
 	b, g := newGatedBot(t)
 	lctx, cancelLeader := context.WithCancel(context.Background())
 	leaderErr := make(chan error, 1)
-	go func() { _, err := b.statusOf(lctx, "resizer", ""); leaderErr <- err }()
+	go func() { _, err := b.statusOf(lctx, reader, "resizer", ""); leaderErr <- err }()
 	waitFor(t, "the leader's engine call", func() bool { return g.calls.Load() == 1 })
 	got := make(chan error, 1)
 	var st engine.AppStatus
 	go func() {
 		var err error
-		st, err = b.statusOf(context.Background(), "resizer", "")
+		st, err = b.statusOf(context.Background(), reader, "resizer", "")
 		got <- err
 	}()
 	waitFor(t, "the follower joining", func() bool { return joiners(b, "resizer", "") == 1 })
@@ -123,33 +126,36 @@ func TestStatusReaderOutlivesALeaderThatGaveUp(t *testing.T) {
 	}
 }
 
-// A write command without --env needs only the app's default environment;
-// once known it costs no engine read, within defaultEnvTTL.
-func TestDefaultEnvironmentIsReusedForWriteCommands(t *testing.T) {
+// A write command without --env costs no status read: the engine
+// resolves the environment and decides in one call (Allowed).
+func TestWriteCommandsWithoutEnvMakeNoStatusRead(t *testing.T) {
 	b, g := newGatedBot(t)
+	m := b.handleSlash(context.Background(), slashRequest{Command: "/ship", Text: "scale resizer 2", UserID: "U1", UserName: "reader"})
+	if !strings.Contains(m.Text, "On it: scaling resizer in production to 2") {
+		t.Fatalf("reply %+v", m)
+	}
+	if c := g.calls.Load(); c != 0 {
+		t.Fatalf("%d engine Status calls for a write command, want 0", c)
+	}
+	waitFor(t, "the scale", func() bool { return len(g.Calls()) == 1 })
+	if got := g.Calls()[0]; got != "scale resizer production slack:U1 (reader)" {
+		t.Fatalf("engine call %q", got)
+	}
+}
+
+// Two users asking the same status at once are not joined: whether each
+// may read is the engine's answer to each.
+func TestStatusReadsOfDifferentUsersAreNotShared(t *testing.T) {
+	b, g := newGatedBot(t)
+	other := chatUser{id: "U2"}.actor()
+	done := make(chan error, 2)
+	go func() { _, err := b.statusOf(context.Background(), reader, "resizer", ""); done <- err }()
+	go func() { _, err := b.statusOf(context.Background(), other, "resizer", ""); done <- err }()
+	waitFor(t, "two engine calls", func() bool { return g.calls.Load() == 2 })
 	close(g.gate)
-	ctx := context.Background()
-	for range 3 {
-		env, err := b.defaultEnvOf(ctx, "resizer")
-		if err != nil || env != "production" {
-			t.Fatalf("defaultEnvOf = %q, %v", env, err)
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
 		}
-	}
-	if c := g.calls.Load(); c != 1 {
-		t.Fatalf("%d engine calls for three lookups, want 1", c)
-	}
-	if _, err := b.defaultEnvOf(ctx, "nosuchapp"); err == nil {
-		t.Fatal("unknown app has a default environment")
-	}
-	b.reads.mu.Lock()
-	d := b.reads.envs["resizer"]
-	d.at = d.at.Add(-defaultEnvTTL)
-	b.reads.envs["resizer"] = d
-	b.reads.mu.Unlock()
-	if _, err := b.defaultEnvOf(ctx, "resizer"); err != nil {
-		t.Fatal(err)
-	}
-	if c := g.calls.Load(); c != 3 {
-		t.Fatalf("%d engine calls, want 3 (unknown app, then the expired entry asked again)", c)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/shipteam/ship/internal/analysis"
+	"github.com/shipteam/ship/internal/authz"
 	"github.com/shipteam/ship/internal/engine"
 	"github.com/shipteam/ship/internal/release"
 	"github.com/shipteam/ship/internal/runtime"
@@ -94,6 +95,10 @@ func (c oneApp) All() []spec.App {
 	return out
 }
 
+// realPolicies holds the policy of each real engine a test made, so the
+// harness can let its bot resolve the policy's Slack groups.
+var realPolicies sync.Map // *engine.Engine -> *authz.Policy
+
 func newRealEngine(t *testing.T) *engine.Engine {
 	e, _ := newRealEngineWithRouter(t)
 	return e
@@ -115,20 +120,26 @@ func newRealEngineWithRouter(t *testing.T) (*engine.Engine, *weightRouter) {
 		Analysis: spec.Analysis{MaxErrorRate: 0.05, MinRequests: 20, Interval: spec.Duration(100 * time.Millisecond)},
 	}
 	router := &weightRouter{}
+	// The engine decides permissions, as in ship serve: the harness's
+	// default grants, groups resolved by the bot (see realPolicies).
+	pol := testPolicy(t, Config{Grants: defaultGrants()}, authz.Grant{Role: authz.RoleAdmin, Users: []authz.Identity{"token:admin"}})
 	e, err := engine.New(engine.Config{
-		Store: st, Apps: oneApp{"resizer": app},
+		Authorize: authorizer(pol),
+		Store:     st, Apps: oneApp{"resizer": app},
 		Runtime: &readyRuntime{tracks: map[runtime.Track]runtime.TrackStatus{}}, Router: router,
 		Metrics: &healthyTraffic{}, Tick: 20 * time.Millisecond,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	realPolicies.Store(e, pol)
+	t.Cleanup(func() { realPolicies.Delete(e) })
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { defer close(done); _ = e.Run(runCtx) }()
 	t.Cleanup(func() { cancel(); <-done })
 	// A first stable version, as `ship deploy resizer v1 --rolling` would.
-	r, err := e.Deploy(ctx, engine.Actor{Name: "admin", Source: release.SourceCLI}, engine.DeployRequest{App: "resizer", Version: "v1", Rolling: true})
+	r, err := e.Deploy(ctx, engine.Actor{ID: "token:admin", Name: "admin", Source: release.SourceCLI}, engine.DeployRequest{App: "resizer", Version: "v1", Rolling: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +151,7 @@ func waitState(t *testing.T, e Engine, id int64, want release.State) release.Rel
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		r, err := e.Release(context.Background(), id)
+		r, err := e.Release(context.Background(), engine.System, id)
 		if err == nil && r.State == want {
 			return r
 		}
@@ -171,9 +182,9 @@ func TestRealEngineCanaryPromotedFromSlackAndRefusedPress(t *testing.T) {
 	// mallory may not promote: nothing happens but an explanation.
 	_, pressURL := h.press(mallory, testChannel, ActionPromote, "resizer", "production", 2)
 	h.waitCalls("refusal", func(cs []slackCall) bool {
-		return hasText(responsesTo(cs, pressURL), "", "You may not *promote* resizer in production")
+		return hasText(responsesTo(cs, pressURL), "", "You may not promote resizer in production")
 	})
-	if r, _ := e.Release(context.Background(), 2); r.State != release.Paused {
+	if r, _ := e.Release(context.Background(), engine.System, 2); r.State != release.Paused {
 		t.Fatalf("after a refused press the release is %s", r.State)
 	}
 
@@ -190,7 +201,7 @@ func TestRealEngineCanaryPromotedFromSlackAndRefusedPress(t *testing.T) {
 		t.Fatalf("release actor %q source %q", r.Actor, r.Source)
 	}
 	// The engine's own history names the Slack user who pressed Promote.
-	evs, err := e.Events(context.Background(), engine.EventQuery{ReleaseID: 2})
+	evs, err := e.Events(context.Background(), engine.System, engine.EventQuery{ReleaseID: 2})
 	if err != nil {
 		t.Fatal(err)
 	}

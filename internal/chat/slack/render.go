@@ -229,13 +229,13 @@ func buttons(r release.Release) []slackapi.BlockElement {
 }
 
 // status answers /ship status [app].
-func (b *Bot) status(ctx context.Context, app, env string) message {
+func (b *Bot) status(ctx context.Context, u chatUser, app, env string) message {
 	if app == "" {
-		return b.listApps(ctx)
+		return b.listApps(ctx, u)
 	}
-	st, err := b.statusOf(ctx, app, env)
+	st, err := b.statusOf(ctx, u.actor(), app, env)
 	if err != nil {
-		return ephemeral(engineErrorText(b, err))
+		return ephemeral(b.errorTextFor(u, err))
 	}
 	return ephemeral(statusText(st))
 }
@@ -262,8 +262,8 @@ func statusText(st engine.AppStatus) markup {
 	return s.markup()
 }
 
-func (b *Bot) listApps(ctx context.Context) message {
-	all, err := b.eng.List(ctx)
+func (b *Bot) listApps(ctx context.Context, u chatUser) message {
+	all, err := b.eng.List(ctx, u.actor())
 	if err != nil {
 		return ephemeral(engineErrorText(b, err))
 	}
@@ -296,13 +296,13 @@ func orNone(s string) string {
 	return s
 }
 
-func (b *Bot) history(ctx context.Context, app, env string, limit int) message {
+func (b *Bot) history(ctx context.Context, u chatUser, app, env string, limit int) message {
 	if limit <= 0 || limit > 50 {
 		limit = historyLimit
 	}
-	rels, err := b.eng.History(ctx, app, env, limit)
+	rels, err := b.eng.History(ctx, u.actor(), app, env, limit)
 	if err != nil {
-		return ephemeral(engineErrorText(b, err))
+		return ephemeral(b.errorTextFor(u, err))
 	}
 	if len(rels) == 0 {
 		return ephemeral(mrkdwnf("No releases of %s yet.", app))

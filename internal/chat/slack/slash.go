@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -29,11 +30,12 @@ func (b *Bot) handleSlash(ctx context.Context, sr slashRequest) message {
 	// One responder per command: Slack's 5 uses of its response_url are
 	// shared by a late answer, the result and the progress notes.
 	r := newResponder(sr.ResponseURL, sr.ChannelID, sr.UserID, b.cfg.Now())
+	u := userFrom(sr)
 	switch c.Verb {
 	case command.VerbHelp:
 		return helpReply(command.Verb(c.HelpTopic))
 	case command.VerbApps:
-		return b.withinBudget(ctx, r, func(ctx context.Context) message { return b.listApps(ctx) })
+		return b.withinBudget(ctx, r, func(ctx context.Context) message { return b.listApps(ctx, u) })
 	}
 	if c.App != "" && !b.channelAllowed(c.App, sr.ChannelID) {
 		b.stats.refused.Add(1)
@@ -41,11 +43,11 @@ func (b *Bot) handleSlash(ctx context.Context, sr slashRequest) message {
 	}
 	switch c.Verb {
 	case command.VerbStatus:
-		return b.withinBudget(ctx, r, func(ctx context.Context) message { return b.status(ctx, c.App, c.Env) })
+		return b.withinBudget(ctx, r, func(ctx context.Context) message { return b.status(ctx, u, c.App, c.Env) })
 	case command.VerbHistory:
-		return b.withinBudget(ctx, r, func(ctx context.Context) message { return b.history(ctx, c.App, c.Env, c.Lines) })
+		return b.withinBudget(ctx, r, func(ctx context.Context) message { return b.history(ctx, u, c.App, c.Env, c.Lines) })
 	case command.VerbLogs:
-		return b.withinBudget(ctx, r, func(ctx context.Context) message { return b.logs(ctx, c) })
+		return b.withinBudget(ctx, r, func(ctx context.Context) message { return b.logs(ctx, u, c) })
 	case command.VerbDeploy, command.VerbPromote, command.VerbAbort, command.VerbRollback, command.VerbScale, command.VerbReclaim, command.VerbLock, command.VerbUnlock:
 		return b.withinBudget(ctx, r, func(ctx context.Context) message { return b.mutate(ctx, sr, c, r) })
 	}
@@ -93,24 +95,18 @@ func (b *Bot) withinBudget(ctx context.Context, r *responder, fn func(context.Co
 	}
 }
 
-// mutate checks permissions and starts the engine work; the reply says what
-// was started, the outcome follows through response_url.
+// mutate asks the engine whether the user may (it resolves the
+// environment and decides) and starts the work; the reply says what was
+// started, the outcome follows through response_url.
 func (b *Bot) mutate(ctx context.Context, sr slashRequest, c command.Command, r *responder) message {
-	env := c.Env
-	if env == "" {
-		// Permissions are per environment, so the engine's default must be
-		// known before deciding.
-		var err error
-		if env, err = b.defaultEnvOf(ctx, c.App); err != nil {
-			return ephemeral(engineErrorText(b, err))
-		}
-	}
 	u := userFrom(sr)
-	verb := permissionVerb(string(c.Verb))
-	if ok, why := b.perms.allowed(ctx, u.id, verb, c.App, env); !ok {
-		b.stats.refused.Add(1)
-		b.log.Info("command refused", "user", u.id, "verb", c.Verb, "app", c.App, "env", env, "why", why)
-		return ephemeral(authorizerText(why))
+	env, err := b.eng.Allowed(ctx, u.actor(), engine.Action(c.Verb), c.App, c.Env)
+	if err != nil {
+		if engine.CodeOf(err) == engine.CodeDenied {
+			b.stats.refused.Add(1)
+			b.log.Info("command refused", "user", u.id, "verb", c.Verb, "app", c.App, "env", c.Env, "why", err.Error())
+		}
+		return ephemeral(b.errorTextFor(u, err))
 	}
 	if !b.goAsync(func(ctx context.Context) {
 		m := b.execute(ctx, u, sr, c, env, r)
@@ -156,7 +152,7 @@ func (b *Bot) execute(ctx context.Context, u chatUser, sr slashRequest, c comman
 	}
 	if err != nil {
 		log.Info("command failed", "err", err)
-		return ephemeral(engineErrorText(b, err))
+		return ephemeral(b.errorTextFor(u, err))
 	}
 	log.Info("command done", "release", rel.ID)
 	if rel.ID != 0 {
@@ -239,19 +235,6 @@ func pastTense(verb string) string {
 	return verb
 }
 
-// permissionVerb is the grant a command needs. Reclaim needs scale's: like
-// scale it changes what runs (instance counts, and images back to the
-// recorded version), never which version is released.
-func permissionVerb(verb string) string {
-	switch verb {
-	case "unlock":
-		return VerbLock
-	case "reclaim":
-		return VerbScale
-	}
-	return verb
-}
-
 // reclaimText says what was forced back and who lost which field.
 func reclaimText(r engine.Reclaimed) markup {
 	var tracks, lost []string
@@ -311,7 +294,32 @@ func engineErrorText(b *Bot, err error) markup {
 	return ":x: ship hit an internal error; the details are in ship's log."
 }
 
-// chatUser is who sent a command or pressed a button.
+// errorTextFor is engineErrorText for the user who asked: a refusal that
+// names them says "You", and Slack user groups it names become mentions.
+func (b *Bot) errorTextFor(u chatUser, err error) markup {
+	// engineErrorText escaped the policy's sentence; the rewrites below
+	// only add ship's own markup (group mentions) to it.
+	text := string(engineErrorText(b, err))
+	if engine.CodeOf(err) != engine.CodeDenied {
+		return markup(text)
+	}
+	if rest, ok := strings.CutPrefix(text, ":no_entry: "+u.actor().ID+" may not "); ok {
+		text = ":no_entry: You may not " + youReplacer.Replace(rest)
+	}
+	if u.mattermost {
+		return markup(text) // Mattermost has no Slack group mentions
+	}
+	return markup(slackGroupRef.ReplaceAllString(text, "<!subteam^$1>"))
+}
+
+// youReplacer speaks to the user the policy's sentence is about.
+var youReplacer = strings.NewReplacer("gives them ", "gives you ", "their roles ", "your roles ")
+
+// slackGroupRef is a Slack user group as the policy names it.
+var slackGroupRef = regexp.MustCompile(`\bslack:(S[A-Z0-9]+)\b`)
+
+// chatUser is who sent a command or pressed a button. A Mattermost user
+// is a Mattermost identity, never a Slack one: IDs are per chat system.
 type chatUser struct {
 	id, name   string
 	mattermost bool
@@ -321,17 +329,20 @@ func userFrom(sr slashRequest) chatUser {
 	return chatUser{id: sr.UserID, name: sr.UserName, mattermost: sr.Mattermost}
 }
 
-// actor records the user in ship's history: "slack:U123 (alice)".
+// actor is the user as the engine knows them: ID slack:U123 (or
+// mattermost:…) for the permission policy, and "slack:U123 (alice)" for
+// ship's history.
 func (u chatUser) actor() engine.Actor {
 	prefix := "slack"
 	if u.mattermost {
 		prefix = "mattermost"
 	}
-	name := prefix + ":" + u.id
+	id := prefix + ":" + u.id
+	name := id
 	if u.name != "" {
 		name += " (" + u.name + ")"
 	}
-	return engine.Actor{Name: name, Source: release.SourceSlack}
+	return engine.Actor{ID: id, Name: name, Source: release.SourceSlack}
 }
 
 func (u chatUser) label() string {

@@ -39,12 +39,12 @@ import (
 // apiTokens adapts the store to the API's token lookup.
 type apiTokens struct{ st *store.Store }
 
-func (a apiTokens) TokenUser(ctx context.Context, hash []byte) (string, error) {
-	u, err := a.st.TokenUser(ctx, hash)
+func (a apiTokens) TokenOwner(ctx context.Context, hash []byte) (api.TokenOwner, error) {
+	o, err := a.st.TokenOwner(ctx, hash)
 	if errors.Is(err, store.ErrNotFound) {
-		return "", api.ErrUnknownToken
+		return api.TokenOwner{}, api.ErrUnknownToken
 	}
-	return u, err
+	return api.TokenOwner{Name: o.Name, Role: o.Role}, err
 }
 
 // shipProc is one in-process ship: store, engine, API. stop ends it the
@@ -68,7 +68,7 @@ func startShip(t *testing.T, db string, catalog engine.Catalog, rt *Runtime, met
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := st.PutToken(ctx, "admin-"+fmt.Sprint(time.Now().UnixNano()), hash); err != nil {
+	if err := st.PutToken(ctx, "admin-"+fmt.Sprint(time.Now().UnixNano()), "admin", hash); err != nil {
 		t.Fatal(err)
 	}
 	eng, err := engine.New(engine.Config{Store: st, Apps: catalog, Runtime: rt, Router: rt.Router(), Metrics: metrics})

@@ -243,14 +243,13 @@ default_channel: CBENCH
 apps:
   web:
     channel: CBENCH
-grants:
-  - apps: ["*"]
-    envs: ["*"]
-    role: admin
-    users: [UBENCH]
 `, fake.APIURL())
 	cfgPath := filepath.Join(dir, "slack.yaml")
 	if err := os.WriteFile(cfgPath, []byte(chatCfg), 0o600); err != nil {
+		return nil, err
+	}
+	authPath := filepath.Join(dir, "auth.yaml")
+	if err := os.WriteFile(authPath, []byte("grants:\n  - role: admin\n    users: [slack:UBENCH]\n"), 0o600); err != nil {
 		return nil, err
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(apiPort))
@@ -260,7 +259,7 @@ grants:
 	if err != nil {
 		return nil, err
 	}
-	sp.cmd = exec.Command(o.ship, "serve", "--addr", addr, "--data", data, "--apps", apps, "--slack-config", cfgPath, "--log-format", "json")
+	sp.cmd = exec.Command(o.ship, "serve", "--addr", addr, "--data", data, "--apps", apps, "--slack-config", cfgPath, "--auth-config", authPath, "--log-format", "json")
 	sp.cmd.Env = append(slices.Clone(sp.env), "SHIP_SLACK_SIGNING_SECRET="+secret)
 	sp.cmd.Stdout, sp.cmd.Stderr = logf, logf
 	if err := sp.cmd.Start(); err != nil {

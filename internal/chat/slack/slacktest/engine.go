@@ -27,6 +27,32 @@ type Engine struct {
 	dropped int
 	// Delay makes every call take this long (to test the ack budget).
 	Delay time.Duration
+	// Authorize, when set, is asked like engine.Config.Authorize before
+	// every command and read, after the environment is resolved; its
+	// error refuses with engine.CodeDenied.
+	Authorize func(ctx context.Context, a engine.Actor, act engine.Action, app, env string) error
+}
+
+// authorize applies Authorize like the engine does.
+func (e *Engine) authorize(ctx context.Context, a engine.Actor, act engine.Action, app, env string) error {
+	if e.Authorize == nil || a.ID == engine.System.ID {
+		return nil
+	}
+	if err := e.Authorize(ctx, a, act, app, env); err != nil {
+		return &engine.Error{Code: engine.CodeDenied, Message: err.Error()}
+	}
+	return nil
+}
+
+// Allowed resolves env and authorizes, as the engine's Allowed does.
+func (e *Engine) Allowed(ctx context.Context, a engine.Actor, act engine.Action, app, env string) (string, error) {
+	e.mu.Lock()
+	_, env, err := e.appLocked(app, env)
+	e.mu.Unlock()
+	if err != nil {
+		return "", err
+	}
+	return env, e.authorize(ctx, a, act, app, env)
 }
 
 // Dropped reports events a full subscriber did not get.
@@ -135,6 +161,9 @@ func (e *Engine) Deploy(ctx context.Context, a engine.Actor, req engine.DeployRe
 	if err != nil {
 		return release.Release{}, err
 	}
+	if err := e.authorize(ctx, a, engine.ActDeploy, req.App, env); err != nil {
+		return release.Release{}, err
+	}
 	if req.Version == "" {
 		return release.Release{}, engine.Errorf(engine.CodeInvalid, "no version")
 	}
@@ -199,6 +228,9 @@ func (e *Engine) Promote(ctx context.Context, a engine.Actor, app, env string) (
 	if err != nil {
 		return release.Release{}, err
 	}
+	if err := e.authorize(ctx, a, engine.ActPromote, app, env); err != nil {
+		return release.Release{}, err
+	}
 	r := e.activeLocked(app, env)
 	if r == nil {
 		return release.Release{}, engine.Errorf(engine.CodeNotFound, "%s has no active release in %s", app, env)
@@ -221,6 +253,9 @@ func (e *Engine) Abort(ctx context.Context, a engine.Actor, app, env, reason str
 	if err != nil {
 		return release.Release{}, err
 	}
+	if err := e.authorize(ctx, a, engine.ActAbort, app, env); err != nil {
+		return release.Release{}, err
+	}
 	r := e.activeLocked(app, env)
 	if r == nil {
 		return release.Release{}, engine.Errorf(engine.CodeNotFound, "%s has no active release in %s", app, env)
@@ -239,6 +274,9 @@ func (e *Engine) Rollback(ctx context.Context, a engine.Actor, app, env, to stri
 	defer e.mu.Unlock()
 	fa, env, err := e.appLocked(app, env)
 	if err != nil {
+		return release.Release{}, err
+	}
+	if err := e.authorize(ctx, a, engine.ActRollback, app, env); err != nil {
 		return release.Release{}, err
 	}
 	if cur := e.activeLocked(app, env); cur != nil {
@@ -284,6 +322,9 @@ func (e *Engine) Scale(ctx context.Context, a engine.Actor, app, env string, n i
 	if err != nil {
 		return err
 	}
+	if err := e.authorize(ctx, a, engine.ActScale, app, env); err != nil {
+		return err
+	}
 	e.calls = append(e.calls, fmt.Sprintf("scale %s %s %s", app, env, a.Name))
 	fa.replicas = n
 	e.emitLocked(release.Event{App: app, Env: env, Type: "app.scaled", Message: fmt.Sprintf("scaled to %d", n), Actor: a.Name})
@@ -302,6 +343,9 @@ func (e *Engine) Reclaim(ctx context.Context, a engine.Actor, app, env string) (
 	if err != nil {
 		return engine.Reclaimed{}, err
 	}
+	if err := e.authorize(ctx, a, engine.ActReclaim, app, env); err != nil {
+		return engine.Reclaimed{}, err
+	}
 	e.calls = append(e.calls, fmt.Sprintf("reclaim %s %s %s", app, env, a.Name))
 	lost := fmt.Sprintf(`"kubectl": deployment %s-stable .spec.replicas`, app)
 	e.emitLocked(release.Event{App: app, Env: env, Type: "app.reclaimed", Message: "reclaimed, taken back from " + lost, Actor: a.Name})
@@ -318,6 +362,9 @@ func (e *Engine) Lock(ctx context.Context, a engine.Actor, app, env, reason stri
 	if err != nil {
 		return err
 	}
+	if err := e.authorize(ctx, a, engine.ActLock, app, env); err != nil {
+		return err
+	}
 	e.calls = append(e.calls, fmt.Sprintf("lock %s %s %s", app, env, a.Name))
 	fa.lock = &release.Lock{App: app, Env: env, Reason: reason, Actor: a.Name, Since: time.Now()}
 	e.emitLocked(release.Event{App: app, Env: env, Type: "app.locked", Message: "locked: " + reason, Actor: a.Name})
@@ -332,6 +379,9 @@ func (e *Engine) Unlock(ctx context.Context, a engine.Actor, app, env string) er
 	if err != nil {
 		return err
 	}
+	if err := e.authorize(ctx, a, engine.ActUnlock, app, env); err != nil {
+		return err
+	}
 	e.calls = append(e.calls, fmt.Sprintf("unlock %s %s %s", app, env, a.Name))
 	fa.lock = nil
 	e.emitLocked(release.Event{App: app, Env: env, Type: "app.unlocked", Message: "unlocked", Actor: a.Name})
@@ -339,13 +389,17 @@ func (e *Engine) Unlock(ctx context.Context, a engine.Actor, app, env string) er
 }
 
 // Status reports an app as `ship status` would.
-func (e *Engine) Status(ctx context.Context, app, env string) (engine.AppStatus, error) {
+func (e *Engine) Status(ctx context.Context, a engine.Actor, app, env string) (engine.AppStatus, error) {
 	if err := e.wait(ctx); err != nil {
 		return engine.AppStatus{}, err
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.statusLocked(app, env)
+	st, err := e.statusLocked(app, env)
+	if err == nil {
+		err = e.authorize(ctx, a, engine.ActRead, app, st.Env)
+	}
+	return st, err
 }
 
 func (e *Engine) statusLocked(app, env string) (engine.AppStatus, error) {
@@ -377,7 +431,7 @@ func (e *Engine) statusLocked(app, env string) (engine.AppStatus, error) {
 }
 
 // List reports every app.
-func (e *Engine) List(ctx context.Context) ([]engine.AppStatus, error) {
+func (e *Engine) List(ctx context.Context, a engine.Actor) ([]engine.AppStatus, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	names := make([]string, 0, len(e.apps))
@@ -394,10 +448,14 @@ func (e *Engine) List(ctx context.Context) ([]engine.AppStatus, error) {
 }
 
 // History lists releases, newest first.
-func (e *Engine) History(ctx context.Context, app, env string, limit int) ([]release.Release, error) {
+func (e *Engine) History(ctx context.Context, a engine.Actor, app, env string, limit int) ([]release.Release, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if _, _, err := e.appLocked(app, env); err != nil {
+	_, env, err := e.appLocked(app, env)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.authorize(ctx, a, engine.ActRead, app, env); err != nil {
 		return nil, err
 	}
 	var out []release.Release
@@ -410,13 +468,17 @@ func (e *Engine) History(ctx context.Context, app, env string, limit int) ([]rel
 }
 
 // Release returns one release.
-func (e *Engine) Release(ctx context.Context, id int64) (release.Release, error) {
+func (e *Engine) Release(ctx context.Context, a engine.Actor, id int64) (release.Release, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if id < 1 || int(id) > len(e.releases) {
 		return release.Release{}, engine.Errorf(engine.CodeNotFound, "no release #%d", id)
 	}
-	return e.releases[id-1], nil
+	r := e.releases[id-1]
+	if err := e.authorize(ctx, a, engine.ActRead, r.App, r.Env); err != nil {
+		return release.Release{}, err
+	}
+	return r, nil
 }
 
 // Subscribe streams events from now on.
@@ -442,11 +504,14 @@ func (e *Engine) Subscribers() int {
 }
 
 // Logs returns n made-up lines per call, newest last.
-func (e *Engine) Logs(ctx context.Context, app, env, version string, n int) ([]runtime.LogLine, error) {
+func (e *Engine) Logs(ctx context.Context, a engine.Actor, app, env, version string, n int) ([]runtime.LogLine, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	fa, _, err := e.appLocked(app, env)
+	fa, env, err := e.appLocked(app, env)
 	if err != nil {
+		return nil, err
+	}
+	if err := e.authorize(ctx, a, engine.ActRead, app, env); err != nil {
 		return nil, err
 	}
 	if version == "" {

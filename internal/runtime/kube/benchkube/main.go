@@ -226,7 +226,7 @@ func benchShip(ctx context.Context, admin *rest.Config, n, replicas, parallel in
 	cnt.reset()
 	before := int64(0)
 	t0 := time.Now()
-	actor := engine.Actor{Name: "bench", Source: release.SourceAPI}
+	actor := engine.Actor{ID: "token:bench", Name: "bench", Source: release.SourceAPI}
 	ids := make([]int64, 0, n)
 	for _, a := range apps {
 		r, err := eng.Deploy(ctx, actor, engine.DeployRequest{App: a.Name, Version: "v1"})
