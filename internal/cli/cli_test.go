@@ -69,13 +69,22 @@ func (f *fakeEngine) publish(ev release.Event) {
 		w := ev.Weight
 		time.AfterFunc(f.weightLag, func() {
 			f.mu.Lock()
-			defer f.mu.Unlock()
 			f.inForce, f.inForceAt = w, time.Now()
+			f.mu.Unlock()
+			// As the engine does once the router has the weight.
+			f.publish(release.Event{Type: release.EvWeight, Weight: w, Data: &release.EventData{Asked: w, InForce: &w}})
 		})
 	}
 	f.events = append(f.events, ev)
 	for _, ch := range f.subs {
 		ch <- ev
+	}
+	if ev.State.Terminal() {
+		// As the engine does once the canary's weight is 0 again.
+		var zero release.Weight
+		f.mu.Unlock()
+		f.publish(release.Event{Type: release.EvWeight, Data: &release.EventData{InForce: &zero}})
+		f.mu.Lock()
 	}
 }
 

@@ -100,44 +100,47 @@ func (r *runner) watch(ctx context.Context, rel release.Release, holdIsDone bool
 // the router to show the weight its state implies.
 const weightWait = 15 * time.Second
 
-// waitWeight returns once the router's weight matches how rel settled:
-// none for the canary once it ended, a share for a canary held as asked.
-// The engine records a state before it sets the state's weight, so
-// without this `deploy --canary 1 --wait` could return while the canary
-// still gets nothing, and `promote --wait` while it still gets its share
-// (tens to hundreds of ms on Kubernetes). A new release starts from weight
-// 0 (one active release per app), so any share in force is this one's;
-// the router may round it (replica ratios), so it need not equal the
-// weight asked.
+// waitWeight returns once the engine says (release.weight) that the router
+// has the weight rel settled at in force: none for the canary once it
+// ended, a share for a canary held as asked. The engine records a state
+// before it sets the state's weight, so without this `deploy --canary 1
+// --wait` could return while the canary still gets nothing, and `promote
+// --wait` while it still gets its share (tens to hundreds of ms on
+// Kubernetes). The router may round a share (replica ratios), so any share
+// counts for a held canary.
 func (r *runner) waitWeight(ctx context.Context, rel release.Release) error {
-	inForce := func(w release.Weight) bool {
+	inForce := func(ev release.Event) bool {
+		if ev.Type != release.EvWeight || ev.Data == nil || ev.Data.InForce == nil {
+			return false
+		}
 		if rel.State.Terminal() {
-			return w == 0
+			return *ev.Data.InForce == 0
 		}
-		return w > 0
+		return *ev.Data.InForce > 0
 	}
-	deadline := time.Now().Add(weightWait)
-	for {
-		st, err := r.c.Status(ctx, rel.App, rel.Env)
-		if err == nil {
-			if inForce(st.Weight) {
-				return nil
-			}
-			if cur := st.Release; cur != nil && (cur.ID != rel.ID || cur.State != rel.State) {
-				return nil // moved on meanwhile (promoted, aborted, a new release)
-			}
+	wctx, cancel := context.WithTimeout(ctx, weightWait)
+	defer cancel()
+	settled := false
+	err := r.c.Events(wctx, api.EventsQuery{EventFilter: api.EventFilter{ReleaseID: rel.ID}, After: 0}, func(ev release.Event) error {
+		switch {
+		case inForce(ev) && (settled || rel.State.Terminal()):
+			return api.ErrStop
+		case ev.State == rel.State:
+			settled = true
+		case settled && ev.State != "":
+			return api.ErrStop // moved on meanwhile (promoted, aborted)
 		}
-		if time.Now().After(deadline) {
-			fmt.Fprintf(r.env.Stderr, "ship: release %d is %s but the router did not show its weight within %s; see ship status %s\n",
-				rel.ID, rel.State, weightWait, rel.App)
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
+		return nil
+	})
+	if err == nil {
+		return nil
 	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	fmt.Fprintf(r.env.Stderr, "ship: release %d is %s but the router did not show its weight within %s; see ship status %s\n",
+		rel.ID, rel.State, weightWait, rel.App)
+	return nil
 }
 
 // progress renders a release's progress: on a terminal, events scroll

@@ -145,8 +145,24 @@ func (e *Engine) finish(ctx context.Context, app spec.App, r release.Release, st
 	if err := e.cfg.Router.SetWeight(wctx, app, r.Env, 0); err != nil {
 		// Recorded as 0 already; the idle reconciler keeps trying.
 		e.log.Error("set weight 0", "app", r.App, "env", r.Env, "release", r.ID, "err", err)
+	} else {
+		e.recordWeight(wctx, r, 0)
 	}
 	return r, nil
+}
+
+// recordWeight records that the router has put inForce in force for r
+// (release.weight): front ends settle on it instead of polling the router.
+// A record that fails is logged; the weight is in force all the same.
+func (e *Engine) recordWeight(ctx context.Context, r release.Release, inForce release.Weight) {
+	ev := e.event(r, release.EvWeight, "ship", fmt.Sprintf("%s of traffic to %s in force", inForce, r.Version),
+		&release.EventData{Asked: r.Weight, InForce: &inForce})
+	evs, err := e.cfg.Store.AddEvents(ctx, nil, ev)
+	if err != nil {
+		e.log.Error("record weight", "app", r.App, "env", r.Env, "release", r.ID, "err", err)
+		return
+	}
+	e.publish(evs)
 }
 
 // weightZeroTimeout bounds the router call that turns an ended release's
@@ -267,6 +283,7 @@ func (e *Engine) startStep(ctx context.Context, app spec.App, r release.Release)
 	}
 	if got, _, err := e.cfg.Router.Weight(ctx, app, r.Env); err == nil {
 		e.markWeight(appKey{r.App, r.Env}, r.Weight, got)
+		e.recordWeight(ctx, r, got)
 		if got != r.Weight {
 			// Say so in history: the canary gets another share than asked.
 			evs, err := e.cfg.Store.AddEvents(ctx, nil, e.event(r, release.EvWeightRounded, "ship",
