@@ -437,3 +437,39 @@ func TestARouterThatRoundsTheWeightIsNotSetAgainEveryTick(t *testing.T) {
 		t.Fatalf("lost weight not re-set: %v", h.router.History)
 	}
 }
+
+// The engine says when the router has a release's weight in force
+// (release.weight), after the router has it: a front end waiting for a
+// held canary to get traffic, or for an ended one to get none, settles on
+// the event instead of polling the router.
+func TestWeightInForceIsRecordedOnceTheRouterHasIt(t *testing.T) {
+	h := newHarness(t)
+	h.stableAt("v1")
+	h.router.Round = 200 // replica ratios: 1% is 2% in force
+	r := h.deploy(DeployRequest{Version: "v2", Canary: 100})
+	h.until(r.ID, release.Paused, time.Second, 0, 0, 10)
+	weights := func() []release.Event {
+		evs, err := h.e.Events(context.Background(), System, EventQuery{ReleaseID: r.ID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []release.Event
+		for _, ev := range evs {
+			if ev.Type == release.EvWeight {
+				out = append(out, ev)
+			}
+		}
+		return out
+	}
+	ws := weights()
+	if len(ws) != 1 || ws[0].Data == nil || ws[0].Data.InForce == nil || *ws[0].Data.InForce != 200 || ws[0].Data.Asked != 100 || ws[0].State != release.Paused {
+		t.Fatalf("weight events while held: %+v", ws)
+	}
+	if _, err := h.e.Abort(context.Background(), alice, "resizer", "", ""); err != nil {
+		t.Fatal(err)
+	}
+	ws = weights()
+	if len(ws) != 2 || *ws[1].Data.InForce != 0 || ws[1].State != release.Aborted || h.router.Current("resizer", "production") != 0 {
+		t.Fatalf("weight events after abort: %+v (router %s)", ws, h.router.Current("resizer", "production"))
+	}
+}

@@ -348,7 +348,7 @@ func (e *Engine) resolve(app, env string) (spec.App, string, error) {
 
 func environments(a spec.App) []string {
 	if len(a.Environments) == 0 {
-		return []string{"production"}
+		return []string{a.DefaultEnv()}
 	}
 	return a.Environments
 }
@@ -358,20 +358,11 @@ func environments(a spec.App) []string {
 func (e *Engine) appState(ctx context.Context, a spec.App, env string) (release.AppState, error) {
 	st, err := e.cfg.Store.AppState(ctx, a.Name, env)
 	if errors.Is(err, release.ErrNotFound) {
-		return release.AppState{App: a.Name, Env: env, Replicas: defaultReplicas(a)}, nil
+		return release.AppState{App: a.Name, Env: env, Replicas: a.Replicas}, nil
 	}
 	return st, err
 }
 
-func defaultReplicas(a spec.App) int {
-	if a.Replicas < 0 {
-		return 1
-	}
-	if a.Replicas == 0 && a.Kind == "" { // spec without defaults applied
-		return 1
-	}
-	return a.Replicas
-}
 
 func internal(err error, format string, args ...any) error {
 	return &Error{Code: CodeInternal, Message: fmt.Sprintf(format, args...), Err: err}

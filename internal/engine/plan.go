@@ -9,16 +9,13 @@ import (
 	"github.com/shipteam/ship/internal/spec"
 )
 
-// Fallbacks for specs that reach the engine without defaults (the loader
-// fills them; tests and hand-built specs may not).
+// The engine takes specs as spec.NewCatalog or spec.LoadDir give them:
+// defaulted and validated. It keeps no copies of the spec's defaults.
 const (
-	defaultStepTimeout = 5 * time.Minute
-	defaultPause       = 30 * time.Second
-	defaultInterval    = 250 * time.Millisecond
 	// reapplyAfter is how long an Apply whose version the runtime does not
 	// report yet is left alone before it is repeated.
 	reapplyAfter = 5 * time.Second
-	maxReplicas  = 1000
+	maxReplicas  = spec.MaxReplicas
 	// stepCallTimeout bounds one step of one app (its runtime, router and
 	// store calls), so a call that never returns cannot hold an app forever.
 	stepCallTimeout = 30 * time.Second
@@ -29,39 +26,21 @@ const (
 	judgeCallTimeout = 5 * time.Second
 )
 
-var defaultWeights = []release.Weight{100, 1000, 5000, 10000}
+func stepTimeout(a spec.App) time.Duration { return a.Strategy.StepTimeout.D() }
 
-func stepTimeout(a spec.App) time.Duration {
-	if d := a.Strategy.StepTimeout.D(); d > 0 {
-		return d
-	}
-	return defaultStepTimeout
-}
+func interval(a spec.App) time.Duration { return a.Analysis.Interval.D() }
 
-func interval(a spec.App) time.Duration {
-	if d := a.Analysis.Interval.D(); d > 0 {
-		return d
-	}
-	return defaultInterval
-}
+func thresholds(a spec.App) analysis.Thresholds { return analysis.ThresholdsFrom(a.Analysis) }
 
-func thresholds(a spec.App) analysis.Thresholds {
-	t := analysis.ThresholdsFrom(a.Analysis)
-	if a.Analysis.MaxErrorRate == 0 && a.Analysis.MinRequests == 0 && a.Analysis.Interval == 0 {
-		// A spec without defaults: use the documented ones rather than
-		// failing every canary on its first error.
-		t.MaxErrorRate, t.MinRequests = 0.05, 20
-	}
-	return t
-}
-
-// specWeights are the canary weights of the app's strategy.
+// specWeights are the canary weights of the app's strategy (a rolling app
+// deployed with a canary anyway walks the spec's default steps).
 func specWeights(a spec.App) []release.Weight {
-	if len(a.Strategy.Steps) == 0 {
-		return append([]release.Weight(nil), defaultWeights...)
+	steps := a.Strategy.Steps
+	if len(steps) == 0 {
+		steps = spec.DefaultSteps()
 	}
-	w := make([]release.Weight, len(a.Strategy.Steps))
-	for i, s := range a.Strategy.Steps {
+	w := make([]release.Weight, len(steps))
+	for i, s := range steps {
 		w[i] = s.Weight
 	}
 	return w
@@ -73,7 +52,7 @@ func specWeights(a spec.App) []release.Weight {
 func pause(a spec.App, i int) time.Duration {
 	steps := a.Strategy.Steps
 	if len(steps) == 0 {
-		return defaultPause
+		return spec.DefaultStepPause.D()
 	}
 	if i >= len(steps) {
 		i = len(steps) - 1
