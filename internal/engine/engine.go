@@ -363,7 +363,6 @@ func (e *Engine) appState(ctx context.Context, a spec.App, env string) (release.
 	return st, err
 }
 
-
 func internal(err error, format string, args ...any) error {
 	return &Error{Code: CodeInternal, Message: fmt.Sprintf(format, args...), Err: err}
 }
