@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"github.com/shipteam/ship/internal/eventually"
 	"io"
 	"net/http"
 	"strings"
@@ -14,17 +15,6 @@ import (
 )
 
 // waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func TestEventsReplayFromAfterThenLive(t *testing.T) {
 	f := newFixture(t)
 	f.eng.publish(release.Event{ReleaseID: 1, App: "resizer", Type: "release.created"}) // 1
@@ -49,7 +39,7 @@ func TestEventsReplayFromAfterThenLive(t *testing.T) {
 			t.Fatalf("replayed id %d, want %d", ev.ID, want)
 		}
 	}
-	waitFor(t, "subscription", func() bool { return f.eng.subscribers() == 1 })
+	eventually.True(t, 5*time.Second, "subscription", func() bool { return f.eng.subscribers() == 1 })
 	f.eng.publish(release.Event{ReleaseID: 2, App: "web", Type: "release.step"})                                    // 5, filtered out
 	f.eng.publish(release.Event{ReleaseID: 1, App: "resizer", Type: "release.succeeded", State: release.Succeeded}) // 6
 	if ev := <-got; ev.ID != 6 || ev.State != release.Succeeded {
@@ -58,7 +48,7 @@ func TestEventsReplayFromAfterThenLive(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("Events = %v", err)
 	}
-	waitFor(t, "unsubscribe", func() bool { return f.eng.subscribers() == 0 })
+	eventually.True(t, 5*time.Second, "unsubscribe", func() bool { return f.eng.subscribers() == 0 })
 }
 
 func TestEventsWithoutAfterAreLiveOnly(t *testing.T) {
@@ -68,7 +58,7 @@ func TestEventsWithoutAfterAreLiveOnly(t *testing.T) {
 	defer cancel()
 	got := make(chan release.Event, 4)
 	go f.cli.Events(ctx, EventsQuery{After: -1}, func(ev release.Event) error { got <- ev; return nil })
-	waitFor(t, "subscription", func() bool { return f.eng.subscribers() == 1 })
+	eventually.True(t, 5*time.Second, "subscription", func() bool { return f.eng.subscribers() == 1 })
 	f.eng.publish(release.Event{App: "resizer", Type: "new"})
 	if ev := <-got; ev.Type != "new" {
 		t.Fatalf("first event %q, want the live one", ev.Type)
@@ -124,7 +114,7 @@ func TestFollowResumesAfterStreamBreaks(t *testing.T) {
 			return nil
 		})
 	}()
-	waitFor(t, "subscription", func() bool { return f.eng.subscribers() == 1 })
+	eventually.True(t, 5*time.Second, "subscription", func() bool { return f.eng.subscribers() == 1 })
 	f.eng.publish(release.Event{App: "resizer", Type: "a"}) // 1
 	if ev := <-got; ev.ID != 1 {
 		t.Fatalf("got %d", ev.ID)
@@ -132,7 +122,7 @@ func TestFollowResumesAfterStreamBreaks(t *testing.T) {
 	f.eng.dropSubscribers()
 	// Published while no stream is open: the reconnect replays it.
 	f.eng.publish(release.Event{App: "resizer", Type: "b"}) // 2
-	waitFor(t, "resubscription", func() bool { return f.eng.subscribers() == 1 })
+	eventually.True(t, 5*time.Second, "resubscription", func() bool { return f.eng.subscribers() == 1 })
 	f.eng.publish(release.Event{App: "resizer", Type: "end"}) // 3
 	for _, want := range []int64{2, 3} {
 		if ev := <-got; ev.ID != want {
@@ -205,7 +195,7 @@ func TestRevokingATokenEndsItsOpenEventStreamWithinASecond(t *testing.T) {
 	go func() {
 		done <- bob.Follow(context.Background(), EventsQuery{After: -1}, time.Minute, nil, func(release.Event) error { return nil })
 	}()
-	waitFor(t, "bob's stream", func() bool { return f.eng.subscribers() == 1 })
+	eventually.True(t, 5*time.Second, "bob's stream", func() bool { return f.eng.subscribers() == 1 })
 	start := time.Now()
 	if status, body := f.raw(t, "DELETE", "/v1/tokens/bob", "Bearer "+adminTok, ""); status != http.StatusOK {
 		t.Fatalf("revoke: %d %s", status, body)
@@ -222,5 +212,5 @@ func TestRevokingATokenEndsItsOpenEventStreamWithinASecond(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("bob's stream is still open 5s after his token was revoked")
 	}
-	waitFor(t, "unsubscribe", func() bool { return f.eng.subscribers() == 0 })
+	eventually.True(t, 5*time.Second, "unsubscribe", func() bool { return f.eng.subscribers() == 0 })
 }

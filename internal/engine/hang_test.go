@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"github.com/shipteam/ship/internal/eventually"
 	"strings"
 	"testing"
 	"time"
@@ -30,7 +31,7 @@ func runWithHungApply(t *testing.T) (*harness, *Engine, release.Release, func())
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "canary held at 10%", func() bool {
+	eventually.True(t, 10*time.Second, "canary held at 10%", func() bool {
 		got, _ := e.Release(ctx, System, r.ID)
 		return got.State == release.Paused && h.router.Current("resizer", "production") == 1000
 	})
@@ -40,24 +41,13 @@ func runWithHungApply(t *testing.T) (*harness, *Engine, release.Release, func())
 	h.rt.Track("resizer", "production", runtime.Stable).Version = "v0" // drift: the step re-applies v1
 	h.rt.Mu.Unlock()
 	h.clock.Advance(reapplyAfter + time.Second)
-	waitFor(t, 5*time.Second, "a step blocked in Apply", func() bool { return h.rt.HangingApplies() > 0 })
+	eventually.True(t, 5*time.Second, "a step blocked in Apply", func() bool { return h.rt.HangingApplies() > 0 })
 	var once bool
 	return h, e, r, func() {
 		if !once {
 			once = true
 			close(release)
 		}
-	}
-}
-
-func waitFor(t *testing.T, d time.Duration, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s within %s", what, d)
-		}
-		time.Sleep(2 * time.Millisecond)
 	}
 }
 
@@ -85,7 +75,7 @@ func TestAbortIsInstantWhileAnApplyOfTheAppHangs(t *testing.T) {
 	}
 	// The stuck step then returns: it must not undo the abort.
 	unblock()
-	waitFor(t, 5*time.Second, "the stuck step to return", func() bool { return h.rt.HangingApplies() == 0 })
+	eventually.True(t, 5*time.Second, "the stuck step to return", func() bool { return h.rt.HangingApplies() == 0 })
 	h.clock.Advance(time.Second)
 	time.Sleep(50 * time.Millisecond) // Run ticks every ms on the fake clock
 	if w := h.router.Current("resizer", "production"); w != 0 {
@@ -108,7 +98,7 @@ func TestJudgeAbortsWithinTwoSecondsWhileAnApplyOfTheAppHangs(t *testing.T) {
 	h.metrics.Add(runtime.Canary, "v2", 40, 20)
 	evidence := time.Now()
 	h.clock.Advance(time.Second) // past the analysis interval
-	waitFor(t, 2*time.Second, "weight 0 after the evidence", func() bool { return h.router.Current("resizer", "production") == 0 })
+	eventually.True(t, 2*time.Second, "weight 0 after the evidence", func() bool { return h.router.Current("resizer", "production") == 0 })
 	t.Logf("evidence to weight 0 with an Apply hanging: %s", time.Since(evidence))
 	if h.rt.HangingApplies() == 0 {
 		t.Fatal("the Apply stopped hanging: the test proves nothing")

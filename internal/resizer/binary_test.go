@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/shipteam/ship/internal/eventually"
 	"io"
 	"net/http"
 	"os"
@@ -144,7 +145,7 @@ func TestBinaryDrainsOnSIGTERM(t *testing.T) {
 		done <- result{resp, b, err}
 	}()
 	go pw.Write(src[:len(src)/2])
-	waitFor(t, 5*time.Second, "the request to be in flight", func() bool {
+	eventually.True(t, 5*time.Second, "the request to be in flight", func() bool {
 		v, _ := metricValue(t, base, "resizer_in_flight_requests")
 		return v == "1"
 	})
@@ -152,7 +153,7 @@ func TestBinaryDrainsOnSIGTERM(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 2*time.Second, "/readyz to report 503", func() bool {
+	eventually.True(t, 2*time.Second, "/readyz to report 503", func() bool {
 		resp, err := http.Get(base + "/readyz")
 		if err != nil {
 			return false

@@ -265,17 +265,6 @@ func (c *countingPipeline) Variants(ctx context.Context, src []byte, os []resize
 }
 
 // waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", within, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // metricValue scrapes /metrics and returns the value of the first sample
 // whose line starts with prefix.
 func metricValue(t *testing.T, base, prefix string) (string, bool) {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"github.com/shipteam/ship/internal/eventually"
 	"io"
 	"net"
 	"net/http"
@@ -120,7 +121,7 @@ func TestSlowLorisIsCutOffAndDoesNotHoldTheWorker(t *testing.T) {
 			}
 		}
 	}()
-	waitFor(t, 2*time.Second, "the slow request to be admitted", func() bool { return ts.pool.admitted() == 1 })
+	eventually.True(t, 2*time.Second, "the slow request to be admitted", func() bool { return ts.pool.admitted() == 1 })
 
 	start := time.Now()
 	resp, body := do(t, "POST", ts.url+"/v1/resize?w=50&format=jpeg", jpegOf(t, 200, 100))
@@ -145,7 +146,7 @@ func TestSlowLorisIsCutOffAndDoesNotHoldTheWorker(t *testing.T) {
 	if cut := time.Since(start); cut > 3*time.Second {
 		t.Errorf("slow client cut off after %v", cut)
 	}
-	waitFor(t, 2*time.Second, "the admission place to be released", func() bool { return ts.pool.admitted() == 0 })
+	eventually.True(t, 2*time.Second, "the admission place to be released", func() bool { return ts.pool.admitted() == 0 })
 }
 
 func TestQueueFullGets503WithRetryAfter(t *testing.T) {
@@ -168,7 +169,7 @@ func TestQueueFullGets503WithRetryAfter(t *testing.T) {
 	go send()
 	<-gated.entered // the worker is busy
 	go send()
-	waitFor(t, 2*time.Second, "the second request to queue", func() bool { return ts.pool.admitted() == 2 })
+	eventually.True(t, 2*time.Second, "the second request to queue", func() bool { return ts.pool.admitted() == 2 })
 	if v, _ := metricValue(t, ts.url, "resizer_queue_depth"); v != "1" {
 		t.Errorf("queue depth metric %q, want 1", v)
 	}

@@ -8,6 +8,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"github.com/shipteam/ship/internal/eventually"
 	"net"
 	"net/http"
 	"os"
@@ -179,22 +180,11 @@ func (s *ship) mustCLI(args ...string) procs.Result {
 	return r
 }
 
-func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting until %s", d, what)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-}
-
 // waitRelease polls a release until it is final and returns it.
 func (s *ship) waitRelease(id int64, d time.Duration) release.Release {
 	s.t.Helper()
 	var rel release.Release
-	waitUntil(s.t, d, fmt.Sprintf("release %d is final", id), func() bool {
+	eventually.True(s.t, d, fmt.Sprintf("release %d is final", id), func() bool {
 		r, err := s.client.Release(context.Background(), id)
 		if err != nil {
 			return false

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"github.com/shipteam/ship/internal/eventually"
 	"math"
 	"net/http"
 	"strings"
@@ -28,7 +29,7 @@ func (s *ship) status() engine.AppStatus {
 func (s *ship) serving(version string) {
 	s.t.Helper()
 	c := &http.Client{Timeout: 2 * time.Second}
-	waitUntil(s.t, 20*time.Second, "the app serves "+version, func() bool {
+	eventually.True(s.t, 20*time.Second, "the app serves "+version, func() bool {
 		status, v, err := get(c, s.endpoint)
 		return err == nil && status == 200 && v == version
 	})
@@ -97,12 +98,12 @@ func TestLifecycleUnderLoadLosesNoRequest(t *testing.T) {
 	}
 
 	s.mustCLI("scale", "web", "3")
-	waitUntil(t, 20*time.Second, "3 stable instances ready", func() bool {
+	eventually.True(t, 20*time.Second, "3 stable instances ready", func() bool {
 		st := s.status()
 		return st.Stable.Ready == 3 && st.Stable.Desired == 3
 	})
 	s.mustCLI("scale", "web", "1")
-	waitUntil(t, 20*time.Second, "1 stable instance", func() bool {
+	eventually.True(t, 20*time.Second, "1 stable instance", func() bool {
 		st := s.status()
 		return st.Stable.Ready == 1 && st.Stable.Desired == 1
 	})
@@ -225,7 +226,7 @@ func TestKilledShipFinishesTheReleaseAfterRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 20*time.Second, "the canary reaches 50%", func() bool {
+	eventually.True(t, 20*time.Second, "the canary reaches 50%", func() bool {
 		r, err := s.client.Release(ctx, rel.ID)
 		if err != nil {
 			t.Fatal(err)
@@ -243,7 +244,7 @@ func TestKilledShipFinishesTheReleaseAfterRestart(t *testing.T) {
 	l.startTrace()
 	// 200 answers per version: the router's round-robin has reached every
 	// instance of each track by then.
-	waitUntil(t, 10*time.Second, "200 answers each from v1 and v2 before the kill", func() bool {
+	eventually.True(t, 10*time.Second, "200 answers each from v1 and v2 before the kill", func() bool {
 		seen := map[string]int{}
 		for _, a := range l.answers() {
 			if a.ok && a.pid != "" {

@@ -2,6 +2,7 @@ package slack
 
 import (
 	"context"
+	"github.com/shipteam/ship/internal/eventually"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -40,17 +41,6 @@ func newGatedBot(t *testing.T) (*Bot, *gatedEngine) {
 	return b, g
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 var reader = chatUser{id: "U1", name: "reader"}.actor()
 
 func joiners(b *Bot, app, env string) int {
@@ -72,7 +62,7 @@ func TestConcurrentStatusReadsShareOneEngineCall(t *testing.T) {
 	for i := range n {
 		wg.Go(func() { results[i], errs[i] = b.statusOf(ctx, reader, "resizer", "") })
 	}
-	waitFor(t, "49 readers joining the first", func() bool { return joiners(b, "resizer", "") == n-1 })
+	eventually.True(t, 10*time.Second, "49 readers joining the first", func() bool { return joiners(b, "resizer", "") == n-1 })
 	close(g.gate)
 	wg.Wait()
 	if c := g.calls.Load(); c != 1 {
@@ -104,7 +94,7 @@ func TestStatusReaderOutlivesALeaderThatGaveUp(t *testing.T) {
 	lctx, cancelLeader := context.WithCancel(context.Background())
 	leaderErr := make(chan error, 1)
 	go func() { _, err := b.statusOf(lctx, reader, "resizer", ""); leaderErr <- err }()
-	waitFor(t, "the leader's engine call", func() bool { return g.calls.Load() == 1 })
+	eventually.True(t, 10*time.Second, "the leader's engine call", func() bool { return g.calls.Load() == 1 })
 	got := make(chan error, 1)
 	var st engine.AppStatus
 	go func() {
@@ -112,7 +102,7 @@ func TestStatusReaderOutlivesALeaderThatGaveUp(t *testing.T) {
 		st, err = b.statusOf(context.Background(), reader, "resizer", "")
 		got <- err
 	}()
-	waitFor(t, "the follower joining", func() bool { return joiners(b, "resizer", "") == 1 })
+	eventually.True(t, 10*time.Second, "the follower joining", func() bool { return joiners(b, "resizer", "") == 1 })
 	cancelLeader()
 	if err := <-leaderErr; err == nil {
 		t.Fatal("cancelled leader got an answer")
@@ -137,7 +127,7 @@ func TestWriteCommandsWithoutEnvMakeNoStatusRead(t *testing.T) {
 	if c := g.calls.Load(); c != 0 {
 		t.Fatalf("%d engine Status calls for a write command, want 0", c)
 	}
-	waitFor(t, "the scale", func() bool { return len(g.Calls()) == 1 })
+	eventually.True(t, 10*time.Second, "the scale", func() bool { return len(g.Calls()) == 1 })
 	if got := g.Calls()[0]; got != "scale resizer production slack:U1 (reader)" {
 		t.Fatalf("engine call %q", got)
 	}
@@ -151,7 +141,7 @@ func TestStatusReadsOfDifferentUsersAreNotShared(t *testing.T) {
 	done := make(chan error, 2)
 	go func() { _, err := b.statusOf(context.Background(), reader, "resizer", ""); done <- err }()
 	go func() { _, err := b.statusOf(context.Background(), other, "resizer", ""); done <- err }()
-	waitFor(t, "two engine calls", func() bool { return g.calls.Load() == 2 })
+	eventually.True(t, 10*time.Second, "two engine calls", func() bool { return g.calls.Load() == 2 })
 	close(g.gate)
 	for range 2 {
 		if err := <-done; err != nil {
