@@ -488,7 +488,7 @@ func TestReclaimPrintsWhoLostWhichField(t *testing.T) {
 	if code != ExitOK {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
 	}
-	want := "web staging: reclaimed stable v1×2, canary v2×1\n  taken back:\n    \"kubectl\": deployment web-canary .spec.replicas\n"
+	want := "reclaimed web/staging (stable v1×2, canary v2×1): taken back from \"kubectl\": deployment web-canary .spec.replicas\n"
 	if out != want {
 		t.Errorf("stdout %q, want %q", out, want)
 	}

@@ -112,20 +112,7 @@ func (r *runner) reclaim(ctx context.Context, cmd command.Command) error {
 	if r.json {
 		return r.printJSON(res)
 	}
-	var tracks, lost []string
-	for _, t := range res.Tracks {
-		tracks = append(tracks, fmt.Sprintf("%s %s×%d", t.Track, t.Version, t.Replicas))
-		lost = append(lost, t.Lost...)
-	}
-	fmt.Fprintf(r.env.Stdout, "%s %s: reclaimed %s\n", res.App, res.Env, strings.Join(tracks, ", "))
-	if len(lost) == 0 {
-		fmt.Fprintln(r.env.Stdout, "  no field ship manages was held by anyone else")
-		return nil
-	}
-	fmt.Fprintln(r.env.Stdout, "  taken back:")
-	for _, l := range lost {
-		fmt.Fprintf(r.env.Stdout, "    %s\n", l)
-	}
+	fmt.Fprintln(r.env.Stdout, res.Summary())
 	return nil
 }
 
@@ -182,19 +169,8 @@ func (r *runner) afterRelease(ctx context.Context, cmd command.Command, rel rele
 }
 
 func planNote(rel release.Release) string {
-	switch {
-	case rel.Kind == release.KindRollback:
-		return " (no canary steps)"
-	case rel.Strategy == "rolling":
-		return " (rolling)"
-	case rel.HoldAt > 0:
-		return fmt.Sprintf(" (canary held at %s%% until promote)", pct(rel.HoldAt))
-	case len(rel.Steps) > 0:
-		var s []string
-		for _, w := range rel.Steps {
-			s = append(s, pct(w)+"%")
-		}
-		return " (steps " + strings.Join(s, " → ") + ")"
+	if p := rel.Plan(); p != "" {
+		return " (" + p + ")"
 	}
 	return ""
 }

@@ -61,15 +61,13 @@ func (e *Engine) Deploy(ctx context.Context, a Actor, req DeployRequest) (releas
 		App: app.Name, Env: env, Kind: release.KindDeploy, Version: req.Version, FromVersion: st.Stable,
 		State: release.Pending, Actor: a.Name, Source: a.Source, Created: now, Updated: now, StepStarted: now,
 	}
-	var plan string
 	switch {
 	case st.Stable == "":
-		r.Strategy, plan = release.StrategyRolling, "first deploy, rolling (nothing to compare a canary with)"
+		r.Strategy = release.StrategyRolling
 	case req.Rolling || (app.Strategy.Type == spec.StrategyRolling && req.Canary == 0 && len(req.Steps) == 0):
-		r.Strategy, plan = release.StrategyRolling, "rolling from "+st.Stable
+		r.Strategy = release.StrategyRolling
 	case req.Canary != 0:
 		r.Strategy, r.Steps, r.HoldAt = release.StrategyCanary, []release.Weight{req.Canary}, req.Canary
-		plan = fmt.Sprintf("canary held at %s until promoted, from %s", req.Canary, st.Stable)
 	default:
 		r.Strategy, r.Steps = release.StrategyCanary, req.Steps
 		if len(r.Steps) == 0 {
@@ -78,7 +76,10 @@ func (e *Engine) Deploy(ctx context.Context, a Actor, req DeployRequest) (releas
 		if err := checkWeights(r.Steps, "spec steps of "+app.Name); err != nil {
 			return release.Release{}, err
 		}
-		plan = "canary " + release.FormatSteps(r.Steps) + " from " + st.Stable
+	}
+	plan := r.Plan() + " from " + st.Stable
+	if st.Stable == "" {
+		plan = "first deploy, rolling (nothing to compare a canary with)"
 	}
 	r.Reason = plan
 	st.Updated = now

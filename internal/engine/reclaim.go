@@ -3,8 +3,6 @@ package engine
 import (
 	"context"
 	"errors"
-	"fmt"
-	"strings"
 
 	"github.com/shipteam/ship/internal/release"
 	"github.com/shipteam/ship/internal/runtime"
@@ -123,17 +121,8 @@ func reclaimWants(st release.AppState, act release.Release, hasActive bool) []tr
 }
 
 func (e *Engine) recordReclaim(ctx context.Context, a Actor, k appKey, act release.Release, hasActive bool, res Reclaimed) error {
-	var tracks, lost []string
-	for _, t := range res.Tracks {
-		tracks = append(tracks, fmt.Sprintf("%s %s×%d", t.Track, t.Version, t.Replicas))
-		lost = append(lost, t.Lost...)
-	}
-	msg := fmt.Sprintf("%s reclaimed %s (%s): ", actorDesc(a.Name, a.Source), k, strings.Join(tracks, ", "))
-	if len(lost) == 0 {
-		msg += "no field ship manages was held by anyone else"
-	} else {
-		msg += "taken back from " + strings.Join(lost, "; ")
-	}
+	lost := res.Lost()
+	msg := actorDesc(a.Name, a.Source) + " " + res.Summary()
 	d := &release.EventData{Tracks: res.Tracks, Lost: lost, Source: a.Source}
 	ev := release.Event{App: k.app, Env: k.env, Type: release.EvReclaimed, Actor: a.Name, Time: e.now(), Message: msg, Data: d}
 	if hasActive {
@@ -144,6 +133,6 @@ func (e *Engine) recordReclaim(ctx context.Context, a Actor, k appKey, act relea
 		return internal(err, "record reclaim of %s", k)
 	}
 	e.publish(evs)
-	e.log.Info("reclaimed", "app", k.app, "env", k.env, "actor", a.Name, "tracks", tracks, "lost", lost)
+	e.log.Info("reclaimed", "app", k.app, "env", k.env, "actor", a.Name, "lost", lost)
 	return nil
 }

@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/shipteam/ship/internal/release"
 )
@@ -73,6 +74,31 @@ type Reclaimed struct {
 	Env     string           `json:"env"`
 	Release int64            `json:"release,omitempty"` // the active release, if any
 	Tracks  []ReclaimedTrack `json:"tracks"`
+}
+
+// Summary is what Reclaim did in one line, the same in every front end
+// and in the app.reclaimed event: "reclaimed resizer/production (stable
+// v2×3): taken back from "kubectl": deployment resizer-stable
+// .spec.replicas", or "…: no field ship manages was held by anyone else".
+func (r Reclaimed) Summary() string {
+	tracks := make([]string, len(r.Tracks))
+	for i, t := range r.Tracks {
+		tracks[i] = fmt.Sprintf("%s %s×%d", t.Track, t.Version, t.Replicas)
+	}
+	s := fmt.Sprintf("reclaimed %s/%s (%s): ", r.App, r.Env, strings.Join(tracks, ", "))
+	if lost := r.Lost(); len(lost) > 0 {
+		return s + "taken back from " + strings.Join(lost, "; ")
+	}
+	return s + "no field ship manages was held by anyone else"
+}
+
+// Lost lists every field another manager lost, track by track.
+func (r Reclaimed) Lost() []string {
+	var out []string
+	for _, t := range r.Tracks {
+		out = append(out, t.Lost...)
+	}
+	return out
 }
 
 // ReclaimedTrack is one track Reclaim applied with force.

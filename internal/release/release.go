@@ -3,7 +3,10 @@
 // helpers only; the engine drives releases, the store keeps them.
 package release
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // State is where a release is in its life.
 type State string
@@ -97,4 +100,25 @@ type Lock struct {
 	Reason string    `json:"reason"`
 	Actor  string    `json:"actor"`
 	Since  time.Time `json:"since"`
+}
+
+// Plan says in a few words how r moves traffic, the same in every front
+// end: "rolling", "rollback, no canary steps", "canary held at 1% until
+// promoted", "canary 1% → 10% → 50% → 100%".
+func (r Release) Plan() string {
+	switch {
+	case r.Kind == KindRollback:
+		return "rollback, no canary steps"
+	case r.Strategy == StrategyRolling:
+		return "rolling"
+	case r.HoldAt > 0:
+		return "canary held at " + r.HoldAt.String() + " until promoted"
+	case len(r.Steps) > 0:
+		parts := make([]string, len(r.Steps))
+		for i, w := range r.Steps {
+			parts[i] = w.String()
+		}
+		return "canary " + strings.Join(parts, " → ")
+	}
+	return string(r.Strategy)
 }

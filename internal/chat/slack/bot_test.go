@@ -273,7 +273,7 @@ func TestQuickReadsAnswerInline(t *testing.T) {
 	h.waitCalls("paused", func(cs []slackCall) bool { return strings.Contains(lastReleaseMessage(cs, "1").Text(), "paused") })
 	tests := []struct{ text, want string }{
 		{"status resizer", "stable v1: 3/3 ready · canary v2: 1/1 ready · canary weight 1%"},
-		{"status resizer", "release #1 v2 (1% canary, held until promoted) by alice"},
+		{"status resizer", "release #1 v2 (canary held at 1% until promoted) by alice"},
 		{"status", "*resizer* (production): stable v1, canary v2 at 1%"},
 		{"apps", "*thumbs* (production): stable v1"},
 		{"history resizer", "#1 v2 → production (deploy) by alice via slack"},
@@ -668,7 +668,7 @@ func TestReclaimNeedsTheScaleGrantAndSaysWhatWasTakenBack(t *testing.T) {
 		t.Fatalf("operator's reclaim = %+v", reply)
 	}
 	h.waitCalls("reclaim answered and announced", func(cs []slackCall) bool {
-		return hasText(responsesTo(cs, respURL), "", "Reclaimed resizer in production: stable v1×3. Taken back:\n• \"kubectl\": deployment resizer-stable .spec.replicas") &&
+		return hasText(responsesTo(cs, respURL), "", "Reclaimed resizer/production (stable v1×3): taken back from \"kubectl\": deployment resizer-stable .spec.replicas.") &&
 			hasText(cs, "chat.postMessage", "reclaimed, taken back from \"kubectl\"") && hasText(cs, "chat.postMessage", "by olga")
 	})
 	want := []string{"reclaim resizer production slack:UOLGA (olga)"}

@@ -65,19 +65,7 @@ func stepsText(steps []release.Weight) string {
 	return strings.Join(s, " → ")
 }
 
-func strategyText(r release.Release) markup {
-	switch {
-	case r.Kind == release.KindRollback:
-		return "rollback, no canary"
-	case r.Strategy == "rolling":
-		return "rolling"
-	case r.HoldAt > 0:
-		return mrkdwnf("%s%% canary, held until promoted", r.HoldAt.Number())
-	case len(r.Steps) > 0:
-		return mrkdwnf("canary %s", stepsText(r.Steps))
-	}
-	return esc(string(r.Strategy))
-}
+func strategyText(r release.Release) markup { return esc(r.Plan()) }
 
 var stateIcon = map[release.State]string{
 	release.Pending: ":hourglass_flowing_sand:", release.Progressing: ":arrows_counterclockwise:",

@@ -237,16 +237,8 @@ func pastTense(verb string) string {
 
 // reclaimText says what was forced back and who lost which field.
 func reclaimText(r engine.Reclaimed) markup {
-	var tracks, lost []string
-	for _, t := range r.Tracks {
-		tracks = append(tracks, fmt.Sprintf("%s %s×%d", t.Track, t.Version, t.Replicas))
-		lost = append(lost, t.Lost...)
-	}
-	s := mrkdwnf("Reclaimed %s in %s: %s.", r.App, r.Env, strings.Join(tracks, ", "))
-	if len(lost) == 0 {
-		return s + " No field ship manages was held by anyone else."
-	}
-	return s + " Taken back:\n• " + esc(strings.Join(lost, "\n• "))
+	s := r.Summary()
+	return esc(strings.ToUpper(s[:1]) + s[1:] + ".")
 }
 
 // usageReply explains a command that did not parse. The grammar's
