@@ -183,13 +183,10 @@ func TestRequestBodiesAreStrict(t *testing.T) {
 		{"unknown field", "/v1/apps/resizer/deploy", `{"version":"v2","canry":1}`, 400},
 		{"wrong type", "/v1/apps/resizer/deploy", `{"version":2}`, 400},
 		{"two values", "/v1/apps/resizer/deploy", `{"version":"v2"}{"version":"v3"}`, 400},
-		{"no version", "/v1/apps/resizer/deploy", `{}`, 400},
 		{"not json", "/v1/apps/resizer/deploy", `version=v2`, 400},
 		{"too large", "/v1/apps/resizer/deploy", `{"version":"` + strings.Repeat("x", 70<<10) + `"}`, 413},
-		{"scale without replicas", "/v1/apps/resizer/scale", `{}`, 400},
-		{"negative scale", "/v1/apps/resizer/scale", `{"replicas":-1}`, 400},
-		{"lock without reason", "/v1/apps/resizer/lock", `{}`, 400},
 		{"empty promote body is fine but no release", "/v1/apps/resizer/promote", ``, 409},
+		{"another app in the body", "/v1/apps/resizer/deploy", `{"app":"web","version":"v2"}`, 400},
 		{"ok deploy", "/v1/apps/resizer/deploy", `{"version":"v2","canary":1}`, 201},
 	}
 	for _, c := range cases {

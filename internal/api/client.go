@@ -206,7 +206,7 @@ func (c *Client) Deploy(ctx context.Context, app string, req DeployRequest) (rel
 // Promote moves the active release on (past a --canary hold) to 100%.
 func (c *Client) Promote(ctx context.Context, app, env string) (release.Release, error) {
 	var out release.Release
-	err := c.do(ctx, http.MethodPost, appPath(app, "/promote"), nil, EnvRequest{Env: env}, &out)
+	err := c.do(ctx, http.MethodPost, appPath(app, "/promote"), nil, PromoteRequest{Env: env}, &out)
 	return out, err
 }
 

@@ -123,15 +123,18 @@ func (f *fakeEngine) transition(a engine.Actor, call, app string, st release.Sta
 	return release.Release{}, engine.Errorf(engine.CodeConflict, "no active release of %s", app)
 }
 
-func (f *fakeEngine) Promote(_ context.Context, a engine.Actor, app, env string) (release.Release, error) {
+func (f *fakeEngine) Promote(_ context.Context, a engine.Actor, req engine.PromoteRequest) (release.Release, error) {
+	app := req.App
 	return f.transition(a, "promote", app, release.Succeeded)
 }
 
-func (f *fakeEngine) Abort(_ context.Context, a engine.Actor, app, env, reason string) (release.Release, error) {
+func (f *fakeEngine) Abort(_ context.Context, a engine.Actor, req engine.AbortRequest) (release.Release, error) {
+	app, reason := req.App, req.Reason
 	return f.transition(a, "abort:"+reason, app, release.Aborted)
 }
 
-func (f *fakeEngine) Rollback(_ context.Context, a engine.Actor, app, env, to string) (release.Release, error) {
+func (f *fakeEngine) Rollback(_ context.Context, a engine.Actor, req engine.RollbackRequest) (release.Release, error) {
+	app, to := req.App, req.To
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.check(a, "rollback:"+to, app); err != nil {
@@ -143,7 +146,11 @@ func (f *fakeEngine) Rollback(_ context.Context, a engine.Actor, app, env, to st
 	return r, nil
 }
 
-func (f *fakeEngine) Scale(_ context.Context, a engine.Actor, app, env string, n int) error {
+func (f *fakeEngine) Scale(_ context.Context, a engine.Actor, req engine.ScaleRequest) error {
+	app, n := req.App, 0
+	if req.Replicas != nil {
+		n = *req.Replicas
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.check(a, "scale", app); err != nil {
@@ -153,7 +160,8 @@ func (f *fakeEngine) Scale(_ context.Context, a engine.Actor, app, env string, n
 	return nil
 }
 
-func (f *fakeEngine) Reclaim(_ context.Context, a engine.Actor, app, env string) (engine.Reclaimed, error) {
+func (f *fakeEngine) Reclaim(_ context.Context, a engine.Actor, req engine.ReclaimRequest) (engine.Reclaimed, error) {
+	app, env := req.App, req.Env
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.check(a, "reclaim:"+env, app); err != nil {
@@ -167,7 +175,8 @@ func (f *fakeEngine) Reclaim(_ context.Context, a engine.Actor, app, env string)
 	}}, nil
 }
 
-func (f *fakeEngine) Lock(_ context.Context, a engine.Actor, app, env, reason string) error {
+func (f *fakeEngine) Lock(_ context.Context, a engine.Actor, req engine.LockRequest) error {
+	app, reason := req.App, req.Reason
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.check(a, "lock", app); err != nil {
@@ -177,7 +186,8 @@ func (f *fakeEngine) Lock(_ context.Context, a engine.Actor, app, env, reason st
 	return nil
 }
 
-func (f *fakeEngine) Unlock(_ context.Context, a engine.Actor, app, env string) error {
+func (f *fakeEngine) Unlock(_ context.Context, a engine.Actor, req engine.UnlockRequest) error {
+	app := req.App
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.check(a, "unlock", app); err != nil {

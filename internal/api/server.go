@@ -30,13 +30,13 @@ import (
 // Engine is what the API needs from the rollout engine.
 type Engine interface {
 	Deploy(ctx context.Context, a engine.Actor, req engine.DeployRequest) (release.Release, error)
-	Promote(ctx context.Context, a engine.Actor, app, env string) (release.Release, error)
-	Abort(ctx context.Context, a engine.Actor, app, env, reason string) (release.Release, error)
-	Rollback(ctx context.Context, a engine.Actor, app, env, to string) (release.Release, error)
-	Scale(ctx context.Context, a engine.Actor, app, env string, replicas int) error
-	Reclaim(ctx context.Context, a engine.Actor, app, env string) (engine.Reclaimed, error)
-	Lock(ctx context.Context, a engine.Actor, app, env, reason string) error
-	Unlock(ctx context.Context, a engine.Actor, app, env string) error
+	Promote(ctx context.Context, a engine.Actor, req engine.PromoteRequest) (release.Release, error)
+	Abort(ctx context.Context, a engine.Actor, req engine.AbortRequest) (release.Release, error)
+	Rollback(ctx context.Context, a engine.Actor, req engine.RollbackRequest) (release.Release, error)
+	Scale(ctx context.Context, a engine.Actor, req engine.ScaleRequest) error
+	Reclaim(ctx context.Context, a engine.Actor, req engine.ReclaimRequest) (engine.Reclaimed, error)
+	Lock(ctx context.Context, a engine.Actor, req engine.LockRequest) error
+	Unlock(ctx context.Context, a engine.Actor, req engine.UnlockRequest) error
 	Status(ctx context.Context, a engine.Actor, app, env string) (engine.AppStatus, error)
 	List(ctx context.Context, a engine.Actor) ([]engine.AppStatus, error)
 	History(ctx context.Context, a engine.Actor, app, env string, limit int) ([]release.Release, error)
@@ -194,46 +194,19 @@ func (s *Server) build() http.Handler {
 	)
 }
 
-// Request bodies. Unknown fields are refused so a typo ("replica") is an
-// error, not a silently ignored option.
-
-// DeployRequest is the body of POST /v1/apps/{app}/deploy.
-type DeployRequest struct {
-	Env     string           `json:"env,omitempty"`
-	Version string           `json:"version"`
-	Canary  release.Weight   `json:"canary,omitempty"`
-	Steps   []release.Weight `json:"steps,omitempty"`
-	Rolling bool             `json:"rolling,omitempty"`
-}
-
-// EnvRequest is the body of POST /v1/apps/{app}/promote.
-type EnvRequest struct {
-	Env string `json:"env,omitempty"`
-}
-
-// AbortRequest is the body of POST /v1/apps/{app}/abort.
-type AbortRequest struct {
-	Env    string `json:"env,omitempty"`
-	Reason string `json:"reason,omitempty"`
-}
-
-// RollbackRequest is the body of POST /v1/apps/{app}/rollback.
-type RollbackRequest struct {
-	Env string `json:"env,omitempty"`
-	To  string `json:"to,omitempty"`
-}
-
-// ScaleRequest is the body of POST /v1/apps/{app}/scale.
-type ScaleRequest struct {
-	Env      string `json:"env,omitempty"`
-	Replicas *int   `json:"replicas"`
-}
-
-// LockRequest is the body of POST /v1/apps/{app}/lock.
-type LockRequest struct {
-	Env    string `json:"env,omitempty"`
-	Reason string `json:"reason"`
-}
+// Request bodies are the engine's request types, one per command: the
+// engine validates them, the API only decodes (unknown fields are refused,
+// so a typo such as "replica" is an error, not an ignored option) and puts
+// the app from the path in.
+type (
+	DeployRequest   = engine.DeployRequest   // POST /v1/apps/{app}/deploy
+	PromoteRequest  = engine.PromoteRequest  // POST /v1/apps/{app}/promote
+	AbortRequest    = engine.AbortRequest    // POST /v1/apps/{app}/abort
+	RollbackRequest = engine.RollbackRequest // POST /v1/apps/{app}/rollback
+	ScaleRequest    = engine.ScaleRequest    // POST /v1/apps/{app}/scale
+	LockRequest     = engine.LockRequest     // POST /v1/apps/{app}/lock
+	ReclaimRequest  = engine.ReclaimRequest  // POST /v1/apps/{app}/reclaim
+)
 
 // Identity is the answer of GET /v1/whoami.
 type Identity struct {
@@ -302,50 +275,55 @@ func (s *Server) appStatus(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, st)
 }
 
-func (s *Server) deploy(w http.ResponseWriter, r *http.Request) {
-	var body DeployRequest
-	if err := s.decode(w, r, &body); err != nil {
+// command decodes a command's body into req and sets its app from the
+// path; a body naming another app is refused.
+func (s *Server) command(w http.ResponseWriter, r *http.Request, req any, app *string) bool {
+	if err := s.decode(w, r, req); err != nil {
 		writeError(w, r, s.log, err)
+		return false
+	}
+	path := r.PathValue("app")
+	if *app != "" && *app != path {
+		writeError(w, r, s.log, invalid("app %q in the body and %q in the path differ", *app, path))
+		return false
+	}
+	*app = path
+	return true
+}
+
+func (s *Server) deploy(w http.ResponseWriter, r *http.Request) {
+	var req DeployRequest
+	if !s.command(w, r, &req, &req.App) {
 		return
 	}
-	if body.Version == "" {
-		writeError(w, r, s.log, invalid("version is required"))
-		return
-	}
-	rel, err := s.cfg.Engine.Deploy(r.Context(), s.actor(r), engine.DeployRequest{
-		App: r.PathValue("app"), Env: body.Env, Version: body.Version,
-		Canary: body.Canary, Steps: body.Steps, Rolling: body.Rolling,
-	})
+	rel, err := s.cfg.Engine.Deploy(r.Context(), s.actor(r), req)
 	s.answerRelease(w, r, rel, err, http.StatusCreated)
 }
 
 func (s *Server) promote(w http.ResponseWriter, r *http.Request) {
-	var body EnvRequest
-	if err := s.decode(w, r, &body); err != nil {
-		writeError(w, r, s.log, err)
+	var req PromoteRequest
+	if !s.command(w, r, &req, &req.App) {
 		return
 	}
-	rel, err := s.cfg.Engine.Promote(r.Context(), s.actor(r), r.PathValue("app"), body.Env)
+	rel, err := s.cfg.Engine.Promote(r.Context(), s.actor(r), req)
 	s.answerRelease(w, r, rel, err, http.StatusOK)
 }
 
 func (s *Server) abort(w http.ResponseWriter, r *http.Request) {
-	var body AbortRequest
-	if err := s.decode(w, r, &body); err != nil {
-		writeError(w, r, s.log, err)
+	var req AbortRequest
+	if !s.command(w, r, &req, &req.App) {
 		return
 	}
-	rel, err := s.cfg.Engine.Abort(r.Context(), s.actor(r), r.PathValue("app"), body.Env, body.Reason)
+	rel, err := s.cfg.Engine.Abort(r.Context(), s.actor(r), req)
 	s.answerRelease(w, r, rel, err, http.StatusOK)
 }
 
 func (s *Server) rollback(w http.ResponseWriter, r *http.Request) {
-	var body RollbackRequest
-	if err := s.decode(w, r, &body); err != nil {
-		writeError(w, r, s.log, err)
+	var req RollbackRequest
+	if !s.command(w, r, &req, &req.App) {
 		return
 	}
-	rel, err := s.cfg.Engine.Rollback(r.Context(), s.actor(r), r.PathValue("app"), body.Env, body.To)
+	rel, err := s.cfg.Engine.Rollback(r.Context(), s.actor(r), req)
 	s.answerRelease(w, r, rel, err, http.StatusCreated)
 }
 
@@ -358,45 +336,34 @@ func (s *Server) answerRelease(w http.ResponseWriter, r *http.Request, rel relea
 }
 
 func (s *Server) scale(w http.ResponseWriter, r *http.Request) {
-	var body ScaleRequest
-	if err := s.decode(w, r, &body); err != nil {
+	var req ScaleRequest
+	if !s.command(w, r, &req, &req.App) {
+		return
+	}
+	if err := s.cfg.Engine.Scale(r.Context(), s.actor(r), req); err != nil {
 		writeError(w, r, s.log, err)
 		return
 	}
-	if body.Replicas == nil {
-		writeError(w, r, s.log, invalid("replicas is required"))
-		return
-	}
-	if *body.Replicas < 0 {
-		writeError(w, r, s.log, invalid("replicas must be 0 or more, not %d", *body.Replicas))
-		return
-	}
-	app := r.PathValue("app")
-	if err := s.cfg.Engine.Scale(r.Context(), s.actor(r), app, body.Env, *body.Replicas); err != nil {
-		writeError(w, r, s.log, err)
-		return
-	}
-	s.answerStatus(w, r, app, body.Env)
+	s.answerStatus(w, r, req.App, req.Env)
 }
 
 // reclaim takes env from the query (?env=) like DELETE .../lock; a JSON
 // body {"env": ...} as the other commands take is accepted too, and must
 // not name another environment.
 func (s *Server) reclaim(w http.ResponseWriter, r *http.Request) {
-	var body EnvRequest
-	if err := s.decode(w, r, &body); err != nil {
-		writeError(w, r, s.log, err)
+	var req ReclaimRequest
+	if !s.command(w, r, &req, &req.App) {
 		return
 	}
-	env := r.URL.Query().Get("env")
-	switch {
+	switch env := r.URL.Query().Get("env"); {
 	case env == "":
-		env = body.Env
-	case body.Env != "" && body.Env != env:
-		writeError(w, r, s.log, invalid("env %q in the query and %q in the body differ", env, body.Env))
+	case req.Env != "" && req.Env != env:
+		writeError(w, r, s.log, invalid("env %q in the query and %q in the body differ", env, req.Env))
 		return
+	default:
+		req.Env = env
 	}
-	res, err := s.cfg.Engine.Reclaim(r.Context(), s.actor(r), r.PathValue("app"), env)
+	res, err := s.cfg.Engine.Reclaim(r.Context(), s.actor(r), req)
 	if err != nil {
 		writeError(w, r, s.log, err)
 		return
@@ -405,30 +372,24 @@ func (s *Server) reclaim(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) lock(w http.ResponseWriter, r *http.Request) {
-	var body LockRequest
-	if err := s.decode(w, r, &body); err != nil {
+	var req LockRequest
+	if !s.command(w, r, &req, &req.App) {
+		return
+	}
+	if err := s.cfg.Engine.Lock(r.Context(), s.actor(r), req); err != nil {
 		writeError(w, r, s.log, err)
 		return
 	}
-	if body.Reason == "" {
-		writeError(w, r, s.log, invalid("a lock needs a reason"))
-		return
-	}
-	app := r.PathValue("app")
-	if err := s.cfg.Engine.Lock(r.Context(), s.actor(r), app, body.Env, body.Reason); err != nil {
-		writeError(w, r, s.log, err)
-		return
-	}
-	s.answerStatus(w, r, app, body.Env)
+	s.answerStatus(w, r, req.App, req.Env)
 }
 
 func (s *Server) unlock(w http.ResponseWriter, r *http.Request) {
-	app, env := r.PathValue("app"), r.URL.Query().Get("env")
-	if err := s.cfg.Engine.Unlock(r.Context(), s.actor(r), app, env); err != nil {
+	req := engine.UnlockRequest{App: r.PathValue("app"), Env: r.URL.Query().Get("env")}
+	if err := s.cfg.Engine.Unlock(r.Context(), s.actor(r), req); err != nil {
 		writeError(w, r, s.log, err)
 		return
 	}
-	s.answerStatus(w, r, app, env)
+	s.answerStatus(w, r, req.App, req.Env)
 }
 
 // answerStatus answers a command that changes an app (scale, lock) with the

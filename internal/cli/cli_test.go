@@ -463,7 +463,8 @@ type reclaimEngine struct {
 	got []string // app/env of each call
 }
 
-func (f *reclaimEngine) Reclaim(_ context.Context, a engine.Actor, app, env string) (engine.Reclaimed, error) {
+func (f *reclaimEngine) Reclaim(_ context.Context, a engine.Actor, req engine.ReclaimRequest) (engine.Reclaimed, error) {
+	app, env := req.App, req.Env
 	f.got = append(f.got, app+"/"+env+" by "+a.Name)
 	if app == "local" {
 		return engine.Reclaimed{}, engine.Errorf(engine.CodeInvalid, "reclaim is for runtimes with server-side apply; the local runtime has no hand edits")

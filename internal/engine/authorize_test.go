@@ -137,7 +137,7 @@ func TestSystemMayReadButNotChange(t *testing.T) {
 	if _, err := e.Status(ctx, System, "resizer", "staging"); err != nil {
 		t.Fatalf("System status: %v", err)
 	}
-	if err := e.Scale(ctx, System, "resizer", "staging", 3); CodeOf(err) != CodeDenied {
+	if err := e.Scale(ctx, System, ScaleRequest{App: "resizer", Env: "staging", Replicas: Replicas(3)}); CodeOf(err) != CodeDenied {
 		t.Fatalf("System scale: %v", err)
 	}
 	if len(pol.calls) != 0 {

@@ -54,7 +54,7 @@ func TestCanaryWalksOneTenFiftyHundredAndSucceeds(t *testing.T) {
 
 func TestCanaryReplicasFollowTheStepsShare(t *testing.T) {
 	h := newHarness(t)
-	if err := h.e.Scale(context.Background(), alice, "resizer", "", 10); err != nil {
+	if err := h.e.Scale(context.Background(), alice, ScaleRequest{App: "resizer", Env: "", Replicas: Replicas(10)}); err != nil {
 		t.Fatal(err)
 	}
 	h.stableAt("v1")
@@ -101,7 +101,7 @@ func TestCanaryHoldPausesUntilPromote(t *testing.T) {
 		t.Fatalf("status analysis after restart %+v %v", st.Analysis, err)
 	}
 	bob := Actor{Name: "bob", Source: release.SourceCLI}
-	p, err := h.e.Promote(context.Background(), bob, "resizer", "production")
+	p, err := h.e.Promote(context.Background(), bob, PromoteRequest{App: "resizer", Env: "production"})
 	if err != nil || p.State != release.Promoting {
 		t.Fatalf("promote: %+v %v", p, err)
 	}
@@ -158,7 +158,7 @@ func TestAbortPutsWeightToZeroAtOnce(t *testing.T) {
 	if h.router.Current("resizer", "production") != 1000 {
 		t.Fatal("canary not at 10%")
 	}
-	a, err := h.e.Abort(context.Background(), Actor{Name: "carol", Source: release.SourceWeb}, "resizer", "", "looks slow")
+	a, err := h.e.Abort(context.Background(), Actor{Name: "carol", Source: release.SourceWeb}, AbortRequest{App: "resizer", Env: "", Reason: "looks slow"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +173,7 @@ func TestAbortPutsWeightToZeroAtOnce(t *testing.T) {
 	if c := h.rt.Get("resizer", "production", runtime.Canary); c.Version != "" {
 		t.Fatalf("canary still runs after a step: %+v", c)
 	}
-	if _, err := h.e.Abort(context.Background(), alice, "resizer", "", ""); CodeOf(err) != CodeNotFound {
+	if _, err := h.e.Abort(context.Background(), alice, AbortRequest{App: "resizer", Env: "", Reason: ""}); CodeOf(err) != CodeNotFound {
 		t.Fatalf("second abort: %v, want not_found", err)
 	}
 }
@@ -189,7 +189,7 @@ func TestCanaryRemovalOutlivesTheStepThatStartedIt(t *testing.T) {
 	h.rt.Mu.Lock()
 	h.rt.RemoveGate = gate
 	h.rt.Mu.Unlock()
-	if _, err := h.e.Abort(context.Background(), alice, "resizer", "", "test"); err != nil {
+	if _, err := h.e.Abort(context.Background(), alice, AbortRequest{App: "resizer", Env: "", Reason: "test"}); err != nil {
 		t.Fatal(err)
 	}
 	// One step starts the removal and returns (h.step would wait for it).
@@ -312,7 +312,7 @@ func TestEveryStateHasADeadline(t *testing.T) {
 			r := h.deploy(DeployRequest{Version: "v2", Canary: 500})
 			h.until(r.ID, release.Paused, time.Second, 0, 0, 5)
 			h.rt.NeverReady["v2"] = true
-			if _, err := h.e.Promote(context.Background(), alice, "resizer", ""); err != nil {
+			if _, err := h.e.Promote(context.Background(), alice, PromoteRequest{App: "resizer", Env: ""}); err != nil {
 				h.t.Fatal(err)
 			}
 			return r
@@ -465,7 +465,7 @@ func TestWeightInForceIsRecordedOnceTheRouterHasIt(t *testing.T) {
 	if len(ws) != 1 || ws[0].Data == nil || ws[0].Data.InForce == nil || *ws[0].Data.InForce != 200 || ws[0].Data.Asked != 100 || ws[0].State != release.Paused {
 		t.Fatalf("weight events while held: %+v", ws)
 	}
-	if _, err := h.e.Abort(context.Background(), alice, "resizer", "", ""); err != nil {
+	if _, err := h.e.Abort(context.Background(), alice, AbortRequest{App: "resizer", Env: "", Reason: ""}); err != nil {
 		t.Fatal(err)
 	}
 	ws = weights()

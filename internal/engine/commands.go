@@ -104,8 +104,8 @@ func (e *Engine) Deploy(ctx context.Context, a Actor, req DeployRequest) (releas
 }
 
 // Promote moves a progressing or paused release to promoting at once.
-func (e *Engine) Promote(ctx context.Context, a Actor, appName, env string) (release.Release, error) {
-	app, env, err := e.resolve(appName, env)
+func (e *Engine) Promote(ctx context.Context, a Actor, req PromoteRequest) (release.Release, error) {
+	app, env, err := e.resolve(req.App, req.Env)
 	if err != nil {
 		return release.Release{}, err
 	}
@@ -141,8 +141,9 @@ func (e *Engine) Promote(ctx context.Context, a Actor, appName, env string) (rel
 // is in progress (a runtime call may hang up to stepCallTimeout): finish
 // needs only recordLock, and the stuck step cannot undo the abort (see
 // setWeight).
-func (e *Engine) Abort(ctx context.Context, a Actor, appName, env, reason string) (release.Release, error) {
-	app, env, err := e.resolve(appName, env)
+func (e *Engine) Abort(ctx context.Context, a Actor, req AbortRequest) (release.Release, error) {
+	reason := req.Reason
+	app, env, err := e.resolve(req.App, req.Env)
 	if err != nil {
 		return release.Release{}, err
 	}
@@ -172,8 +173,9 @@ func (e *Engine) Abort(ctx context.Context, a Actor, appName, env, reason string
 // given (it must have succeeded before), else the stable version when a
 // release is active (that release is recorded as rolled back), else the
 // newest succeeded version before the stable one.
-func (e *Engine) Rollback(ctx context.Context, a Actor, appName, env, to string) (release.Release, error) {
-	app, env, err := e.resolve(appName, env)
+func (e *Engine) Rollback(ctx context.Context, a Actor, req RollbackRequest) (release.Release, error) {
+	to := req.To
+	app, env, err := e.resolve(req.App, req.Env)
 	if err != nil {
 		return release.Release{}, err
 	}
@@ -255,14 +257,18 @@ func (e *Engine) Rollback(ctx context.Context, a Actor, appName, env, to string)
 // running canary keeps its share: its instances follow at the next tick. 0
 // stops the app and is refused while a release is active, because abort
 // relies on stable taking all traffic back at once.
-func (e *Engine) Scale(ctx context.Context, a Actor, appName, env string, replicas int) error {
-	app, env, err := e.resolve(appName, env)
+func (e *Engine) Scale(ctx context.Context, a Actor, req ScaleRequest) error {
+	app, env, err := e.resolve(req.App, req.Env)
 	if err != nil {
 		return err
 	}
 	if err := e.authorize(ctx, a, ActScale, app.Name, env); err != nil {
 		return err
 	}
+	if req.Replicas == nil {
+		return Errorf(CodeInvalid, "replicas is required (0 stops the app)")
+	}
+	replicas := *req.Replicas
 	if replicas < 0 || replicas > maxReplicas {
 		return Errorf(CodeInvalid, "replicas must be between 0 and %d, not %d", maxReplicas, replicas)
 	}
@@ -311,8 +317,9 @@ func (e *Engine) Scale(ctx context.Context, a Actor, appName, env string, replic
 }
 
 // Lock blocks deploys and rollbacks of app in env until Unlock.
-func (e *Engine) Lock(ctx context.Context, a Actor, appName, env, reason string) error {
-	app, env, err := e.resolve(appName, env)
+func (e *Engine) Lock(ctx context.Context, a Actor, req LockRequest) error {
+	reason := req.Reason
+	app, env, err := e.resolve(req.App, req.Env)
 	if err != nil {
 		return err
 	}
@@ -339,8 +346,8 @@ func (e *Engine) Lock(ctx context.Context, a Actor, appName, env, reason string)
 }
 
 // Unlock removes the lock of app in env; not_found when it is not locked.
-func (e *Engine) Unlock(ctx context.Context, a Actor, appName, env string) error {
-	app, env, err := e.resolve(appName, env)
+func (e *Engine) Unlock(ctx context.Context, a Actor, req UnlockRequest) error {
+	app, env, err := e.resolve(req.App, req.Env)
 	if err != nil {
 		return err
 	}

@@ -83,30 +83,30 @@ func TestLockBlocksDeployAndRollbackButNotAbortOrScale(t *testing.T) {
 	r := h.deploy(DeployRequest{Version: "v2", Canary: 100})
 	h.until(r.ID, release.Paused, time.Second, 0, 0, 5)
 	bob := Actor{Name: "bob", Source: release.SourceCLI}
-	if err := h.e.Lock(ctx, bob, "resizer", "", "db migration"); err != nil {
+	if err := h.e.Lock(ctx, bob, LockRequest{App: "resizer", Env: "", Reason: "db migration"}); err != nil {
 		t.Fatal(err)
 	}
 	_, err := h.e.Deploy(ctx, alice, DeployRequest{App: "resizer", Version: "v3"})
 	if CodeOf(err) != CodeLocked || !strings.Contains(err.Error(), `locked by bob: "db migration"`) {
 		t.Fatalf("deploy while locked: %v", err)
 	}
-	if _, err := h.e.Rollback(ctx, alice, "resizer", "", ""); CodeOf(err) != CodeLocked {
+	if _, err := h.e.Rollback(ctx, alice, RollbackRequest{App: "resizer", Env: "", To: ""}); CodeOf(err) != CodeLocked {
 		t.Fatalf("rollback while locked: %v", err)
 	}
-	if err := h.e.Scale(ctx, alice, "resizer", "", 3); err != nil {
+	if err := h.e.Scale(ctx, alice, ScaleRequest{App: "resizer", Env: "", Replicas: Replicas(3)}); err != nil {
 		t.Fatalf("scale while locked: %v", err)
 	}
-	if _, err := h.e.Abort(ctx, alice, "resizer", "", ""); err != nil {
+	if _, err := h.e.Abort(ctx, alice, AbortRequest{App: "resizer", Env: "", Reason: ""}); err != nil {
 		t.Fatalf("abort while locked: %v", err)
 	}
 	st, _ := h.e.Status(ctx, System, "resizer", "")
 	if st.Lock == nil || st.Lock.Actor != "bob" || st.Lock.Reason != "db migration" {
 		t.Fatalf("status lock %+v", st.Lock)
 	}
-	if err := h.e.Unlock(ctx, bob, "resizer", ""); err != nil {
+	if err := h.e.Unlock(ctx, bob, UnlockRequest{App: "resizer", Env: ""}); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.e.Unlock(ctx, bob, "resizer", ""); CodeOf(err) != CodeNotFound {
+	if err := h.e.Unlock(ctx, bob, UnlockRequest{App: "resizer", Env: ""}); CodeOf(err) != CodeNotFound {
 		t.Fatalf("second unlock: %v", err)
 	}
 	h.deploy(DeployRequest{Version: "v3"})
@@ -125,11 +125,11 @@ func TestLockBlocksDeployAndRollbackButNotAbortOrScale(t *testing.T) {
 func TestRollbackReturnsToThePreviousSucceededVersion(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
-	if _, err := h.e.Rollback(ctx, alice, "resizer", "", ""); CodeOf(err) != CodeNotFound {
+	if _, err := h.e.Rollback(ctx, alice, RollbackRequest{App: "resizer", Env: "", To: ""}); CodeOf(err) != CodeNotFound {
 		t.Fatalf("rollback with no history: %v", err)
 	}
 	h.stableAt("v1")
-	if _, err := h.e.Rollback(ctx, alice, "resizer", "", ""); CodeOf(err) != CodeNotFound {
+	if _, err := h.e.Rollback(ctx, alice, RollbackRequest{App: "resizer", Env: "", To: ""}); CodeOf(err) != CodeNotFound {
 		t.Fatalf("rollback with one release: %v", err)
 	}
 	r := h.deploy(DeployRequest{Version: "v2", Rolling: true})
@@ -137,7 +137,7 @@ func TestRollbackReturnsToThePreviousSucceededVersion(t *testing.T) {
 	r = h.deploy(DeployRequest{Version: "v3", Rolling: true})
 	h.until(r.ID, release.Succeeded, time.Second, 0, 0, 10)
 
-	rb, err := h.e.Rollback(ctx, alice, "resizer", "", "")
+	rb, err := h.e.Rollback(ctx, alice, RollbackRequest{App: "resizer", Env: "", To: ""})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,10 +149,10 @@ func TestRollbackReturnsToThePreviousSucceededVersion(t *testing.T) {
 		t.Fatalf("stable %+v", s)
 	}
 	// --to an older known-good version; an unknown one is refused.
-	if _, err := h.e.Rollback(ctx, alice, "resizer", "", "v9"); CodeOf(err) != CodeNotFound {
+	if _, err := h.e.Rollback(ctx, alice, RollbackRequest{App: "resizer", Env: "", To: "v9"}); CodeOf(err) != CodeNotFound {
 		t.Fatalf("rollback to unknown: %v", err)
 	}
-	rb, err = h.e.Rollback(ctx, alice, "resizer", "", "v1")
+	rb, err = h.e.Rollback(ctx, alice, RollbackRequest{App: "resizer", Env: "", To: "v1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +177,7 @@ func TestRollbackDuringACanaryRecordsItRolledBackAndKeepsStable(t *testing.T) {
 	h.stableAt("v1")
 	r := h.deploy(DeployRequest{Version: "v2", Canary: 2000})
 	h.until(r.ID, release.Paused, time.Second, 0, 0, 5)
-	rb, err := h.e.Rollback(ctx, alice, "resizer", "", "")
+	rb, err := h.e.Rollback(ctx, alice, RollbackRequest{App: "resizer", Env: "", To: ""})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +205,7 @@ func TestScaleChangesStableAndCanaryKeepsItsShare(t *testing.T) {
 	if c := h.rt.Get("resizer", "production", runtime.Canary); c.Desired != 1 {
 		t.Fatalf("canary %+v, want 1 (50%% of 2)", c)
 	}
-	if err := h.e.Scale(ctx, alice, "resizer", "", 6); err != nil {
+	if err := h.e.Scale(ctx, alice, ScaleRequest{App: "resizer", Env: "", Replicas: Replicas(6)}); err != nil {
 		t.Fatal(err)
 	}
 	if s := h.rt.Get("resizer", "production", runtime.Stable); s.Version != "v1" || s.Desired != 6 {
@@ -215,20 +215,20 @@ func TestScaleChangesStableAndCanaryKeepsItsShare(t *testing.T) {
 	if c := h.rt.Get("resizer", "production", runtime.Canary); c.Desired != 3 {
 		t.Fatalf("canary %+v, want 3 (50%% of 6)", c)
 	}
-	if err := h.e.Scale(ctx, alice, "resizer", "", 0); CodeOf(err) != CodeConflict {
+	if err := h.e.Scale(ctx, alice, ScaleRequest{App: "resizer", Env: "", Replicas: Replicas(0)}); CodeOf(err) != CodeConflict {
 		t.Fatalf("scale 0 during a canary: %v", err)
 	}
-	if err := h.e.Scale(ctx, alice, "resizer", "", -1); CodeOf(err) != CodeInvalid {
+	if err := h.e.Scale(ctx, alice, ScaleRequest{App: "resizer", Env: "", Replicas: Replicas(-1)}); CodeOf(err) != CodeInvalid {
 		t.Fatalf("scale -1: %v", err)
 	}
-	if _, err := h.e.Promote(ctx, alice, "resizer", ""); err != nil {
+	if _, err := h.e.Promote(ctx, alice, PromoteRequest{App: "resizer", Env: ""}); err != nil {
 		t.Fatal(err)
 	}
 	h.until(r.ID, release.Succeeded, time.Second, 0, 0, 10)
 	if s := h.rt.Get("resizer", "production", runtime.Stable); s.Version != "v2" || s.Desired != 6 {
 		t.Fatalf("stable after promote %+v, want v2×6", s)
 	}
-	if err := h.e.Scale(ctx, alice, "resizer", "", 0); err != nil {
+	if err := h.e.Scale(ctx, alice, ScaleRequest{App: "resizer", Env: "", Replicas: Replicas(0)}); err != nil {
 		t.Fatalf("scale 0 when idle: %v", err)
 	}
 	if s := h.rt.Get("resizer", "production", runtime.Stable); s.Desired != 0 {
@@ -280,7 +280,7 @@ func TestSubscribersGetEventsAndASlowOneNeverBlocks(t *testing.T) {
 	_ = slow
 	h.stableAt("v1")
 	for i := 0; i < 400; i++ { // more events than a subscriber's buffer
-		if err := h.e.Lock(context.Background(), alice, "resizer", "", "x"); err != nil {
+		if err := h.e.Lock(context.Background(), alice, LockRequest{App: "resizer", Env: "", Reason: "x"}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -352,11 +352,11 @@ func TestAuthorizeRefusesWithForbiddenAndChangesNothing(t *testing.T) {
 	if CodeOf(err) != CodeDenied || err.Error() != "not in the deployers group" {
 		t.Fatalf("deploy by mallory: %v", err)
 	}
-	if err := h.e.Scale(ctx, mallory, "resizer", "", 5); CodeOf(err) != CodeDenied {
+	if err := h.e.Scale(ctx, mallory, ScaleRequest{App: "resizer", Env: "", Replicas: Replicas(5)}); CodeOf(err) != CodeDenied {
 		t.Fatalf("scale by mallory: %v", err)
 	}
 	r := h.deploy(DeployRequest{Version: "v2", Canary: 100})
-	if _, err := h.e.Abort(ctx, mallory, "resizer", "", ""); CodeOf(err) != CodeDenied {
+	if _, err := h.e.Abort(ctx, mallory, AbortRequest{App: "resizer", Env: "", Reason: ""}); CodeOf(err) != CodeDenied {
 		t.Fatalf("abort by mallory: %v", err)
 	}
 	if got := h.release(r.ID); got.State != release.Pending {

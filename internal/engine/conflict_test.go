@@ -71,7 +71,7 @@ func TestPromotionBlockedByAHandEditFailsWithTheConflict(t *testing.T) {
 	r := h.deploy(DeployRequest{Version: "v2", Canary: 100})
 	h.until(r.ID, release.Paused, time.Second, 0, 0, 10)
 	h.rt.HandScale("resizer", "production", runtime.Stable, 2, "kubectl-edit")
-	if _, err := h.e.Promote(context.Background(), alice, "resizer", ""); err != nil {
+	if _, err := h.e.Promote(context.Background(), alice, PromoteRequest{App: "resizer", Env: ""}); err != nil {
 		t.Fatal(err)
 	}
 	got := h.until(r.ID, release.Failed, 5*time.Second, 0, 0, 100)

@@ -74,7 +74,7 @@ func TestIdleHandEditIsReportedOncePerDistinctDrift(t *testing.T) {
 
 	// Reclaim puts it back; the same change made again at once (before
 	// any look saw the track clean) is reported again.
-	if _, err := h.e.Reclaim(ctx, alice, "resizer", ""); err != nil {
+	if _, err := h.e.Reclaim(ctx, alice, ReclaimRequest{App: "resizer", Env: ""}); err != nil {
 		t.Fatal(err)
 	}
 	h.rt.HandEdit("resizer", "production", runtime.Stable, hotfix2)
@@ -83,7 +83,7 @@ func TestIdleHandEditIsReportedOncePerDistinctDrift(t *testing.T) {
 		t.Fatalf("third app.conflict %+v, want %q", ev, hotfix2)
 	}
 	// Reclaimed for good: the note goes, nothing new is reported.
-	if _, err := h.e.Reclaim(ctx, alice, "resizer", ""); err != nil {
+	if _, err := h.e.Reclaim(ctx, alice, ReclaimRequest{App: "resizer", Env: ""}); err != nil {
 		t.Fatal(err)
 	}
 	steps(12)

@@ -55,7 +55,7 @@ func TestAbortIsInstantWhileAnApplyOfTheAppHangs(t *testing.T) {
 	h, e, r, unblock := runWithHungApply(t)
 	defer unblock()
 	start := time.Now()
-	a, err := e.Abort(context.Background(), alice, "resizer", "", "hung cluster")
+	a, err := e.Abort(context.Background(), alice, AbortRequest{App: "resizer", Env: "", Reason: "hung cluster"})
 	took := time.Since(start)
 	if err != nil {
 		t.Fatal(err)
@@ -131,7 +131,7 @@ func TestAbortReturnsWhenTheRouterHangs(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		a, err := h.e.Abort(context.Background(), alice, "resizer", "", "router hung")
+		a, err := h.e.Abort(context.Background(), alice, AbortRequest{App: "resizer", Env: "", Reason: "router hung"})
 		done <- result{a, err}
 	}()
 	select {

@@ -28,8 +28,8 @@ type Reclaimer interface {
 // conflicts are cleared so a new hand edit is reported again. Like Scale,
 // it is allowed while the app is locked: it changes no version, it puts
 // back what ship already records.
-func (e *Engine) Reclaim(ctx context.Context, a Actor, appName, env string) (Reclaimed, error) {
-	app, env, err := e.resolve(appName, env)
+func (e *Engine) Reclaim(ctx context.Context, a Actor, req ReclaimRequest) (Reclaimed, error) {
+	app, env, err := e.resolve(req.App, req.Env)
 	if err != nil {
 		return Reclaimed{}, err
 	}

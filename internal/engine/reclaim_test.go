@@ -45,7 +45,7 @@ func TestReclaimTakesBackAHandEditedCanaryAndReportsTheNextOne(t *testing.T) {
 	}
 
 	bob := Actor{Name: "bob", Source: release.SourceCLI}
-	res, err := h.e.Reclaim(ctx, bob, "resizer", "")
+	res, err := h.e.Reclaim(ctx, bob, ReclaimRequest{App: "resizer", Env: ""})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,10 +79,10 @@ func TestReclaimTakesBackAHandEditedCanaryAndReportsTheNextOne(t *testing.T) {
 	if n := len(eventsOfType(t, h, EventQuery{ReleaseID: r.ID}, "release.conflict")); n != 2 {
 		t.Fatalf("%d release.conflict events after a second hand edit, want 2", n)
 	}
-	if _, err := h.e.Reclaim(ctx, bob, "resizer", ""); err != nil {
+	if _, err := h.e.Reclaim(ctx, bob, ReclaimRequest{App: "resizer", Env: ""}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.e.Promote(ctx, alice, "resizer", ""); err != nil {
+	if _, err := h.e.Promote(ctx, alice, PromoteRequest{App: "resizer", Env: ""}); err != nil {
 		t.Fatal(err)
 	}
 	h.until(r.ID, release.Succeeded, time.Second, 0, 0, 20)
@@ -101,7 +101,7 @@ func TestReclaimOfAnIdleAppLetsTheNextReleaseThrough(t *testing.T) {
 	if got := h.rt.Get("resizer", "production", runtime.Stable); got.Desired != 5 {
 		t.Fatalf("stable %+v, want the hand edit ×5 left as is", got)
 	}
-	res, err := h.e.Reclaim(ctx, alice, "resizer", "production")
+	res, err := h.e.Reclaim(ctx, alice, ReclaimRequest{App: "resizer", Env: "production"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,21 +125,21 @@ func TestReclaimOfAnIdleAppLetsTheNextReleaseThrough(t *testing.T) {
 func TestReclaimRefusals(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
-	if _, err := h.e.Reclaim(ctx, alice, "nope", ""); CodeOf(err) != CodeNotFound {
+	if _, err := h.e.Reclaim(ctx, alice, ReclaimRequest{App: "nope", Env: ""}); CodeOf(err) != CodeNotFound {
 		t.Errorf("unknown app: %v", err)
 	}
-	if _, err := h.e.Reclaim(ctx, alice, "resizer", "moon"); CodeOf(err) != CodeNotFound {
+	if _, err := h.e.Reclaim(ctx, alice, ReclaimRequest{App: "resizer", Env: "moon"}); CodeOf(err) != CodeNotFound {
 		t.Errorf("unknown env: %v", err)
 	}
-	if _, err := h.e.Reclaim(ctx, alice, "resizer", ""); CodeOf(err) != CodeNotFound || !strings.Contains(err.Error(), "runs nothing yet") {
+	if _, err := h.e.Reclaim(ctx, alice, ReclaimRequest{App: "resizer", Env: ""}); CodeOf(err) != CodeNotFound || !strings.Contains(err.Error(), "runs nothing yet") {
 		t.Errorf("nothing deployed: %v", err)
 	}
 	h.stableAt("v1")
 	// Like scale, a lock does not block it: no version changes.
-	if err := h.e.Lock(ctx, alice, "resizer", "", "freeze"); err != nil {
+	if err := h.e.Lock(ctx, alice, LockRequest{App: "resizer", Env: "", Reason: "freeze"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.e.Reclaim(ctx, alice, "resizer", ""); err != nil {
+	if _, err := h.e.Reclaim(ctx, alice, ReclaimRequest{App: "resizer", Env: ""}); err != nil {
 		t.Errorf("reclaim while locked: %v", err)
 	}
 
@@ -149,7 +149,7 @@ func TestReclaimRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = e.Reclaim(ctx, alice, "resizer", "")
+	_, err = e.Reclaim(ctx, alice, ReclaimRequest{App: "resizer", Env: ""})
 	if CodeOf(err) != CodeInvalid || err.Error() != "reclaim is for runtimes with server-side apply; the local runtime has no hand edits" {
 		t.Errorf("local runtime: %v (%s)", err, CodeOf(err))
 	}
@@ -165,7 +165,7 @@ func TestReclaimRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.Reclaim(ctx, alice, "resizer", ""); CodeOf(err) != CodeDenied {
+	if _, err := e.Reclaim(ctx, alice, ReclaimRequest{App: "resizer", Env: ""}); CodeOf(err) != CodeDenied {
 		t.Errorf("not authorized: %v", err)
 	}
 }

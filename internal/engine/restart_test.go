@@ -84,7 +84,7 @@ func TestRestartAfterAbortRemovesTheLeftoverCanary(t *testing.T) {
 	h.stableAt("v1")
 	r := h.deploy(DeployRequest{Version: "v2", Canary: 1000})
 	h.until(r.ID, release.Paused, time.Second, 0, 0, 5)
-	if _, err := h.e.Abort(context.Background(), alice, "resizer", "", "stop"); err != nil {
+	if _, err := h.e.Abort(context.Background(), alice, AbortRequest{App: "resizer", Env: "", Reason: "stop"}); err != nil {
 		t.Fatal(err)
 	}
 	// Killed before any step removed the canary.
@@ -232,7 +232,7 @@ func TestADeployRightAfterAFailedPromotionRestoresStable(t *testing.T) {
 	delete(h.rt.Failing, "v2") // the canary runs; only the full stable set will fail
 	h.rt.Mu.Unlock()
 	h.until(r.ID, release.Paused, time.Second, 0, 0, 5)
-	if _, err := h.e.Promote(context.Background(), alice, "resizer", ""); err != nil {
+	if _, err := h.e.Promote(context.Background(), alice, PromoteRequest{App: "resizer", Env: ""}); err != nil {
 		t.Fatal(err)
 	}
 	h.rt.Mu.Lock()

@@ -27,15 +27,69 @@ type Actor struct {
 // channel). It may read; it may not change anything.
 var System = Actor{ID: "ship:system", Name: "ship"}
 
+// The request types below are what every door (API, CLI, chat) hands the
+// engine, one per command; the API decodes its bodies into them. Env ""
+// is the app's first environment. The engine validates them, once.
+
 // DeployRequest asks for a new release of App in Env at Version.
 type DeployRequest struct {
-	App     string           `json:"app"`
+	App     string           `json:"app,omitempty"`
 	Env     string           `json:"env"` // "" = the app's first environment
 	Version string           `json:"version"`
 	Canary  release.Weight   `json:"canary"`  // >0: go to this weight and hold until promoted or aborted
 	Steps   []release.Weight `json:"steps"`   // nil = the spec's steps
 	Rolling bool             `json:"rolling"` // skip the canary: replace stable directly
 }
+
+// PromoteRequest asks to promote App's active release in Env now.
+type PromoteRequest struct {
+	App string `json:"app,omitempty"`
+	Env string `json:"env,omitempty"`
+}
+
+// AbortRequest asks to end App's active release in Env, canary off now.
+type AbortRequest struct {
+	App    string `json:"app,omitempty"`
+	Env    string `json:"env,omitempty"`
+	Reason string `json:"reason,omitempty"` // one line of plain text
+}
+
+// RollbackRequest asks to go back to To (a version that succeeded
+// before), or to the last good version when To is "".
+type RollbackRequest struct {
+	App string `json:"app,omitempty"`
+	Env string `json:"env,omitempty"`
+	To  string `json:"to,omitempty"`
+}
+
+// ScaleRequest asks for Replicas stable instances of App in Env.
+type ScaleRequest struct {
+	App      string `json:"app,omitempty"`
+	Env      string `json:"env,omitempty"`
+	Replicas *int   `json:"replicas"` // required: 0 stops the app
+}
+
+// LockRequest asks to block deploys and rollbacks of App in Env.
+type LockRequest struct {
+	App    string `json:"app,omitempty"`
+	Env    string `json:"env,omitempty"`
+	Reason string `json:"reason"` // required, one line of plain text
+}
+
+// UnlockRequest lifts the lock of App in Env.
+type UnlockRequest struct {
+	App string `json:"app,omitempty"`
+	Env string `json:"env,omitempty"`
+}
+
+// ReclaimRequest asks to force what ship records back onto App in Env.
+type ReclaimRequest struct {
+	App string `json:"app,omitempty"`
+	Env string `json:"env,omitempty"`
+}
+
+// Replicas is a ScaleRequest's count, for building one in Go.
+func Replicas(n int) *int { return &n }
 
 // TrackView is one track as status shows it.
 type TrackView struct {

@@ -366,7 +366,7 @@ func TestSlackDownNeverBlocksTheEngine(t *testing.T) {
 		if _, err := h.fake.Deploy(ctx, a, deployReq("resizer", "v2")); err != nil {
 			t.Fatalf("deploy %d: %v", i, err)
 		}
-		if _, err := h.fake.Abort(ctx, a, "resizer", "", "test"); err != nil {
+		if _, err := h.fake.Abort(ctx, a, engine.AbortRequest{App: "resizer", Env: "", Reason: "test"}); err != nil {
 			t.Fatalf("abort %d: %v", i, err)
 		}
 		// The notifier takes every event off the subscription at once,
@@ -599,7 +599,7 @@ func TestAppWithoutChannelPostsWhereTheCommandCameFrom(t *testing.T) {
 		t.Fatalf("message to %q: %s", m.Form.Get("channel"), m.Blocks())
 	}
 	// Actions from the CLI show in the message's timeline too.
-	if _, err := h2.fake.Promote(context.Background(), engineActor("carol", "cli"), "thumbs", ""); err != nil {
+	if _, err := h2.fake.Promote(context.Background(), engineActor("carol", "cli"), engine.PromoteRequest{App: "thumbs", Env: ""}); err != nil {
 		t.Fatal(err)
 	}
 	h2.waitCalls("cli promote in timeline", func(cs []slackCall) bool {

@@ -11,13 +11,13 @@ import (
 // *engine.Engine satisfies it; tests use an in-memory one.
 type Engine interface {
 	Deploy(ctx context.Context, a engine.Actor, req engine.DeployRequest) (release.Release, error)
-	Promote(ctx context.Context, a engine.Actor, app, env string) (release.Release, error)
-	Abort(ctx context.Context, a engine.Actor, app, env, reason string) (release.Release, error)
-	Rollback(ctx context.Context, a engine.Actor, app, env, to string) (release.Release, error)
-	Scale(ctx context.Context, a engine.Actor, app, env string, n int) error
-	Reclaim(ctx context.Context, a engine.Actor, app, env string) (engine.Reclaimed, error)
-	Lock(ctx context.Context, a engine.Actor, app, env, reason string) error
-	Unlock(ctx context.Context, a engine.Actor, app, env string) error
+	Promote(ctx context.Context, a engine.Actor, req engine.PromoteRequest) (release.Release, error)
+	Abort(ctx context.Context, a engine.Actor, req engine.AbortRequest) (release.Release, error)
+	Rollback(ctx context.Context, a engine.Actor, req engine.RollbackRequest) (release.Release, error)
+	Scale(ctx context.Context, a engine.Actor, req engine.ScaleRequest) error
+	Reclaim(ctx context.Context, a engine.Actor, req engine.ReclaimRequest) (engine.Reclaimed, error)
+	Lock(ctx context.Context, a engine.Actor, req engine.LockRequest) error
+	Unlock(ctx context.Context, a engine.Actor, req engine.UnlockRequest) error
 	Status(ctx context.Context, a engine.Actor, app, env string) (engine.AppStatus, error)
 	List(ctx context.Context, a engine.Actor) ([]engine.AppStatus, error)
 	History(ctx context.Context, a engine.Actor, app, env string, limit int) ([]release.Release, error)

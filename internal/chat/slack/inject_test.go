@@ -97,7 +97,7 @@ func TestUserTextReachesTheDeployChannelEscaped(t *testing.T) {
 	}
 
 	// The release ends with a reason carrying a link, from the API.
-	if _, err := h.fake.Abort(ctx, api, "resizer", "production", "see "+link); err != nil {
+	if _, err := h.fake.Abort(ctx, api, engine.AbortRequest{App: "resizer", Env: "production", Reason: "see " + link}); err != nil {
 		t.Fatal(err)
 	}
 	calls = h.waitCalls("the aborted message", func(cs []slackCall) bool {
@@ -106,7 +106,7 @@ func TestUserTextReachesTheDeployChannelEscaped(t *testing.T) {
 	assertEscaped(t, "aborted release message", messagesIn(calls, testChannel), link, "see "+linkShown)
 
 	// A lock from the API: its announcement in the channel.
-	if err := h.fake.Lock(ctx, api, "resizer", "production", link); err != nil {
+	if err := h.fake.Lock(ctx, api, engine.LockRequest{App: "resizer", Env: "production", Reason: link}); err != nil {
 		t.Fatal(err)
 	}
 	calls = h.waitCalls("the lock announced", func(cs []slackCall) bool {

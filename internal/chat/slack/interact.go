@@ -152,12 +152,12 @@ func (b *Bot) doPress(ctx context.Context, p press) (message, bool) {
 	}
 	switch verb {
 	case VerbPromote:
-		_, err = b.eng.Promote(ctx, a, v.App, v.Env)
+		_, err = b.eng.Promote(ctx, a, engine.PromoteRequest{App: v.App, Env: v.Env})
 	case VerbAbort:
-		_, err = b.eng.Abort(ctx, a, v.App, v.Env, "aborted from Slack by "+u.label())
+		_, err = b.eng.Abort(ctx, a, engine.AbortRequest{App: v.App, Env: v.Env, Reason: "aborted from Slack by " + u.label()})
 	case VerbRollback:
 		var rb release.Release
-		rb, err = b.eng.Rollback(ctx, a, v.App, v.Env, "")
+		rb, err = b.eng.Rollback(ctx, a, engine.RollbackRequest{App: v.App, Env: v.Env, To: ""})
 		if err == nil && rb.ID != 0 && rb.ID != rel.ID {
 			b.notifier.follow(rb.ID, p.ChannelID, nil, fmt.Sprintf("Rollback pressed by %s on release #%d", u.label(), rel.ID))
 		}

@@ -132,23 +132,23 @@ func (b *Bot) execute(ctx context.Context, u chatUser, sr slashRequest, c comman
 			App: c.App, Env: env, Version: c.Version, Canary: c.Canary, Steps: c.Steps, Rolling: c.Rolling,
 		})
 	case command.VerbPromote:
-		rel, err = b.eng.Promote(ctx, a, c.App, env)
+		rel, err = b.eng.Promote(ctx, a, engine.PromoteRequest{App: c.App, Env: env})
 	case command.VerbAbort:
 		reason := c.Reason
 		if reason == "" {
 			reason = "aborted from chat by " + u.label()
 		}
-		rel, err = b.eng.Abort(ctx, a, c.App, env, reason)
+		rel, err = b.eng.Abort(ctx, a, engine.AbortRequest{App: c.App, Env: env, Reason: reason})
 	case command.VerbRollback:
-		rel, err = b.eng.Rollback(ctx, a, c.App, env, c.To)
+		rel, err = b.eng.Rollback(ctx, a, engine.RollbackRequest{App: c.App, Env: env, To: c.To})
 	case command.VerbScale:
-		err = b.eng.Scale(ctx, a, c.App, env, c.Replicas)
+		err = b.eng.Scale(ctx, a, engine.ScaleRequest{App: c.App, Env: env, Replicas: engine.Replicas(c.Replicas)})
 	case command.VerbReclaim:
-		rec, err = b.eng.Reclaim(ctx, a, c.App, env)
+		rec, err = b.eng.Reclaim(ctx, a, engine.ReclaimRequest{App: c.App, Env: env})
 	case command.VerbLock:
-		err = b.eng.Lock(ctx, a, c.App, env, c.Reason)
+		err = b.eng.Lock(ctx, a, engine.LockRequest{App: c.App, Env: env, Reason: c.Reason})
 	case command.VerbUnlock:
-		err = b.eng.Unlock(ctx, a, c.App, env)
+		err = b.eng.Unlock(ctx, a, engine.UnlockRequest{App: c.App, Env: env})
 	}
 	if err != nil {
 		log.Info("command failed", "err", err)

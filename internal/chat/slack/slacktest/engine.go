@@ -218,7 +218,8 @@ func (e *Engine) Advance(id int64) {
 }
 
 // Promote finishes the active release.
-func (e *Engine) Promote(ctx context.Context, a engine.Actor, app, env string) (release.Release, error) {
+func (e *Engine) Promote(ctx context.Context, a engine.Actor, req engine.PromoteRequest) (release.Release, error) {
+	app, env := req.App, req.Env
 	if err := e.wait(ctx); err != nil {
 		return release.Release{}, err
 	}
@@ -243,7 +244,8 @@ func (e *Engine) Promote(ctx context.Context, a engine.Actor, app, env string) (
 }
 
 // Abort puts the active release's canary weight to 0.
-func (e *Engine) Abort(ctx context.Context, a engine.Actor, app, env, reason string) (release.Release, error) {
+func (e *Engine) Abort(ctx context.Context, a engine.Actor, req engine.AbortRequest) (release.Release, error) {
+	app, env, reason := req.App, req.Env, req.Reason
 	if err := e.wait(ctx); err != nil {
 		return release.Release{}, err
 	}
@@ -266,7 +268,8 @@ func (e *Engine) Abort(ctx context.Context, a engine.Actor, app, env, reason str
 }
 
 // Rollback returns to the previous successful version (or to).
-func (e *Engine) Rollback(ctx context.Context, a engine.Actor, app, env, to string) (release.Release, error) {
+func (e *Engine) Rollback(ctx context.Context, a engine.Actor, req engine.RollbackRequest) (release.Release, error) {
+	app, env, to := req.App, req.Env, req.To
 	if err := e.wait(ctx); err != nil {
 		return release.Release{}, err
 	}
@@ -312,7 +315,11 @@ func (e *Engine) Rollback(ctx context.Context, a engine.Actor, app, env, to stri
 }
 
 // Scale sets the stable replica count.
-func (e *Engine) Scale(ctx context.Context, a engine.Actor, app, env string, n int) error {
+func (e *Engine) Scale(ctx context.Context, a engine.Actor, req engine.ScaleRequest) error {
+	app, env, n := req.App, req.Env, 0
+	if req.Replicas != nil {
+		n = *req.Replicas
+	}
 	if err := e.wait(ctx); err != nil {
 		return err
 	}
@@ -333,7 +340,8 @@ func (e *Engine) Scale(ctx context.Context, a engine.Actor, app, env string, n i
 
 // Reclaim pretends a hand edit held the stable count ("kubectl") and takes
 // it back.
-func (e *Engine) Reclaim(ctx context.Context, a engine.Actor, app, env string) (engine.Reclaimed, error) {
+func (e *Engine) Reclaim(ctx context.Context, a engine.Actor, req engine.ReclaimRequest) (engine.Reclaimed, error) {
+	app, env := req.App, req.Env
 	if err := e.wait(ctx); err != nil {
 		return engine.Reclaimed{}, err
 	}
@@ -355,7 +363,8 @@ func (e *Engine) Reclaim(ctx context.Context, a engine.Actor, app, env string) (
 }
 
 // Lock blocks deploys.
-func (e *Engine) Lock(ctx context.Context, a engine.Actor, app, env, reason string) error {
+func (e *Engine) Lock(ctx context.Context, a engine.Actor, req engine.LockRequest) error {
+	app, env, reason := req.App, req.Env, req.Reason
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	fa, env, err := e.appLocked(app, env)
@@ -372,7 +381,8 @@ func (e *Engine) Lock(ctx context.Context, a engine.Actor, app, env, reason stri
 }
 
 // Unlock lifts a lock.
-func (e *Engine) Unlock(ctx context.Context, a engine.Actor, app, env string) error {
+func (e *Engine) Unlock(ctx context.Context, a engine.Actor, req engine.UnlockRequest) error {
+	app, env := req.App, req.Env
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	fa, env, err := e.appLocked(app, env)
