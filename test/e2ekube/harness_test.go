@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/shipteam/ship/internal/eventually"
 	"os"
 	"path/filepath"
 	"slices"
@@ -144,31 +145,6 @@ func (s *shipServe) cliJSON(v any, args ...string) {
 	}
 }
 
-// eventually polls f until it returns "" or waitFor passes, then fails
-// with f's last complaint.
-func eventually(t *testing.T, what string, f func() string) {
-	t.Helper()
-	deadline := time.Now().Add(waitFor)
-	start := time.Now()
-	first := ""
-	for {
-		last := f()
-		if last == "" {
-			if first != "" {
-				t.Logf("%s: after %s (at first: %s)", what, time.Since(start).Round(time.Millisecond), first)
-			}
-			return
-		}
-		if first == "" {
-			first = last
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not reached within %s: %s", what, waitFor, last)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
 // kubeClient reads what ship made in the cluster, as an operator would
 // with kubectl.
 type kubeClient struct {
@@ -226,7 +202,7 @@ func (k *kubeClient) deployments(ns, app string) (string, error) {
 
 func (k *kubeClient) waitDeployments(ns, app, want string) {
 	k.t.Helper()
-	eventually(k.t, fmt.Sprintf("deployments of %s are %q", app, want), func() string {
+	eventually.Reason(k.t, waitFor, fmt.Sprintf("deployments of %s are %q", app, want), func() string {
 		got, err := k.deployments(ns, app)
 		if err != nil {
 			return err.Error()
@@ -263,7 +239,7 @@ func available(d *appsv1.Deployment, version string, n int32) string {
 // and says Available, as `kubectl rollout status` would.
 func (k *kubeClient) waitAvailable(ns, name, version string, n int32) {
 	k.t.Helper()
-	eventually(k.t, fmt.Sprintf("deployment %s available at %s x%d", name, version, n), func() string {
+	eventually.Reason(k.t, waitFor, fmt.Sprintf("deployment %s available at %s x%d", name, version, n), func() string {
 		d, err := k.cs.AppsV1().Deployments(ns).Get(k.ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return err.Error()
@@ -293,7 +269,7 @@ func (k *kubeClient) routeWeights(ns, app string) (string, error) {
 
 func (k *kubeClient) waitRoute(ns, app, want string) {
 	k.t.Helper()
-	eventually(k.t, fmt.Sprintf("route %s is %q", app, want), func() string {
+	eventually.Reason(k.t, waitFor, fmt.Sprintf("route %s is %q", app, want), func() string {
 		got, err := k.routeWeights(ns, app)
 		if err != nil {
 			return err.Error()

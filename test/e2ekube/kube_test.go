@@ -2,6 +2,7 @@ package e2ekube
 
 import (
 	"fmt"
+	"github.com/shipteam/ship/internal/eventually"
 	"strings"
 	"testing"
 	"time"
@@ -130,7 +131,7 @@ func TestShipServeKubeCanaryPromoteAbortRollbackScale(t *testing.T) {
 		t.Errorf("HPA after scale 10: %s", got)
 	}
 	k.waitAvailable(ns, "web-stable", "v1", 10)
-	eventually(t, "ship status shows stable 10/10", func() string {
+	eventually.Reason(t, waitFor, "ship status shows stable 10/10", func() string {
 		var st engine.AppStatus
 		s.cliJSON(&st, "status", "web")
 		if st.Stable.Version != "v1" || st.Stable.Ready != 10 || st.Stable.Desired != 10 {
@@ -192,7 +193,7 @@ func TestShipServeKubeKilledMidRolloutResumes(t *testing.T) {
 
 	// Killed right after the deploy is recorded.
 	cli := s.startCLI("deploy", "webkill", "v2", "--canary", "5", "--wait")
-	eventually(t, "deploy v2 accepted", func() string {
+	eventually.Reason(t, waitFor, "deploy v2 accepted", func() string {
 		if out := cli.Result(); !strings.Contains(out.Stdout, "release ") {
 			if cli.Exited() {
 				t.Fatalf("CLI ended before the release was accepted:\n%s", out)
@@ -218,7 +219,7 @@ func TestShipServeKubeKilledMidRolloutResumes(t *testing.T) {
 
 	// Killed while stable rolls to v2: the rollout is verifiably mid-way.
 	cli = s.startCLI("promote", "webkill", "--wait")
-	eventually(t, "stable rolling to v2", func() string {
+	eventually.Reason(t, waitFor, "stable rolling to v2", func() string {
 		d, err := k.cs.AppsV1().Deployments(ns).Get(k.ctx, "webkill-stable", metav1.GetOptions{})
 		if err != nil {
 			return err.Error()
