@@ -19,7 +19,7 @@ func (s *Store) ChatMessage(ctx context.Context, releaseID int64) (ChatMessage, 
 	m := ChatMessage{ReleaseID: releaseID}
 	var lines string
 	var updated int64
-	err := s.r.QueryRowContext(ctx, `SELECT channel, ts, origin, follower_channel, follower_user, lines, updated FROM chat_messages WHERE release_id = ?`, releaseID).
+	err := s.queryRow(ctx, `SELECT channel, ts, origin, follower_channel, follower_user, lines, updated FROM chat_messages WHERE release_id = ?`, releaseID).
 		Scan(&m.Channel, &m.TS, &m.Origin, &m.FollowerChannel, &m.FollowerUser, &lines, &updated)
 	if errors.Is(err, sql.ErrNoRows) {
 		return m, ErrNotFound

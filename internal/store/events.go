@@ -91,7 +91,7 @@ func (s *Store) Events(ctx context.Context, q EventQuery) ([]release.Event, erro
 }
 
 func (s *Store) queryEvents(ctx context.Context, query string, args ...any) ([]release.Event, error) {
-	rows, err := s.r.QueryContext(ctx, query, args...)
+	rows, err := s.query(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("query events: %w", err)
 	}

@@ -101,7 +101,7 @@ func (s *Store) UpdateRelease(ctx context.Context, r release.Release, st *AppSta
 
 // GetRelease returns the release with id.
 func (s *Store) GetRelease(ctx context.Context, id int64) (release.Release, error) {
-	row := s.r.QueryRowContext(ctx, `SELECT `+releaseCols+` FROM releases WHERE id=?`, id)
+	row := s.queryRow(ctx, `SELECT `+releaseCols+` FROM releases WHERE id=?`, id)
 	r, err := scanRelease(row)
 	if err != nil {
 		return r, fmt.Errorf("release #%d: %w", id, err)
@@ -111,7 +111,7 @@ func (s *Store) GetRelease(ctx context.Context, id int64) (release.Release, erro
 
 // ActiveRelease returns the active release of app in env, or ErrNotFound.
 func (s *Store) ActiveRelease(ctx context.Context, app, env string) (release.Release, error) {
-	row := s.r.QueryRowContext(ctx, `SELECT `+releaseCols+` FROM releases WHERE app=? AND env=? AND active=1`, app, env)
+	row := s.queryRow(ctx, `SELECT `+releaseCols+` FROM releases WHERE app=? AND env=? AND active=1`, app, env)
 	r, err := scanRelease(row)
 	if err != nil {
 		return r, fmt.Errorf("active release of %s/%s: %w", app, env, err)
@@ -135,7 +135,7 @@ func (s *Store) Releases(ctx context.Context, app, env string, limit int) ([]rel
 
 // LatestRelease returns the newest release of app in env, or ErrNotFound.
 func (s *Store) LatestRelease(ctx context.Context, app, env string) (release.Release, error) {
-	row := s.r.QueryRowContext(ctx, `SELECT `+releaseCols+` FROM releases WHERE app=? AND env=? ORDER BY id DESC LIMIT 1`, app, env)
+	row := s.queryRow(ctx, `SELECT `+releaseCols+` FROM releases WHERE app=? AND env=? ORDER BY id DESC LIMIT 1`, app, env)
 	r, err := scanRelease(row)
 	if err != nil {
 		return r, fmt.Errorf("latest release of %s/%s: %w", app, env, err)
@@ -157,7 +157,7 @@ func (s *Store) LastSucceeded(ctx context.Context, app, env, version, exceptVers
 		args = append(args, exceptVersion)
 	}
 	q += ` ORDER BY id DESC LIMIT 1`
-	r, err := scanRelease(s.r.QueryRowContext(ctx, q, args...))
+	r, err := scanRelease(s.queryRow(ctx, q, args...))
 	if err != nil {
 		return r, fmt.Errorf("last succeeded release of %s/%s: %w", app, env, err)
 	}
@@ -165,7 +165,7 @@ func (s *Store) LastSucceeded(ctx context.Context, app, env, version, exceptVers
 }
 
 func (s *Store) queryReleases(ctx context.Context, q string, args ...any) ([]release.Release, error) {
-	rows, err := s.r.QueryContext(ctx, q, args...)
+	rows, err := s.query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("query releases: %w", err)
 	}

@@ -56,7 +56,7 @@ func TestSeenSignaturePrunesExpiredEntries(t *testing.T) {
 	rows := func() int {
 		t.Helper()
 		var n int
-		if err := s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM chat_signatures`).Scan(&n); err != nil {
+		if err := s.queryRow(ctx, `SELECT COUNT(*) FROM chat_signatures`).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
 		return n

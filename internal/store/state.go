@@ -23,7 +23,7 @@ func putAppState(ctx context.Context, tx *sql.Tx, st AppState) error {
 func (s *Store) AppState(ctx context.Context, app, env string) (AppState, error) {
 	st := AppState{App: app, Env: env}
 	var updated int64
-	err := s.r.QueryRowContext(ctx, `SELECT stable, replicas, canary, weight, updated FROM app_state WHERE app=? AND env=?`, app, env).
+	err := s.queryRow(ctx, `SELECT stable, replicas, canary, weight, updated FROM app_state WHERE app=? AND env=?`, app, env).
 		Scan(&st.Stable, &st.Replicas, &st.Canary, &st.Weight, &updated)
 	if errors.Is(err, sql.ErrNoRows) {
 		return st, ErrNotFound
@@ -37,7 +37,7 @@ func (s *Store) AppState(ctx context.Context, app, env string) (AppState, error)
 
 // AppStates returns every stored app state.
 func (s *Store) AppStates(ctx context.Context) ([]AppState, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT app, env, stable, replicas, canary, weight, updated FROM app_state ORDER BY app, env`)
+	rows, err := s.query(ctx, `SELECT app, env, stable, replicas, canary, weight, updated FROM app_state ORDER BY app, env`)
 	if err != nil {
 		return nil, fmt.Errorf("app states: %w", err)
 	}
@@ -99,7 +99,7 @@ func (s *Store) DeleteLock(ctx context.Context, app, env string, ev release.Even
 func (s *Store) GetLock(ctx context.Context, app, env string) (release.Lock, error) {
 	l := release.Lock{App: app, Env: env}
 	var since int64
-	err := s.r.QueryRowContext(ctx, `SELECT reason, actor, since FROM locks WHERE app=? AND env=?`, app, env).Scan(&l.Reason, &l.Actor, &since)
+	err := s.queryRow(ctx, `SELECT reason, actor, since FROM locks WHERE app=? AND env=?`, app, env).Scan(&l.Reason, &l.Actor, &since)
 	if errors.Is(err, sql.ErrNoRows) {
 		return l, ErrNotFound
 	}
@@ -113,7 +113,7 @@ func (s *Store) GetLock(ctx context.Context, app, env string) (release.Lock, err
 // CountTokens returns how many tokens are stored.
 func (s *Store) CountTokens(ctx context.Context) (int, error) {
 	var n int
-	if err := s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM tokens`).Scan(&n); err != nil {
+	if err := s.queryRow(ctx, `SELECT COUNT(*) FROM tokens`).Scan(&n); err != nil {
 		return 0, fmt.Errorf("count tokens: %w", err)
 	}
 	return n, nil

@@ -45,6 +45,11 @@ type Store struct {
 
 	sigMu     sync.Mutex
 	sigPruned time.Time // last deletion of expired chat signatures
+
+	// stmts holds the read queries prepared on r, by text: the engine reads
+	// a release and an app's state at every step, and parsing the SQL
+	// again each time was most of what a step cost.
+	stmts sync.Map // string -> *sql.Stmt
 }
 
 // Open opens (creating if needed) the database at path and migrates it.
@@ -81,7 +86,53 @@ func Open(ctx context.Context, path string) (*Store, error) {
 
 // Close closes the database.
 func (s *Store) Close() error {
-	return errors.Join(s.r.Close(), s.w.Close())
+	var errs []error
+	s.stmts.Range(func(_, v any) bool {
+		errs = append(errs, v.(*sql.Stmt).Close())
+		return true
+	})
+	return errors.Join(append(errs, s.r.Close(), s.w.Close())...)
+}
+
+// prepared returns the read statement for query, preparing it once.
+func (s *Store) prepared(ctx context.Context, query string) (*sql.Stmt, error) {
+	if st, ok := s.stmts.Load(query); ok {
+		return st.(*sql.Stmt), nil
+	}
+	st, err := s.r.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if prev, loaded := s.stmts.LoadOrStore(query, st); loaded {
+		st.Close()
+		return prev.(*sql.Stmt), nil
+	}
+	return st, nil
+}
+
+// query runs a read query through its prepared statement.
+func (s *Store) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	st, err := s.prepared(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryContext(ctx, args...)
+}
+
+// row is one row of a read query, or the error preparing it.
+type row interface{ Scan(dest ...any) error }
+
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }
+
+// queryRow runs a one-row read query through its prepared statement.
+func (s *Store) queryRow(ctx context.Context, query string, args ...any) row {
+	st, err := s.prepared(ctx, query)
+	if err != nil {
+		return errRow{err}
+	}
+	return st.QueryRowContext(ctx, args...)
 }
 
 // migrations are applied in order; each runs once, recorded in
@@ -219,7 +270,7 @@ func (s *Store) migrate(ctx context.Context) error {
 // SchemaVersion reports the migration level of the file.
 func (s *Store) SchemaVersion(ctx context.Context) (int, error) {
 	var v int
-	err := s.r.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_version`).Scan(&v)
+	err := s.queryRow(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_version`).Scan(&v)
 	return v, err
 }
 

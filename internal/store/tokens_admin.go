@@ -43,7 +43,7 @@ func (s *Store) PutToken(ctx context.Context, name, role string, hash []byte) er
 func (s *Store) TokenOwner(ctx context.Context, hash []byte) (TokenInfo, error) {
 	var t TokenInfo
 	var created int64
-	err := s.r.QueryRowContext(ctx, `SELECT name, role, created FROM tokens WHERE hash=?`, hash).Scan(&t.Name, &t.Role, &created)
+	err := s.queryRow(ctx, `SELECT name, role, created FROM tokens WHERE hash=?`, hash).Scan(&t.Name, &t.Role, &created)
 	if errors.Is(err, sql.ErrNoRows) {
 		return t, ErrNotFound
 	}
@@ -57,7 +57,7 @@ func (s *Store) TokenOwner(ctx context.Context, hash []byte) (TokenInfo, error) 
 // Tokens lists every stored token's user name, role and creation time,
 // oldest first (one user may hold several tokens).
 func (s *Store) Tokens(ctx context.Context) ([]TokenInfo, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT name, role, created FROM tokens ORDER BY created, name`)
+	rows, err := s.query(ctx, `SELECT name, role, created FROM tokens ORDER BY created, name`)
 	if err != nil {
 		return nil, fmt.Errorf("list tokens: %w", err)
 	}
