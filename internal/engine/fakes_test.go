@@ -1,8 +1,11 @@
 package engine
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -48,6 +51,8 @@ func testApp() spec.App {
 
 type harness struct {
 	t       testing.TB
+	logs    lockedBuffer  // the engine's log, debug level
+	mutate  func(*Config) // changes the engine's config at open
 	path    string
 	store   *store.Store
 	clock   *memory.Clock
@@ -56,6 +61,24 @@ type harness struct {
 	metrics *memory.Metrics
 	apps    catalog
 	e       *Engine
+}
+
+// lockedBuffer is a bytes.Buffer safe for the engine's goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 var alice = Actor{Name: "alice", Source: release.SourceSlack}
@@ -85,7 +108,12 @@ func (h *harness) open() {
 	}
 	h.t.Cleanup(func() { st.Close() })
 	h.store = st
-	e, err := New(Config{Store: st, Apps: h.apps, Runtime: h.rt, Router: h.router, Metrics: h.metrics, Clock: h.clock})
+	cfg := Config{Store: st, Apps: h.apps, Runtime: h.rt, Router: h.router, Metrics: h.metrics, Clock: h.clock,
+		Logger: slog.New(slog.NewTextHandler(&h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
+	if h.mutate != nil {
+		h.mutate(&cfg)
+	}
+	e, err := New(cfg)
 	if err != nil {
 		h.t.Fatal(err)
 	}

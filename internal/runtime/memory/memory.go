@@ -29,10 +29,11 @@ type Runtime struct {
 	Mu         sync.Mutex
 	tracks     map[string]map[runtime.Track]*runtime.TrackStatus // key app/env
 	Failing    map[string]string                                 // version -> reason it fails with
-	NeverReady map[string]bool                                   // versions that never Get ready
+	NeverReady map[string]bool                                   // versions that never get ready
 	Applies    []string
 	Removes    []string
 	StatusErr  error
+	statuses   int // Status calls
 	Hang       map[string]bool          // apps whose Status never returns
 	HangApply  map[string]chan struct{} // apps whose Apply blocks until the channel closes
 	hung       int                      // Apply calls blocked right now
@@ -108,6 +109,7 @@ func (f *Runtime) Status(ctx context.Context, app spec.App, env string) (map[run
 		return nil, ctx.Err()
 	}
 	defer f.Mu.Unlock()
+	f.statuses++
 	if f.StatusErr != nil {
 		return nil, f.StatusErr
 	}
@@ -196,6 +198,13 @@ func (f *Runtime) Reclaim(ctx context.Context, app spec.App, env string, t runti
 		return nil, err
 	}
 	return lost, nil
+}
+
+// StatusCount is how many Status calls were made.
+func (f *Runtime) StatusCount() int {
+	f.Mu.Lock()
+	defer f.Mu.Unlock()
+	return f.statuses
 }
 
 // ApplyCount is how many Apply calls went through.
