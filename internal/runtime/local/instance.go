@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/shipteam/ship/internal/spec"
@@ -28,6 +29,10 @@ type instance struct {
 	stopCh   chan struct{}
 	stopOnce sync.Once
 
+	// Passive health from the router (Runtime.Answered, Unreachable).
+	answeredAt atomic.Int64  // unix nanoseconds of the last reported answer
+	kick       chan struct{} // a proxied connection failed: probe now
+
 	// Guarded by t.mu.
 	ready      bool
 	stopping   bool
@@ -38,7 +43,7 @@ type instance struct {
 
 func newInstance(t *track, idx int, version string, app spec.App, adopted *instState) *instance {
 	in := &instance{t: t, idx: idx, version: version, app: app, adopted: adopted, stopCh: make(chan struct{}),
-		name: fmt.Sprintf("%s-%d", t.key.track, idx)}
+		kick: make(chan struct{}, 1), name: fmt.Sprintf("%s-%d", t.key.track, idx)}
 	if adopted != nil {
 		in.stem = adopted.Stem
 		in.port, in.pid = adopted.Port, adopted.PID
@@ -108,17 +113,7 @@ func (in *instance) supervise() {
 	tailExit := make(chan struct{})
 	go func() { // owned here: ended below on every path out
 		defer close(tailExit)
-		tick := time.NewTicker(200 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-tick.C:
-				logs.poll()
-			case <-tailDone:
-				logs.poll()
-				return
-			}
-		}
+		logs.tail(tailDone)
 	}()
 	defer func() {
 		close(tailDone)
@@ -264,8 +259,12 @@ func (in *instance) start(logs *instLog) (*proc, error) {
 
 // watch polls the process's health until it exits, is told to stop, the
 // runtime is abandoned or it is not healthy within the start timeout.
+//
+// Probes come often while it starts, rarely once it is healthy (and later
+// still while the router reports answers from it), and often again once a
+// probe failed or the router could not connect to it.
 func (in *instance) watch(ctx context.Context, p *proc, logs *instLog, adopted bool) runResult {
-	rt := in.t.rt
+	cfg := &in.t.rt.cfg
 	var res runResult
 	var readySince, unhealthySince time.Time
 	started := time.Now()
@@ -279,13 +278,14 @@ func (in *instance) watch(ctx context.Context, p *proc, logs *instLog, adopted b
 		}
 		setReady(false)
 	}()
-	delay := rt.cfg.HealthInterval
+	delay := cfg.HealthInterval
 	if adopted {
 		delay = 0 // announce an adopted instance as soon as it answers
 	}
 	timer := time.NewTimer(delay)
 	defer timer.Stop()
 	for {
+		kicked := false
 		select {
 		case <-p.exited:
 			res.outcome = exited
@@ -297,6 +297,20 @@ func (in *instance) watch(ctx context.Context, p *proc, logs *instLog, adopted b
 			res.outcome = abandoned
 			return res
 		case <-timer.C:
+		case <-in.kick:
+			kicked = true
+		}
+		ready := !readySince.IsZero()
+		switch {
+		case kicked && !ready:
+			continue // probed often anyway; the timer is still set
+		case kicked:
+			fails++ // the router could not connect: counts, and is confirmed now
+		case ready && fails == 0:
+			if due := time.Unix(0, in.answeredAt.Load()).Add(cfg.HealthyInterval); time.Until(due) > 0 {
+				timer.Reset(time.Until(due)) // it served traffic since: no need to ask
+				continue
+			}
 		}
 		ok, desc := in.probe(ctx, p.port)
 		res.lastProbe = desc
@@ -306,7 +320,6 @@ func (in *instance) watch(ctx context.Context, p *proc, logs *instLog, adopted b
 			return res
 		default:
 		}
-		ready := !readySince.IsZero()
 		switch {
 		case ok:
 			fails = 0
@@ -319,12 +332,12 @@ func (in *instance) watch(ctx context.Context, p *proc, logs *instLog, adopted b
 			}
 		case ready:
 			fails++
-			if fails >= rt.cfg.UnhealthyAfter {
+			if fails >= cfg.UnhealthyAfter {
 				readySince = time.Time{}
 				unhealthySince = time.Now()
 				setReady(false)
 				logs.note("out of the router: %s", desc)
-				rt.log.Warn("local runtime: instance unhealthy", append(in.logAttrs(), "probe", desc)...)
+				in.t.rt.log.Warn("local runtime: instance unhealthy", append(in.logAttrs(), "probe", desc)...)
 			}
 		default:
 			since := started
@@ -336,12 +349,20 @@ func (in *instance) watch(ctx context.Context, p *proc, logs *instLog, adopted b
 				return res
 			}
 		}
-		if ready || !readySince.IsZero() {
-			timer.Reset(rt.cfg.LiveHealthInterval)
-		} else {
-			timer.Reset(rt.cfg.HealthInterval)
-		}
+		timer.Reset(in.nextProbe(!readySince.IsZero(), fails))
 	}
+}
+
+// nextProbe is the delay before the next probe of an instance.
+func (in *instance) nextProbe(ready bool, fails int) time.Duration {
+	cfg := &in.t.rt.cfg
+	switch {
+	case !ready:
+		return cfg.HealthInterval
+	case fails > 0:
+		return cfg.SuspectInterval
+	}
+	return cfg.HealthyInterval
 }
 
 var probeClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
