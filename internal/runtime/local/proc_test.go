@@ -1,0 +1,63 @@
+package local
+
+import (
+	"os/exec"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestAdoptedProcessExitIsNoticedWithoutPolling: an adopted instance is
+// not our child; its exit is seen through a pidfd, at once, and the
+// watch ends when the runtime stops.
+func TestAdoptedProcessExitIsNoticedWithoutPolling(t *testing.T) {
+	cmd := exec.Command(testappBin, "--addr", "127.0.0.1:0")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	waited := make(chan struct{})
+	go func() { cmd.Wait(); close(waited) }() // as the earlier ship's init would reap it
+	t.Cleanup(func() {
+		syscall.Kill(pid, syscall.SIGKILL)
+		<-waited
+	})
+	st, err := readStat(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	stop := make(chan struct{})
+	type result struct{ gone, ok bool }
+	res := make(chan result, 1)
+	go func() {
+		gone, ok := waitPidfd(pid, st.startTicks, stop)
+		res <- result{gone, ok}
+	}()
+	close(stop)
+	select {
+	case r := <-res:
+		if r.gone || !r.ok {
+			t.Fatalf("after stop: gone %v, ok %v; want false, true (pidfds work on this kernel)", r.gone, r.ok)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("the watch did not end when stopped")
+	}
+
+	p := adoptProc(pid, 0, st.startTicks, time.Now(), make(chan struct{}))
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	select {
+	case <-p.exited:
+		t.Logf("exit noticed %s after SIGKILL", time.Since(killed).Round(time.Microsecond))
+	case <-time.After(2 * time.Second):
+		t.Fatal("exit of the adopted process not noticed")
+	}
+
+	// A PID whose process is gone (or reused) is gone at once.
+	if gone, ok := waitPidfd(pid, st.startTicks, make(chan struct{})); !gone || !ok {
+		t.Fatalf("dead pid: gone %v, ok %v", gone, ok)
+	}
+}
