@@ -130,11 +130,20 @@ func writeSpecs(dir string, c config) ([]string, error) {
 		return nil, err
 	}
 	var names []string
+	// Ports are held until all are picked, so no two apps get the same one.
+	var held []net.Listener
+	defer func() {
+		for _, ln := range held {
+			ln.Close()
+		}
+	}()
 	for i := range c.apps {
-		port, err := freePort()
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return nil, err
 		}
+		held = append(held, ln)
+		port := ln.Addr().(*net.TCPAddr).Port
 		name := fmt.Sprintf("idle%04d", i)
 		spec := fmt.Sprintf(`name: %s
 port: %d
