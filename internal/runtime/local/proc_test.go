@@ -1,6 +1,11 @@
 package local
 
 import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os/exec"
 	"syscall"
 	"testing"
@@ -59,5 +64,61 @@ func TestAdoptedProcessExitIsNoticedWithoutPolling(t *testing.T) {
 	// A PID whose process is gone (or reused) is gone at once.
 	if gone, ok := waitPidfd(pid, st.startTicks, make(chan struct{})); !gone || !ok {
 		t.Fatalf("dead pid: gone %v, ok %v", gone, ok)
+	}
+}
+
+func TestProbeDescribesWhatTheHealthPathAnswered(t *testing.T) {
+	serve := func(h http.HandlerFunc) int {
+		srv := httptest.NewServer(h)
+		t.Cleanup(srv.Close)
+		return srv.Listener.Addr().(*net.TCPAddr).Port
+	}
+	ok := serve(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/healthz" || r.Method != http.MethodGet {
+			http.Error(w, "wrong request", http.StatusNotFound)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	unhealthy := serve(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "no", http.StatusServiceUnavailable) })
+	hung := serve(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }) // until the probe gives up
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	hangup, err := net.Listen("tcp", "127.0.0.1:0") // accepts, reads, closes without answering
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hangup.Close() })
+	go func() {
+		for {
+			c, err := hangup.Accept()
+			if err != nil {
+				return
+			}
+			c.Read(make([]byte, 512))
+			c.Close()
+		}
+	}()
+
+	in := &instance{t: &track{rt: &Runtime{cfg: Config{ProbeTimeout: 300 * time.Millisecond}}}}
+	for _, tc := range []struct {
+		port int
+		ok   bool
+		desc string
+	}{
+		{ok, true, "GET /healthz → 200"},
+		{unhealthy, false, "GET /healthz → 503"},
+		{refused, false, "GET /healthz: connection refused"},
+		{hung, false, "GET /healthz: i/o timeout"},
+		{hangup.Addr().(*net.TCPAddr).Port, false, "GET /healthz: connection closed before an answer"},
+	} {
+		got, desc := in.probe(context.Background(), tc.port)
+		if got != tc.ok || desc != tc.desc {
+			t.Errorf("port %d: %v %q, want %v %q", tc.port, got, desc, tc.ok, tc.desc)
+		}
 	}
 }
