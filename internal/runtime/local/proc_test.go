@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -104,7 +105,6 @@ func TestProbeDescribesWhatTheHealthPathAnswered(t *testing.T) {
 		}
 	}()
 
-	in := &instance{t: &track{rt: &Runtime{cfg: Config{ProbeTimeout: 300 * time.Millisecond}}}}
 	for _, tc := range []struct {
 		port int
 		ok   bool
@@ -116,9 +116,43 @@ func TestProbeDescribesWhatTheHealthPathAnswered(t *testing.T) {
 		{hung, false, "GET /healthz: i/o timeout"},
 		{hangup.Addr().(*net.TCPAddr).Port, false, "GET /healthz: connection closed before an answer"},
 	} {
-		got, desc := in.probe(context.Background(), tc.port)
+		pr := newProber("", tc.port, 300*time.Millisecond)
+		got, desc := pr.probe(context.Background())
+		pr.close()
 		if got != tc.ok || desc != tc.desc {
 			t.Errorf("port %d: %v %q, want %v %q", tc.port, got, desc, tc.ok, tc.desc)
 		}
+	}
+}
+
+// TestProbeKeepsItsConnectionAndSurvivesTheAppClosingIt: probes reuse one
+// connection (a handshake per probe was most of ship's idle CPU); an app
+// that closes idle connections costs a new one, not a failed probe.
+func TestProbeKeepsItsConnectionAndSurvivesTheAppClosingIt(t *testing.T) {
+	var conns atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") }))
+	srv.Config.ConnState = func(c net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	pr := newProber("/healthz", srv.Listener.Addr().(*net.TCPAddr).Port, time.Second)
+	defer pr.close()
+	for i := range 5 {
+		if ok, desc := pr.probe(context.Background()); !ok {
+			t.Fatalf("probe %d: %s", i, desc)
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Fatalf("5 probes opened %d connections, want 1", n)
+	}
+	srv.CloseClientConnections() // the app's idle timeout
+	if ok, desc := pr.probe(context.Background()); !ok {
+		t.Fatalf("probe after the app closed the connection: %s", desc)
+	}
+	if n := conns.Load(); n != 2 {
+		t.Fatalf("connections %d, want 2", n)
 	}
 }
