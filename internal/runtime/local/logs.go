@@ -134,6 +134,11 @@ func (l *instLog) tail(done <-chan struct{}) {
 
 func (l *instLog) readStream(stream string) (read bool) {
 	name := l.path(stream)
+	// One stat, not open+fstat+close, when nothing was written: the common
+	// case of an idle instance.
+	if fi, err := os.Stat(name); err != nil || fi.Size() == l.off[stream] && l.off[stream] <= l.maxSize {
+		return false
+	}
 	f, err := os.Open(name)
 	if err != nil {
 		return
