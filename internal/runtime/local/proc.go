@@ -67,10 +67,36 @@ func startProc(name string, args, env []string, dir string, stdout, stderr strin
 		p.startTicks = st.startTicks
 	}
 	go func() {
+		waitExited(p.pid)
 		p.status = exitStatus(cmd.Wait())
 		close(p.exited)
 	}()
 	return p, nil
+}
+
+// waitExited returns once our child pid has exited, leaving the reaping to
+// Wait. Wait alone blocks an OS thread in waitid for the whole life of the
+// child (1,000 instances: 1,000 threads in ship); the pidfd is waited on by
+// Go's poller instead. Where pidfds cannot be polled it returns at once
+// and Wait blocks as before.
+func waitExited(pid int) {
+	fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
+	if err != nil {
+		return
+	}
+	f := os.NewFile(uintptr(fd), "pidfd")
+	defer f.Close()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return
+	}
+	rc.Read(func(fd uintptr) bool {
+		// WNOWAIT: only look; Wait reaps. Linux zeroes info when the child
+		// is still running.
+		var info unix.Siginfo
+		err := unix.Waitid(unix.P_PIDFD, int(fd), &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
+		return err != nil || info.Signo != 0
+	})
 }
 
 func exitStatus(err error) string {

@@ -6,7 +6,11 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -155,4 +159,65 @@ func TestProbeKeepsItsConnectionAndSurvivesTheAppClosingIt(t *testing.T) {
 	if n := conns.Load(); n != 2 {
 		t.Fatalf("connections %d, want 2", n)
 	}
+}
+
+// TestWaitingForChildrenHoldsNoThreadEach: ship waits for every instance it
+// started; that must not cost an OS thread per instance, and an exit is
+// still seen at once.
+func TestWaitingForChildrenHoldsNoThreadEach(t *testing.T) {
+	checkNoTestappLeft(t)
+	const n = 20
+	dir := t.TempDir()
+	before := threads(t)
+	var ps []*proc
+	for i := range n {
+		p, err := startProc(testappBin, []string{"--addr", "127.0.0.1:0"}, nil, dir,
+			filepath.Join(dir, fmt.Sprint(i, ".out")), filepath.Join(dir, fmt.Sprint(i, ".err")), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps = append(ps, p)
+		t.Cleanup(func() { killGroup(p.pid, syscall.SIGKILL); <-p.exited })
+	}
+	waitFor(t, 5*time.Second, "the children started", func() bool {
+		for _, p := range ps {
+			if st, err := readStat(p.pid); err != nil || st.state == 'Z' {
+				return false
+			}
+		}
+		return true
+	})
+	if grew := threads(t) - before; grew >= n/2 {
+		t.Errorf("%d children grew the process by %d threads", n, grew)
+	}
+	killed := time.Now()
+	killGroup(ps[0].pid, syscall.SIGKILL)
+	select {
+	case <-ps[0].exited:
+		t.Logf("exit seen %s after SIGKILL: %s", time.Since(killed).Round(time.Microsecond), ps[0].status)
+	case <-time.After(2 * time.Second):
+		t.Fatal("exit not seen")
+	}
+	if ps[0].status != "killed by signal killed" {
+		t.Errorf("status %q", ps[0].status)
+	}
+}
+
+func threads(t *testing.T) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "Threads:"); ok {
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	t.Fatal("no Threads line")
+	return 0
 }
