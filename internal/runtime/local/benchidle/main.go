@@ -81,11 +81,11 @@ func run(c config) error {
 	} else {
 		fmt.Println("directory:", dir)
 	}
-	names, err := writeSpecs(dir, c)
+	names, apiPort, err := writeSpecs(dir, c)
 	if err != nil {
 		return err
 	}
-	s, err := startShip(dir, c.shipBin)
+	s, err := startShip(dir, c.shipBin, apiPort)
 	if err != nil {
 		return err
 	}
@@ -124,10 +124,12 @@ func run(c config) error {
 	return nil
 }
 
-func writeSpecs(dir string, c config) ([]string, error) {
+// writeSpecs writes one spec per app and returns the app names and a port
+// for ship's API, picked while the apps' ports are still held.
+func writeSpecs(dir string, c config) ([]string, int, error) {
 	apps := filepath.Join(dir, "apps")
 	if err := os.MkdirAll(apps, 0o755); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	var names []string
 	// Ports are held until all are picked, so no two apps get the same one.
@@ -140,7 +142,7 @@ func writeSpecs(dir string, c config) ([]string, error) {
 	for i := range c.apps {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		held = append(held, ln)
 		port := ln.Addr().(*net.TCPAddr).Port
@@ -157,11 +159,12 @@ run:
   args: ["--addr", "127.0.0.1:{{.Port}}", "--version-name", "{{.Version}}"]
 `, name, port, c.testappBin)
 		if err := os.WriteFile(filepath.Join(apps, name+".yaml"), []byte(spec), 0o644); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		names = append(names, name)
 	}
-	return names, nil
+	api, err := freePort()
+	return names, api, err
 }
 
 func freePort() (int, error) {
@@ -181,11 +184,7 @@ type shipProc struct {
 	log    string
 }
 
-func startShip(dir, bin string) (*shipProc, error) {
-	port, err := freePort()
-	if err != nil {
-		return nil, err
-	}
+func startShip(dir, bin string, port int) (*shipProc, error) {
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	logPath := filepath.Join(dir, "ship.log")
 	logf, err := os.Create(logPath)
@@ -208,7 +207,8 @@ func startShip(dir, bin string) (*shipProc, error) {
 	for {
 		select {
 		case <-exited:
-			return nil, fmt.Errorf("ship serve exited at start; see %s", logPath)
+			b, _ := os.ReadFile(logPath)
+			return nil, fmt.Errorf("ship serve exited at start; the end of its log:\n%s", b[max(0, len(b)-1500):])
 		default:
 		}
 		if resp, err := http.Get("http://" + addr + "/healthz"); err == nil {
