@@ -64,6 +64,7 @@ func startLocal(ctx context.Context, dataDir string, catalog *spec.Catalog, reg 
 	if err != nil {
 		return runParts{}, stop, fmt.Errorf("local runtime: %w", err)
 	}
+	router.ReportHealthTo(rt) // traffic counts as health: fewer probes, and a failed connection is probed at once
 	if err := rt.Adopt(ctx, catalog.All()); err != nil {
 		return runParts{}, stop, fmt.Errorf("adopt running instances: %w", err)
 	}

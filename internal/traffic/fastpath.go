@@ -245,6 +245,9 @@ func (fc *fastConn) serveOne() (keep bool, err error) {
 	keep, class := fc.proxy(bytes.Equal(rh.method, []byte("HEAD")))
 	first.inFlight.Dec()
 	st.track.stats.observe(time.Since(start), class)
+	if class < class5xx {
+		rt.noteAnswered(st.backend, start.UnixNano())
+	}
 	return keep && !rh.wantClose, nil
 }
 
@@ -329,6 +332,9 @@ func (fc *fastConn) proxy(isHead bool) (keep bool, class int) {
 			// request is idempotent, so send it again on a new one.
 			fresh = true
 			continue
+		}
+		if !errors.Is(err, bufio.ErrBufferFull) && !errors.Is(err, errBadResponse) {
+			rt.noteUnreachable(st.backend) // refused, reset or closed: the runtime probes it now
 		}
 		b := st.next()
 		if b == nil || errors.Is(err, bufio.ErrBufferFull) || errors.Is(err, errBadResponse) {

@@ -76,6 +76,9 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			defer panic(p)
 		}
 		st.track.stats.observe(time.Since(start), class)
+		if class < class5xx {
+			rt.noteAnswered(st.backend, start.UnixNano())
+		}
 	}()
 	rt.r.fwd.proxy.ServeHTTP(w, req.WithContext(context.WithValue(req.Context(), stateKey{}, st)))
 }
@@ -241,6 +244,7 @@ func (f *forwarder) RoundTrip(req *http.Request) (*http.Response, error) {
 			st.canceled = true
 			return nil, err
 		}
+		st.rt.noteUnreachable(st.backend)
 		dial := isDialError(err)
 		if dial {
 			st.backend.downUntil.Store(time.Now().Add(f.cfg.DownFor).UnixNano())

@@ -32,6 +32,7 @@ type Router struct {
 	log     *slog.Logger
 	metrics *promMetrics
 	fwd     *forwarder
+	health  atomic.Pointer[InstanceHealth] // passive health goes here (ReportHealthTo)
 
 	mu     sync.Mutex
 	routes map[routeKey]*route

@@ -53,12 +53,15 @@ type trackTable struct {
 }
 
 // backend is one instance. down marks it skipped after a failed connection,
-// until downUntil (unix nanoseconds). It keeps the fast path's idle
-// keep-alive connections to the instance, so that finding one takes no
-// shared map or lock.
+// until downUntil (unix nanoseconds). answeredAt and unreachableAt are when
+// it was last reported to InstanceHealth (health.go). It keeps the fast
+// path's idle keep-alive connections to the instance, so that finding one
+// takes no shared map or lock.
 type backend struct {
-	addr      string
-	downUntil atomic.Int64
+	addr          string
+	downUntil     atomic.Int64
+	answeredAt    atomic.Int64
+	unreachableAt atomic.Int64
 
 	mu      sync.Mutex
 	idle    []*bconn

@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -122,11 +123,28 @@ func (f *failer) next() (n int64, fail bool) {
 	return f.n, cur > prev
 }
 
-func handler(cfg config, logger *log.Logger) http.Handler {
+// control is what the /testapp/ endpoints act on: tests count the health
+// probes an instance received and make it stop accepting connections.
+type control struct {
+	probes atomic.Int64
+	close  func()      // stops accepting connections; the process stays alive
+	closed atomic.Bool // close was asked: Serve's end is not an error
+}
+
+func handler(cfg config, logger *log.Logger, ctl *control) http.Handler {
 	fl := &failer{rate: cfg.failRate}
 	readyAt := time.Now().Add(cfg.readyAfter)
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET /testapp/probes", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, ctl.probes.Load())
+	})
+	mux.HandleFunc("POST /testapp/close", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "close")
+		fmt.Fprintln(w, "closing the listener")
+		ctl.close()
+	})
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		ctl.probes.Add(1)
 		w.Header().Set("X-Version", cfg.version)
 		if cfg.neverHealthy {
 			http.Error(w, "not healthy (asked to never be)", http.StatusServiceUnavailable)
@@ -183,7 +201,17 @@ func run(cfg config) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: handler(cfg, logger), ReadHeaderTimeout: 10 * time.Second}
+	ctl := &control{}
+	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second}
+	ctl.close = func() {
+		// Idle keep-alive connections close too, so that whoever connects
+		// next is refused.
+		ctl.closed.Store(true)
+		srv.SetKeepAlivesEnabled(false)
+		ln.Close()
+		logger.Printf("testapp %s: listener closed as asked", cfg.version)
+	}
+	srv.Handler = handler(cfg, logger, ctl)
 	sigs := []os.Signal{syscall.SIGTERM, os.Interrupt}
 	if cfg.ignoreTerm {
 		signal.Ignore(syscall.SIGTERM)
@@ -196,7 +224,10 @@ func run(cfg config) error {
 	logger.Printf("testapp %s listening on %s (pid %d)", cfg.version, ln.Addr(), os.Getpid())
 	select {
 	case err := <-errc:
-		return err
+		if !ctl.closed.Load() {
+			return err
+		}
+		<-ctx.Done() // alive but refusing connections until stopped
 	case <-ctx.Done():
 	}
 	logger.Printf("testapp %s: signal received, draining", cfg.version)

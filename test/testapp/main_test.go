@@ -68,7 +68,7 @@ func TestFailRateIsExact(t *testing.T) {
 }
 
 func TestHandlerAnswersVersionAndHealth(t *testing.T) {
-	srv := httptest.NewServer(handler(config{version: "v7-fail50", failRate: 0.5, neverHealthy: true}, log.New(io.Discard, "", 0)))
+	srv := httptest.NewServer(handler(config{version: "v7-fail50", failRate: 0.5, neverHealthy: true}, log.New(io.Discard, "", 0), &control{close: func() {}}))
 	defer srv.Close()
 	codes := map[int]int{}
 	for i := 0; i < 10; i++ {

@@ -3,11 +3,10 @@ package local
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/shipteam/ship/internal/spec"
@@ -28,6 +27,10 @@ type instance struct {
 	stopCh   chan struct{}
 	stopOnce sync.Once
 
+	// Passive health from the router (Runtime.Answered, Unreachable).
+	answeredAt atomic.Int64  // unix nanoseconds of the last reported answer
+	kick       chan struct{} // a proxied connection failed: probe now
+
 	// Guarded by t.mu.
 	ready      bool
 	stopping   bool
@@ -38,7 +41,7 @@ type instance struct {
 
 func newInstance(t *track, idx int, version string, app spec.App, adopted *instState) *instance {
 	in := &instance{t: t, idx: idx, version: version, app: app, adopted: adopted, stopCh: make(chan struct{}),
-		name: fmt.Sprintf("%s-%d", t.key.track, idx)}
+		kick: make(chan struct{}, 1), name: fmt.Sprintf("%s-%d", t.key.track, idx)}
 	if adopted != nil {
 		in.stem = adopted.Stem
 		in.port, in.pid = adopted.Port, adopted.PID
@@ -108,17 +111,7 @@ func (in *instance) supervise() {
 	tailExit := make(chan struct{})
 	go func() { // owned here: ended below on every path out
 		defer close(tailExit)
-		tick := time.NewTicker(200 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-tick.C:
-				logs.poll()
-			case <-tailDone:
-				logs.poll()
-				return
-			}
-		}
+		logs.tail(tailDone)
 	}()
 	defer func() {
 		close(tailDone)
@@ -264,8 +257,12 @@ func (in *instance) start(logs *instLog) (*proc, error) {
 
 // watch polls the process's health until it exits, is told to stop, the
 // runtime is abandoned or it is not healthy within the start timeout.
+//
+// Probes come often while it starts, rarely once it is healthy (and later
+// still while the router reports answers from it), and often again once a
+// probe failed or the router could not connect to it.
 func (in *instance) watch(ctx context.Context, p *proc, logs *instLog, adopted bool) runResult {
-	rt := in.t.rt
+	cfg := &in.t.rt.cfg
 	var res runResult
 	var readySince, unhealthySince time.Time
 	started := time.Now()
@@ -279,13 +276,16 @@ func (in *instance) watch(ctx context.Context, p *proc, logs *instLog, adopted b
 		}
 		setReady(false)
 	}()
-	delay := rt.cfg.HealthInterval
+	delay := cfg.HealthInterval
 	if adopted {
 		delay = 0 // announce an adopted instance as soon as it answers
 	}
 	timer := time.NewTimer(delay)
 	defer timer.Stop()
+	pr := newProber(in.app.HealthPath, p.port, cfg.ProbeTimeout)
+	defer pr.close()
 	for {
+		kicked := false
 		select {
 		case <-p.exited:
 			res.outcome = exited
@@ -297,8 +297,22 @@ func (in *instance) watch(ctx context.Context, p *proc, logs *instLog, adopted b
 			res.outcome = abandoned
 			return res
 		case <-timer.C:
+		case <-in.kick:
+			kicked = true
 		}
-		ok, desc := in.probe(ctx, p.port)
+		ready := !readySince.IsZero()
+		switch {
+		case kicked && !ready:
+			continue // probed often anyway; the timer is still set
+		case kicked:
+			fails++ // the router could not connect: counts, and is confirmed now
+		case ready && fails == 0:
+			if due := time.Unix(0, in.answeredAt.Load()).Add(cfg.HealthyInterval); time.Until(due) > 0 {
+				timer.Reset(time.Until(due)) // it served traffic since: no need to ask
+				continue
+			}
+		}
+		ok, desc := pr.probe(ctx)
 		res.lastProbe = desc
 		select {
 		case <-p.exited: // whoever answered, it was not this process
@@ -306,7 +320,6 @@ func (in *instance) watch(ctx context.Context, p *proc, logs *instLog, adopted b
 			return res
 		default:
 		}
-		ready := !readySince.IsZero()
 		switch {
 		case ok:
 			fails = 0
@@ -319,12 +332,12 @@ func (in *instance) watch(ctx context.Context, p *proc, logs *instLog, adopted b
 			}
 		case ready:
 			fails++
-			if fails >= rt.cfg.UnhealthyAfter {
+			if fails >= cfg.UnhealthyAfter {
 				readySince = time.Time{}
 				unhealthySince = time.Now()
 				setReady(false)
 				logs.note("out of the router: %s", desc)
-				rt.log.Warn("local runtime: instance unhealthy", append(in.logAttrs(), "probe", desc)...)
+				in.t.rt.log.Warn("local runtime: instance unhealthy", append(in.logAttrs(), "probe", desc)...)
 			}
 		default:
 			since := started
@@ -336,38 +349,18 @@ func (in *instance) watch(ctx context.Context, p *proc, logs *instLog, adopted b
 				return res
 			}
 		}
-		if ready || !readySince.IsZero() {
-			timer.Reset(rt.cfg.LiveHealthInterval)
-		} else {
-			timer.Reset(rt.cfg.HealthInterval)
-		}
+		timer.Reset(in.nextProbe(!readySince.IsZero(), fails))
 	}
 }
 
-var probeClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
-
-// probe asks the health path once and describes the answer for messages.
-func (in *instance) probe(ctx context.Context, port int) (bool, string) {
-	path := in.app.HealthPath
-	if path == "" {
-		path = "/healthz"
+// nextProbe is the delay before the next probe of an instance.
+func (in *instance) nextProbe(ready bool, fails int) time.Duration {
+	cfg := &in.t.rt.cfg
+	switch {
+	case !ready:
+		return cfg.HealthInterval
+	case fails > 0:
+		return cfg.SuspectInterval
 	}
-	ctx, cancel := context.WithTimeout(ctx, in.t.rt.cfg.ProbeTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://127.0.0.1:"+strconv.Itoa(port)+path, nil)
-	if err != nil {
-		return false, "GET " + path + ": " + err.Error()
-	}
-	resp, err := probeClient.Do(req)
-	if err != nil {
-		msg := err.Error()
-		if i := strings.LastIndex(msg, ": "); i >= 0 && strings.Contains(msg, "dial") {
-			msg = msg[i+2:] // "connection refused" rather than the whole URL
-		}
-		return false, "GET " + path + ": " + msg
-	}
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	resp.Body.Close()
-	desc := "GET " + path + " → " + strconv.Itoa(resp.StatusCode)
-	return resp.StatusCode >= 200 && resp.StatusCode < 300, desc
+	return cfg.HealthyInterval
 }

@@ -16,9 +16,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -48,15 +50,22 @@ type Config struct {
 	Backends BackendSink // required
 	Logger   *slog.Logger
 
-	HealthInterval     time.Duration // health polling while starting; default 100ms
-	LiveHealthInterval time.Duration // health polling once ready; default 500ms
-	ProbeTimeout       time.Duration // per health request; default 1s
-	UnhealthyAfter     int           // consecutive failed probes before a ready instance leaves the router; default 3
-	RestartBackoff     time.Duration // first delay before restarting a crashed instance; default 100ms
-	MaxRestartBackoff  time.Duration // default 10s
-	CrashLoopLimit     int           // crashes before ever being ready that fail the version; default 3
-	MaxLogBytes        int64         // per instance and stream before rotating once; default 1 MiB
-	LogLines           int           // recent lines kept in memory per instance; default 500
+	// Health probing (docs/runtime-local.md, "How an instance lives"): an
+	// instance is probed every HealthInterval while it starts (or is out of
+	// the router), every HealthyInterval once ready — a proxied answer
+	// reported through Answered defers that probe — and every
+	// SuspectInterval after a failed probe or an Unreachable report, until
+	// it answers again or UnhealthyAfter failures take it out of the router.
+	HealthInterval    time.Duration // default 100ms
+	HealthyInterval   time.Duration // default 5s
+	SuspectInterval   time.Duration // default 500ms
+	ProbeTimeout      time.Duration // per health request; default 1s
+	UnhealthyAfter    int           // consecutive failures before a ready instance leaves the router; default 3
+	RestartBackoff    time.Duration // first delay before restarting a crashed instance; default 100ms
+	MaxRestartBackoff time.Duration // default 10s
+	CrashLoopLimit    int           // crashes before ever being ready that fail the version; default 3
+	MaxLogBytes       int64         // per instance and stream before rotating once; default 1 MiB
+	LogLines          int           // recent lines kept in memory per instance; default 500
 
 	// pickPort chooses a free port; tests replace it to provoke conflicts.
 	pickPort func() (int, error)
@@ -69,7 +78,8 @@ func (c *Config) setDefaults() {
 		}
 	}
 	def(&c.HealthInterval, 100*time.Millisecond)
-	def(&c.LiveHealthInterval, 500*time.Millisecond)
+	def(&c.HealthyInterval, 5*time.Second)
+	def(&c.SuspectInterval, 500*time.Millisecond)
 	def(&c.ProbeTimeout, time.Second)
 	def(&c.RestartBackoff, 100*time.Millisecond)
 	def(&c.MaxRestartBackoff, 10*time.Second)
@@ -103,7 +113,7 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("local runtime: Backends is required"))
 	}
 	for name, d := range map[string]time.Duration{
-		"HealthInterval": c.HealthInterval, "LiveHealthInterval": c.LiveHealthInterval,
+		"HealthInterval": c.HealthInterval, "HealthyInterval": c.HealthyInterval, "SuspectInterval": c.SuspectInterval,
 		"ProbeTimeout": c.ProbeTimeout, "RestartBackoff": c.RestartBackoff, "MaxRestartBackoff": c.MaxRestartBackoff,
 	} {
 		if d < 0 {
@@ -319,6 +329,62 @@ func (r *Runtime) Logs(ctx context.Context, app spec.App, env, version string, n
 		lines = lines[len(lines)-n:]
 	}
 	return lines, nil
+}
+
+// Answered is passive health from the router (traffic.InstanceHealth): the
+// instance at addr answered a proxied request, so its next probe can wait.
+// The router calls it at most once a second per instance.
+func (r *Runtime) Answered(app, env, addr string) {
+	if in := r.instanceAt(app, env, addr); in != nil {
+		in.answeredAt.Store(time.Now().UnixNano())
+	}
+}
+
+// Unreachable is passive health from the router: a connection to the
+// instance at addr failed. It counts against the instance and has it probed
+// at once, so a dead instance leaves the router without waiting for its
+// next probe.
+func (r *Runtime) Unreachable(app, env, addr string) {
+	if in := r.instanceAt(app, env, addr); in != nil {
+		select {
+		case in.kick <- struct{}{}:
+		default: // a probe is already due
+		}
+	}
+}
+
+// instanceAt finds the running instance of app in env listening at addr.
+func (r *Runtime) instanceAt(app, env, addr string) *instance {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil {
+		return nil
+	}
+	var ts [2]*track
+	r.mu.Lock()
+	for i, tr := range runtime.Tracks {
+		if i < len(ts) {
+			ts[i] = r.tracks[trackKey{app, env, tr}]
+		}
+	}
+	r.mu.Unlock()
+	for _, t := range ts {
+		if t == nil {
+			continue
+		}
+		t.mu.Lock()
+		for _, in := range t.insts {
+			if in.port == port && !in.stopping {
+				t.mu.Unlock()
+				return in
+			}
+		}
+		t.mu.Unlock()
+	}
+	return nil
 }
 
 // killGroup sends sig to the process group pgid; a group already gone is fine.

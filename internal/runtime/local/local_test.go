@@ -140,7 +140,7 @@ type fixture struct {
 func newFixture(t *testing.T, dir string, tweak func(*Config)) *fixture {
 	t.Helper()
 	s := newSink()
-	cfg := Config{Dir: dir, Backends: s, HealthInterval: 50 * time.Millisecond, LiveHealthInterval: 100 * time.Millisecond}
+	cfg := Config{Dir: dir, Backends: s, HealthInterval: 50 * time.Millisecond, HealthyInterval: 300 * time.Millisecond, SuspectInterval: 100 * time.Millisecond}
 	if tweak != nil {
 		tweak(&cfg)
 	}

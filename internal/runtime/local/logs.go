@@ -90,17 +90,55 @@ func (l *instLog) note(format string, args ...any) {
 
 // poll reads what the process wrote since the last call and rotates a
 // stream file that grew past maxSize (copy to .1, truncate; the process
-// writes with O_APPEND so it continues at the new end).
-func (l *instLog) poll() {
+// writes with O_APPEND so it continues at the new end). It reports whether
+// there was anything new.
+func (l *instLog) poll() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	read := false
 	for _, stream := range []string{"stdout", "stderr"} {
-		l.readStream(stream)
+		read = l.readStream(stream) || read
+	}
+	return read
+}
+
+// Tailing: a log is read every tailFast while its process writes, and
+// less often (up to tailSlow) while it is quiet, so an idle instance costs
+// ship almost nothing; Logs reads the live logs first, so what it returns
+// is never behind.
+const (
+	tailFast = 200 * time.Millisecond
+	tailSlow = 5 * time.Second
+)
+
+// tail polls l until done closes, then once more.
+func (l *instLog) tail(done <-chan struct{}) {
+	delay := tailFast
+	timer := time.NewTimer(delay)
+	defer timer.Stop()
+	for {
+		select {
+		case <-timer.C:
+			if l.poll() {
+				delay = tailFast
+			} else {
+				delay = min(2*delay, tailSlow)
+			}
+			timer.Reset(delay)
+		case <-done:
+			l.poll()
+			return
+		}
 	}
 }
 
-func (l *instLog) readStream(stream string) {
+func (l *instLog) readStream(stream string) (read bool) {
 	name := l.path(stream)
+	// One stat, not open+fstat+close, when nothing was written: the common
+	// case of an idle instance.
+	if fi, err := os.Stat(name); err != nil || fi.Size() == l.off[stream] && l.off[stream] <= l.maxSize {
+		return false
+	}
 	f, err := os.Open(name)
 	if err != nil {
 		return
@@ -115,6 +153,7 @@ func (l *instLog) readStream(stream string) {
 		l.partial[stream] = nil
 	}
 	if fi.Size() > l.off[stream] {
+		read = true
 		start := l.off[stream]
 		if fi.Size()-start > l.maxSize { // too far behind: skip to the tail
 			start = fi.Size() - l.maxSize
@@ -125,6 +164,9 @@ func (l *instLog) readStream(stream string) {
 		l.off[stream] = start + int64(n)
 		data := append(l.partial[stream], buf...)
 		now := time.Now()
+		if mt := fi.ModTime(); mt.Before(now) {
+			now = mt // the last write's time: the poll may come seconds after it
+		}
 		for {
 			i := bytes.IndexByte(data, '\n')
 			if i < 0 {
@@ -145,6 +187,17 @@ func (l *instLog) readStream(stream string) {
 				l.off[stream] = 0
 			}
 		}
+	}
+	return read
+}
+
+// catchUp reads what a running instance wrote since the last poll.
+func (l *instLog) catchUp() {
+	l.mu.Lock()
+	fin := l.finished
+	l.mu.Unlock()
+	if !fin {
+		l.poll()
 	}
 }
 
@@ -280,6 +333,7 @@ func (s *logStore) lines(app, env, version string) []runtime.LogLine {
 		if version != "" && l.meta.Version != version {
 			continue
 		}
+		l.catchUp()
 		out = append(out, l.snapshot()...)
 	}
 	return out
