@@ -34,9 +34,11 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 	for {
 		next := e.schedule(ctx)
-		wait := e.cfg.Tick
+		// Nothing due: sleep until the active releases are read again
+		// (a command wakes Run sooner).
+		wait := resyncEvery
 		if !next.IsZero() {
-			wait = max(next.Sub(e.now()), time.Millisecond)
+			wait = min(max(next.Sub(e.now()), time.Millisecond), resyncEvery)
 		}
 		select {
 		case <-ctx.Done():

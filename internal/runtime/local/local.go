@@ -57,7 +57,7 @@ type Config struct {
 	// SuspectInterval after a failed probe or an Unreachable report, until
 	// it answers again or UnhealthyAfter failures take it out of the router.
 	HealthInterval    time.Duration // default 100ms
-	HealthyInterval   time.Duration // default 5s
+	HealthyInterval   time.Duration // default 20s
 	SuspectInterval   time.Duration // default 500ms
 	ProbeTimeout      time.Duration // per health request; default 1s
 	UnhealthyAfter    int           // consecutive failures before a ready instance leaves the router; default 3
@@ -78,7 +78,7 @@ func (c *Config) setDefaults() {
 		}
 	}
 	def(&c.HealthInterval, 100*time.Millisecond)
-	def(&c.HealthyInterval, 5*time.Second)
+	def(&c.HealthyInterval, 20*time.Second)
 	def(&c.SuspectInterval, 500*time.Millisecond)
 	def(&c.ProbeTimeout, time.Second)
 	def(&c.RestartBackoff, 100*time.Millisecond)

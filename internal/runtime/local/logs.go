@@ -108,7 +108,7 @@ func (l *instLog) poll() bool {
 // is never behind.
 const (
 	tailFast = 200 * time.Millisecond
-	tailSlow = 5 * time.Second
+	tailSlow = 30 * time.Second
 )
 
 // tail polls l until done closes, then once more.
