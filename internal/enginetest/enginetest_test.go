@@ -1,0 +1,48 @@
+package enginetest
+
+import (
+	"context"
+	"testing"
+
+	"github.com/shipteam/ship/internal/engine"
+	"github.com/shipteam/ship/internal/release"
+	"github.com/shipteam/ship/internal/runtime"
+)
+
+func TestRunningEngineTakesACanaryToSucceededOnHealthyTraffic(t *testing.T) {
+	env := New(t, Options{Traffic: 1000})
+	env.StableAt("resizer", "v1")
+	r, err := env.Engine.Deploy(context.Background(), Admin, engine.DeployRequest{App: "resizer", Version: "v2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.WaitState(r.ID, release.Succeeded)
+	if got := env.Runtime.Get("resizer", "production", runtime.Stable).Version; got != "v2" {
+		t.Fatalf("stable runs %q, want v2", got)
+	}
+}
+
+func TestSteppedEngineReachesAStateByStepping(t *testing.T) {
+	env := New(t, Options{Stepped: true})
+	r, err := env.Engine.Deploy(context.Background(), Admin, engine.DeployRequest{App: "resizer", Version: "v1", Rolling: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.WaitState(r.ID, release.Succeeded)
+	if got := env.Runtime.Get("resizer", "production", runtime.Stable).Version; got != "v1" {
+		t.Fatalf("stable runs %q, want v1", got)
+	}
+}
+
+func TestAFailingVersionFailsItsRelease(t *testing.T) {
+	env := New(t, Options{})
+	env.StableAt("resizer", "v1")
+	env.Runtime.Mu.Lock()
+	env.Runtime.Failing["v2"] = "exit 1"
+	env.Runtime.Mu.Unlock()
+	r, err := env.Engine.Deploy(context.Background(), Admin, engine.DeployRequest{App: "resizer", Version: "v2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.WaitState(r.ID, release.Failed)
+}
