@@ -45,11 +45,11 @@ type Options struct {
 	Stepped bool
 	// Tick is the running engine's tick. Default 10ms.
 	Tick time.Duration
-	// Traffic, for a running engine, sends this many error-free requests
-	// per Tick to Metrics, split between the tracks by the router's
-	// weight, so canaries pass analysis on their own. 0: no traffic.
+	// Traffic sends this many error-free requests to every app per Tick
+	// (per Step when stepped) to Metrics, split between the tracks by the
+	// router's weight, so canaries pass analysis on their own. 0: none.
 	Traffic int64
-	// Logs is engine.Config.Logs (optional).
+	// Logs is engine.Config.Logs. Default: Env.Logs, lines the test adds.
 	Logs runtime.LogReader
 	// Logger is engine.Config.Logger. Default: discard.
 	Logger *slog.Logger
@@ -66,7 +66,9 @@ type Env struct {
 	Router  *memory.Router
 	Metrics *memory.Metrics
 	Clock   *memory.Clock // nil for a running engine (it uses the real clock)
+	Logs    *Logs         // the engine's log reader unless Options.Logs is set
 	Path    string        // the SQLite file
+	traffic int64
 }
 
 // WebApp is a typical web app: two stable instances in production and
@@ -100,7 +102,11 @@ func New(t testing.TB, o Options) *Env {
 	}
 	env := &Env{
 		T: t, Apps: apps, Path: filepath.Join(t.TempDir(), "ship.db"),
-		Runtime: memory.NewRuntime(), Router: &memory.Router{}, Metrics: &memory.Metrics{},
+		Runtime: memory.NewRuntime(), Router: &memory.Router{}, Metrics: &memory.Metrics{}, Logs: &Logs{},
+		traffic: o.Traffic,
+	}
+	if o.Logs == nil {
+		o.Logs = env.Logs
 	}
 	st, err := store.Open(context.Background(), env.Path)
 	if err != nil {
@@ -148,15 +154,21 @@ func (env *Env) run(tick time.Duration, traffic int64) {
 					return
 				case <-time.After(tick):
 				}
-				for _, a := range env.Apps.All() {
-					for _, e := range a.Environments {
-						env.Serve(a.Name, e, traffic, 0)
-					}
-				}
+				env.serveAll()
 			}
 		}()
 	}
+	// Registered after the store's: cleanups run last-in first-out, so the
+	// engine has stopped before its store closes.
 	env.T.Cleanup(func() { cancel(); wg.Wait() })
+}
+
+func (env *Env) serveAll() {
+	for _, a := range env.Apps.All() {
+		for _, e := range a.Environments {
+			env.Serve(a.Name, e, env.traffic, 0)
+		}
+	}
 }
 
 // Serve counts n requests to app in env (errs of the canary's share
@@ -174,13 +186,17 @@ func (env *Env) Serve(app, envName string, n, errs int64) {
 	}
 }
 
-// Step moves the stepped engine's clock on by d and steps it once.
+// Step moves the stepped engine's clock on by d, sends Options.Traffic
+// and steps the engine once.
 func (env *Env) Step(d time.Duration) {
 	env.T.Helper()
 	if env.Clock == nil {
 		env.T.Fatal("enginetest: Step on a running engine (build it with Options.Stepped)")
 	}
 	env.Clock.Advance(d)
+	if env.traffic > 0 {
+		env.serveAll()
+	}
 	if err := env.Engine.Step(context.Background()); err != nil {
 		env.T.Fatalf("enginetest: Step: %v", err)
 	}
@@ -237,4 +253,35 @@ func (env *Env) StableAt(app, version string) release.Release {
 		env.T.Fatalf("enginetest: deploy %s %s: %v", app, version, err)
 	}
 	return env.WaitState(r.ID, release.Succeeded)
+}
+
+// Logs is an in-memory runtime.LogReader: the lines tests Add, per app
+// and environment. (memory.Runtime keeps no output; the local runtime's
+// log ring has its own tests.)
+type Logs struct {
+	mu    sync.Mutex
+	lines map[string][]runtime.LogLine // app/env -> lines, oldest first
+}
+
+// Add appends lines of app in env.
+func (l *Logs) Add(app, env string, lines ...runtime.LogLine) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.lines == nil {
+		l.lines = map[string][]runtime.LogLine{}
+	}
+	l.lines[app+"/"+env] = append(l.lines[app+"/"+env], lines...)
+}
+
+// Logs returns the last n lines of version ("" any) of app in env.
+func (l *Logs) Logs(_ context.Context, app spec.App, env, version string, n int) ([]runtime.LogLine, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []runtime.LogLine
+	for _, ln := range l.lines[app.Name+"/"+env] {
+		if version == "" || ln.Version == version {
+			out = append(out, ln)
+		}
+	}
+	return out[max(0, len(out)-n):], nil
 }
