@@ -221,7 +221,9 @@ func TestEngineErrorsMapToStatusAndCode(t *testing.T) {
 			}
 		}},
 		{name: "internal with detail", app: "resizer", version: "v2", status: 500, code: "internal", msg: "internal error",
-			mut: func(c *Config) { c.Engine = failing{c.Engine.(*watched).Engine, &engine.Error{Code: engine.CodeInternal, Message: "store", Err: errBoom}} }},
+			mut: func(c *Config) {
+				c.Engine = failing{c.Engine.(*watched).Engine, &engine.Error{Code: engine.CodeInternal, Message: "store", Err: errBoom}}
+			}},
 		{name: "plain error", app: "resizer", version: "v2", status: 500, code: "internal", msg: "internal error",
 			mut: func(c *Config) { c.Engine = failing{c.Engine.(*watched).Engine, errBoom} }},
 	}
