@@ -24,7 +24,7 @@ import (
 
 type fixture struct {
 	env   *enginetest.Env // the real engine and its parts
-	eng   *watched
+	eng   *enginetest.Watched
 	srv   *httptest.Server
 	token string // alice's, role maintainer
 	cli   *Client
@@ -43,7 +43,7 @@ func newFixture(t *testing.T, mut ...func(*Config)) *fixture {
 		Apps: []spec.App{enginetest.WebApp("resizer"), enginetest.WebApp("web")}, Traffic: 1000,
 		Authorize: f.authorize,
 	})
-	f.eng = watch(f.env.Engine)
+	f.eng = enginetest.Watch(f.env.Engine)
 	token, hash, err := NewToken()
 	if err != nil {
 		t.Fatal(err)
@@ -222,10 +222,10 @@ func TestEngineErrorsMapToStatusAndCode(t *testing.T) {
 		}},
 		{name: "internal with detail", app: "resizer", version: "v2", status: 500, code: "internal", msg: "internal error",
 			mut: func(c *Config) {
-				c.Engine = failing{c.Engine.(*watched).Engine, &engine.Error{Code: engine.CodeInternal, Message: "store", Err: errBoom}}
+				c.Engine = failing{c.Engine.(*enginetest.Watched).Engine, &engine.Error{Code: engine.CodeInternal, Message: "store", Err: errBoom}}
 			}},
 		{name: "plain error", app: "resizer", version: "v2", status: 500, code: "internal", msg: "internal error",
-			mut: func(c *Config) { c.Engine = failing{c.Engine.(*watched).Engine, errBoom} }},
+			mut: func(c *Config) { c.Engine = failing{c.Engine.(*enginetest.Watched).Engine, errBoom} }},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

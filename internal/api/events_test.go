@@ -86,7 +86,7 @@ func TestEventsReplayFromAfterThenLive(t *testing.T) {
 		}
 		ids = append(ids, ev.ID)
 	}
-	eventually.True(t, 5*time.Second, "subscription", func() bool { return f.eng.subscribers() == 1 })
+	eventually.True(t, 5*time.Second, "subscription", func() bool { return f.eng.Subscribers() == 1 })
 	command(t, f, "lock", "web") // another app's event: filtered out
 	if _, err := f.env.Engine.Promote(ctx, enginetest.Admin, engine.PromoteRequest{App: "resizer"}); err != nil {
 		t.Fatal(err)
@@ -112,7 +112,7 @@ func TestEventsReplayFromAfterThenLive(t *testing.T) {
 	if fmt.Sprint(ids) != fmt.Sprint(want) || len(ids) <= len(stored)-1 {
 		t.Fatalf("stream ids %v, want the stored %v (replayed and live)", ids, want)
 	}
-	eventually.True(t, 5*time.Second, "unsubscribe", func() bool { return f.eng.subscribers() == 0 })
+	eventually.True(t, 5*time.Second, "unsubscribe", func() bool { return f.eng.Subscribers() == 0 })
 }
 
 func TestEventsWithoutAfterAreLiveOnly(t *testing.T) {
@@ -122,7 +122,7 @@ func TestEventsWithoutAfterAreLiveOnly(t *testing.T) {
 	defer cancel()
 	got := make(chan release.Event, 4)
 	go f.cli.Events(ctx, EventsQuery{After: -1}, func(ev release.Event) error { got <- ev; return nil })
-	eventually.True(t, 5*time.Second, "subscription", func() bool { return f.eng.subscribers() == 1 })
+	eventually.True(t, 5*time.Second, "subscription", func() bool { return f.eng.Subscribers() == 1 })
 	command(t, f, "unlock", "resizer")
 	select {
 	case ev := <-got:
@@ -188,16 +188,16 @@ func TestFollowResumesAfterStreamBreaks(t *testing.T) {
 			return nil
 		})
 	}()
-	eventually.True(t, 5*time.Second, "subscription", func() bool { return f.eng.subscribers() == 1 })
+	eventually.True(t, 5*time.Second, "subscription", func() bool { return f.eng.Subscribers() == 1 })
 	command(t, f, "lock", "resizer")
 	first := <-got
 	if first.Type != release.EvLocked {
 		t.Fatalf("got %+v", first)
 	}
-	f.eng.dropSubscribers()
+	f.eng.DropSubscribers()
 	// Stored while no stream is open: the reconnect replays it.
 	command(t, f, "unlock", "resizer")
-	eventually.True(t, 5*time.Second, "resubscription", func() bool { return f.eng.subscribers() == 1 })
+	eventually.True(t, 5*time.Second, "resubscription", func() bool { return f.eng.Subscribers() == 1 })
 	command(t, f, "scale", "resizer")
 	stored := storedIDs(t, f, engine.EventQuery{AfterID: first.ID})
 	if len(stored) != 2 {
@@ -274,7 +274,7 @@ func TestRevokingATokenEndsItsOpenEventStreamWithinASecond(t *testing.T) {
 	go func() {
 		done <- bob.Follow(context.Background(), EventsQuery{After: -1}, time.Minute, nil, func(release.Event) error { return nil })
 	}()
-	eventually.True(t, 5*time.Second, "bob's stream", func() bool { return f.eng.subscribers() == 1 })
+	eventually.True(t, 5*time.Second, "bob's stream", func() bool { return f.eng.Subscribers() == 1 })
 	start := time.Now()
 	if status, body := f.raw(t, "DELETE", "/v1/tokens/bob", "Bearer "+adminTok, ""); status != http.StatusOK {
 		t.Fatalf("revoke: %d %s", status, body)
@@ -291,5 +291,5 @@ func TestRevokingATokenEndsItsOpenEventStreamWithinASecond(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("bob's stream is still open 5s after his token was revoked")
 	}
-	eventually.True(t, 5*time.Second, "unsubscribe", func() bool { return f.eng.subscribers() == 0 })
+	eventually.True(t, 5*time.Second, "unsubscribe", func() bool { return f.eng.Subscribers() == 0 })
 }

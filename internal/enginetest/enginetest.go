@@ -245,14 +245,68 @@ func (env *Env) WaitState(id int64, want release.State) release.Release {
 }
 
 // StableAt deploys version of app as a rolling first release by Admin
-// (in the app's first environment) and waits until it succeeded.
+// (in the app's first environment) and waits until it succeeded and its
+// last event, the router's weight 0 (release.weight), is recorded: nothing
+// of it is still to come for a subscriber that starts afterwards.
 func (env *Env) StableAt(app, version string) release.Release {
 	env.T.Helper()
 	r, err := env.Engine.Deploy(context.Background(), Admin, engine.DeployRequest{App: app, Version: version, Rolling: true})
 	if err != nil {
 		env.T.Fatalf("enginetest: deploy %s %s: %v", app, version, err)
 	}
-	return env.WaitState(r.ID, release.Succeeded)
+	r = env.WaitState(r.ID, release.Succeeded)
+	eventually.True(env.T, 10*time.Second, "release #"+strconv.FormatInt(r.ID, 10)+"'s weight 0 recorded", func() bool {
+		evs, err := env.Engine.Events(context.Background(), engine.System, engine.EventQuery{ReleaseID: r.ID})
+		return err == nil && len(evs) > 0 && evs[len(evs)-1].Type == release.EvWeight
+	})
+	return r
+}
+
+// Watched is an engine whose event subscriptions are counted, so a test
+// knows when a front end follows the engine, and can end them all.
+type Watched struct {
+	*engine.Engine
+	mu   sync.Mutex
+	ends map[int]func()
+	next int
+}
+
+// Watch wraps e; give the front end the Watched instead of e.
+func Watch(e *engine.Engine) *Watched { return &Watched{Engine: e, ends: map[int]func(){}} }
+
+// Subscribe is the engine's, counted until it ends.
+func (w *Watched) Subscribe() (<-chan release.Event, func()) {
+	ch, end := w.Engine.Subscribe()
+	w.mu.Lock()
+	id := w.next
+	w.next++
+	w.ends[id] = end
+	w.mu.Unlock()
+	return ch, func() {
+		w.mu.Lock()
+		delete(w.ends, id)
+		w.mu.Unlock()
+		end()
+	}
+}
+
+// Subscribers is how many subscriptions are open.
+func (w *Watched) Subscribers() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.ends)
+}
+
+// DropSubscribers ends every open subscription with the engine's own end
+// function: its channel closes, as when the engine shuts down.
+func (w *Watched) DropSubscribers() {
+	w.mu.Lock()
+	ends := w.ends
+	w.ends = map[int]func(){}
+	w.mu.Unlock()
+	for _, end := range ends {
+		end()
+	}
 }
 
 // Logs is an in-memory runtime.LogReader: the lines tests Add, per app
