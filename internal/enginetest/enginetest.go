@@ -214,13 +214,20 @@ func (env *Env) Release(id int64) release.Release {
 
 // WaitState waits until release id is in state want and returns it: a
 // running engine within 10s; a stepped one for up to 100 steps of a
-// second each. It fails at once if the release ends in another state.
+// second each. The release may not exist yet (a front end that answers
+// before it calls the engine makes it soon). It fails at once if the
+// release ends in another state.
 func (env *Env) WaitState(id int64, want release.State) release.Release {
 	env.T.Helper()
 	var r release.Release
 	reached := func() string {
-		r = env.Release(id)
+		var err error
+		r, err = env.Engine.Release(context.Background(), engine.System, id)
 		switch {
+		case engine.CodeOf(err) == engine.CodeNotFound:
+			return "not made yet"
+		case err != nil:
+			env.T.Fatalf("enginetest: release #%d: %v", id, err)
 		case r.State == want:
 			return ""
 		case r.State.Terminal():
