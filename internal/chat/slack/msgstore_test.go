@@ -47,13 +47,10 @@ func TestReleaseMessageSurvivesRestarts(t *testing.T) {
 	})
 	// Stop only once A has Slack's answer: a post cut off by the stop may
 	// have reached Slack unseen, and then a second message is unavoidable.
-	deadline := time.Now().Add(10 * time.Second)
-	for _, ts := a.bot.notifier.messageOf(3); ts == ""; _, ts = a.bot.notifier.messageOf(3) {
-		if time.Now().After(deadline) {
-			t.Fatal("A never learned its message's ts")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	eventually.True(t, 10*time.Second, "A learning its message's ts", func() bool {
+		_, ts := a.bot.notifier.messageOf(3)
+		return ts != ""
+	})
 	stop(a)
 	first := releaseMessages(sl.Calls(""), "3")[0]
 	_, ts := a.bot.notifier.messageOf(3)
