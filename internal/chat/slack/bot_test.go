@@ -646,11 +646,11 @@ func TestSocketModeReconnectsAfterSlackDropsTheConnection(t *testing.T) {
 func TestWalkingCanaryUpdatesTheMessageAndTellsTheDeployer(t *testing.T) {
 	h := newHarness(t, newTestEngine(t, true), nil) // the test steps the engine
 	_, _, respURL := h.slash(alice, testChannel, "/deploy", "resizer v2 --steps 1,10,50,100")
-	h.te.stepTo(t, firstID, 0)
+	h.stepTo(firstID, 0)
 	h.waitCalls("step 1", func(cs []slackCall) bool {
 		return strings.Contains(lastReleaseMessage(cs, "3").Text(), "canary at 1%, step 1 of 4")
 	})
-	h.te.stepTo(t, firstID, 2)
+	h.stepTo(firstID, 2)
 	calls := h.waitCalls("step 3", func(cs []slackCall) bool {
 		return strings.Contains(lastReleaseMessage(cs, "3").Text(), "canary at 50%, step 3 of 4") &&
 			hasText(responsesTo(cs, respURL), "", "canary at 50%")

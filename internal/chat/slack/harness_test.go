@@ -65,6 +65,7 @@ type harness struct {
 	now     atomic.Pointer[time.Time]
 	nResp   atomic.Int64
 	stopRun func()
+	baseID  int64 // the engine's last event when the bot subscribed
 }
 
 // testEngine is the real engine the bot's tests drive (internal/enginetest):
@@ -166,25 +167,50 @@ func (te *testEngine) calls(t *testing.T) []string {
 }
 
 // stepTo steps a stepped engine until release id (which the bot may not
-// have made yet) is progressing at step (0-based), one step at a time so
-// none is skipped; it fails if the release ends or passes step first.
-func (te *testEngine) stepTo(t *testing.T, id int64, step int) {
-	t.Helper()
-	eventually.True(t, 10*time.Second, fmt.Sprintf("release #%d made", id), func() bool {
-		_, err := te.Engine.Release(context.Background(), engine.System, id)
+// have made yet) is progressing at step (0-based); it fails if the release
+// ends or passes step first.
+func (h *harness) stepTo(id int64, step int) {
+	h.t.Helper()
+	h.stepUntil(id, fmt.Sprintf("progressing at step %d", step), func(r release.Release) bool {
+		if r.State.Terminal() || r.Step > step {
+			h.t.Fatalf("release #%d is %s at step %d (%s), want progressing at step %d", id, r.State, r.Step, r.Reason, step)
+		}
+		return r.State == release.Progressing && r.Step == step
+	})
+}
+
+// stepUntil steps a stepped engine, one step at a time so that no state is
+// skipped, until release id (which the bot may not have made yet) is done.
+//
+// Before each step it waits until the bot has taken every event stored
+// since it subscribed and its entry for the release is clean:
+// notifier.sync reads the release before it clears the entry's dirty flag,
+// so an event stored in between is marked and then unmarked, and its update
+// is lost until the next event. A running engine hides that with more
+// events; a stepped one goes quiet and the test would wait for nothing.
+func (h *harness) stepUntil(id int64, what string, done func(release.Release) bool) {
+	h.t.Helper()
+	eventually.True(h.t, 10*time.Second, fmt.Sprintf("release #%d made", id), func() bool {
+		_, err := h.te.Engine.Release(context.Background(), engine.System, id)
 		return err == nil
 	})
+	n := h.bot.notifier
 	for range 100 {
-		r := te.Release(id)
-		if r.State == release.Progressing && r.Step == step {
+		if done(h.te.Release(id)) {
 			return
 		}
-		if r.State.Terminal() || r.Step > step {
-			t.Fatalf("release #%d is %s at step %d (%s), want progressing at step %d", id, r.State, r.Step, r.Reason, step)
-		}
-		te.Step(time.Second)
+		eventually.True(h.t, 10*time.Second, fmt.Sprintf("the bot's message of release #%d up to date", id), func() bool {
+			if n.observed.Load() != h.te.lastEventID(h.t)-h.baseID {
+				return false
+			}
+			n.mu.Lock()
+			defer n.mu.Unlock()
+			t, ok := n.items[id]
+			return !ok || !t.dirty
+		})
+		h.te.Step(time.Second)
 	}
-	t.Fatalf("release #%d not at step %d after 100 steps", id, step)
+	h.t.Fatalf("release #%d not %s after 100 steps", id, what)
 }
 
 // waitSubscribed waits until n bots follow the engine's events.
@@ -248,6 +274,7 @@ func newHarnessOn(t *testing.T, sl *slacktest.Server, te *testEngine, mod func(*
 	t.Cleanup(h.srv.Close)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
+	subs := te.watched.Subscribers()
 	go func() { done <- bot.Run(ctx) }()
 	var stopOnce sync.Once
 	h.stopRun = func() {
@@ -261,7 +288,22 @@ func newHarnessOn(t *testing.T, sl *slacktest.Server, te *testEngine, mod func(*
 		})
 	}
 	t.Cleanup(h.stopRun)
+	te.waitSubscribed(t, subs+1)
+	h.baseID = te.lastEventID(t)
 	return h
+}
+
+// lastEventID is the id of the last event the engine stored.
+func (te *testEngine) lastEventID(t testing.TB) int64 {
+	t.Helper()
+	evs, err := te.Engine.Events(context.Background(), engine.System, engine.EventQuery{Limit: 100000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) == 0 {
+		return 0
+	}
+	return evs[len(evs)-1].ID
 }
 
 // testPolicy folds cfg's old-form roles and grants into a policy, as ship

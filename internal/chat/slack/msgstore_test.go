@@ -41,7 +41,7 @@ func TestReleaseMessageSurvivesRestarts(t *testing.T) {
 	// A posts the message of a walking canary.
 	a := start()
 	a.slash(alice, testChannel, "/deploy", "resizer v2 --steps 1,10,50,100")
-	eng.stepTo(t, firstID, 0)
+	a.stepTo(firstID, 0)
 	a.waitCalls("step 1 posted", func(cs []slackCall) bool {
 		return strings.Contains(lastReleaseMessage(cs, "3").Text(), "step 1 of 4")
 	})
@@ -62,7 +62,7 @@ func TestReleaseMessageSurvivesRestarts(t *testing.T) {
 	// B: the release moves on; its message is edited, not posted again.
 	b := start()
 	subscribed(1)
-	eng.stepTo(t, firstID, 1)
+	b.stepTo(firstID, 1)
 	b.waitCalls("step 2 by B", func(cs []slackCall) bool {
 		return strings.Contains(lastReleaseMessage(cs, "3").Text(), "step 2 of 4")
 	})
@@ -74,7 +74,7 @@ func TestReleaseMessageSurvivesRestarts(t *testing.T) {
 	}
 	// The bot promotes after its ack; step only once it has.
 	eventually.True(t, 10*time.Second, "the promote recorded", func() bool { return eng.Release(firstID).State == release.Promoting })
-	eng.WaitState(firstID, release.Succeeded)
+	b.stepUntil(firstID, "succeeded", func(r release.Release) bool { return r.State == release.Succeeded })
 	b.waitCalls("promote noted by B", func(cs []slackCall) bool {
 		m := lastReleaseMessage(cs, "3")
 		return strings.Contains(m.Text(), "succeeded") && strings.Contains(m.Blocks(), "Promote pressed by alice")
@@ -128,11 +128,11 @@ func TestWithoutMessageStoreARestartPostsAgain(t *testing.T) {
 	eng := newTestEngine(t, true)
 	a := newHarnessOn(t, sl, eng, nil)
 	a.slash(alice, testChannel, "/deploy", "resizer v2 --steps 1,10,50,100")
-	eng.stepTo(t, firstID, 0)
+	a.stepTo(firstID, 0)
 	a.waitCalls("posted", func(cs []slackCall) bool { return count(cs, "chat.postMessage") == 1 })
 	a.stopRun()
 	b := newHarnessOn(t, sl, eng, nil)
 	eng.waitSubscribed(t, 1)
-	eng.stepTo(t, firstID, 1)
+	b.stepTo(firstID, 1)
 	b.waitCalls("posted again", func(cs []slackCall) bool { return count(cs, "chat.postMessage") == 2 })
 }
