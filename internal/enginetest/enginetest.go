@@ -49,6 +49,10 @@ type Options struct {
 	// (per Step when stepped) to Metrics, split between the tracks by the
 	// router's weight, so canaries pass analysis on their own. 0: none.
 	Traffic int64
+	// Router, when set, wraps the memory router the engine is given (a
+	// router that is slow to apply a weight, say); Env.Router stays the
+	// memory router underneath.
+	Router func(runtime.Router) runtime.Router
 	// Logs is engine.Config.Logs. Default: Env.Logs, lines the test adds.
 	Logs runtime.LogReader
 	// Logger is engine.Config.Logger. Default: discard.
@@ -69,6 +73,9 @@ type Env struct {
 	Logs    *Logs         // the engine's log reader unless Options.Logs is set
 	Path    string        // the SQLite file
 	traffic int64
+
+	mu     sync.Mutex
+	errPct map[string]int64 // version -> percent of its canary requests that fail
 }
 
 // WebApp is a typical web app: two stable instances in production and
@@ -118,6 +125,9 @@ func New(t testing.TB, o Options) *Env {
 		Store: st, Apps: apps, Runtime: env.Runtime, Router: env.Router, Metrics: env.Metrics,
 		Logs: o.Logs, Logger: o.Logger, Authorize: o.Authorize, Tick: o.Tick,
 	}
+	if o.Router != nil {
+		cfg.Router = o.Router(env.Router)
+	}
 	if o.Stepped {
 		env.Clock = memory.NewClock(time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC))
 		cfg.Clock = env.Clock
@@ -166,9 +176,25 @@ func (env *Env) run(tick time.Duration, traffic int64) {
 func (env *Env) serveAll() {
 	for _, a := range env.Apps.All() {
 		for _, e := range a.Environments {
-			env.Serve(a.Name, e, env.traffic, 0)
+			c := env.Runtime.Get(a.Name, e, runtime.Canary)
+			env.mu.Lock()
+			pct := env.errPct[c.Version]
+			env.mu.Unlock()
+			share := env.traffic * int64(env.Router.Current(a.Name, e)) / int64(release.Full)
+			env.Serve(a.Name, e, env.traffic, share*pct/100)
 		}
 	}
+}
+
+// FailRequests makes pct percent of the Options.Traffic requests a canary
+// of version gets fail (analysis then aborts its release).
+func (env *Env) FailRequests(version string, pct int64) {
+	env.mu.Lock()
+	defer env.mu.Unlock()
+	if env.errPct == nil {
+		env.errPct = map[string]int64{}
+	}
+	env.errPct[version] = pct
 }
 
 // Serve counts n requests to app in env (errs of the canary's share

@@ -46,3 +46,16 @@ func TestAFailingVersionFailsItsRelease(t *testing.T) {
 	}
 	env.WaitState(r.ID, release.Failed)
 }
+
+func TestFailingRequestsAbortTheCanary(t *testing.T) {
+	env := New(t, Options{Traffic: 1000})
+	env.StableAt("resizer", "v1")
+	env.FailRequests("v2", 50)
+	r, err := env.Engine.Deploy(context.Background(), Admin, engine.DeployRequest{App: "resizer", Version: "v2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r = env.WaitState(r.ID, release.Aborted); r.Reason == "" {
+		t.Fatal("aborted without a reason")
+	}
+}
