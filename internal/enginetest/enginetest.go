@@ -45,9 +45,11 @@ type Options struct {
 	Stepped bool
 	// Tick is the running engine's tick. Default 10ms.
 	Tick time.Duration
-	// Traffic sends this many error-free requests to every app per Tick
-	// (per Step when stepped) to Metrics, split between the tracks by the
-	// router's weight, so canaries pass analysis on their own. 0: none.
+	// Traffic sends this many error-free requests per Tick (per Step when
+	// stepped) to every app and environment where a canary runs, split
+	// between the tracks by the router's weight, so canaries pass analysis
+	// on their own. 0: none. memory.Metrics keeps one pair of samples for
+	// all apps, so keep to one canary at a time.
 	Traffic int64
 	// Router, when set, wraps the memory router the engine is given (a
 	// router that is slow to apply a weight, say); Env.Router stays the
@@ -177,6 +179,9 @@ func (env *Env) serveAll() {
 	for _, a := range env.Apps.All() {
 		for _, e := range a.Environments {
 			c := env.Runtime.Get(a.Name, e, runtime.Canary)
+			if c.Version == "" {
+				continue
+			}
 			env.mu.Lock()
 			pct := env.errPct[c.Version]
 			env.mu.Unlock()

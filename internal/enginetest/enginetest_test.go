@@ -2,6 +2,11 @@ package enginetest
 
 import (
 	"context"
+	"go/parser"
+	"go/token"
+	"io/fs"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/shipteam/ship/internal/engine"
@@ -57,5 +62,34 @@ func TestFailingRequestsAbortTheCanary(t *testing.T) {
 	}
 	if r = env.WaitState(r.ID, release.Aborted); r.Reason == "" {
 		t.Fatal("aborted without a reason")
+	}
+}
+
+// The package is for tests only: no program or library file imports it.
+func TestOnlyTestFilesImportEnginetest(t *testing.T) {
+	root := filepath.Join("..", "..")
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == ".git" || d.Name() == "testdata") {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.ImportsOnly)
+		if err != nil {
+			return err
+		}
+		for _, im := range f.Imports {
+			if im.Path.Value == `"github.com/shipteam/ship/internal/enginetest"` {
+				t.Errorf("%s imports enginetest", path)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
