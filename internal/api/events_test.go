@@ -4,75 +4,149 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"github.com/shipteam/ship/internal/eventually"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/shipteam/ship/internal/engine"
+	"github.com/shipteam/ship/internal/enginetest"
+	"github.com/shipteam/ship/internal/eventually"
 	"github.com/shipteam/ship/internal/release"
 )
 
-// waitFor polls cond until it holds or the deadline passes.
+// storedIDs are the ids of the events the engine stored for q, in order.
+func storedIDs(t *testing.T, f *fixture, q engine.EventQuery) []int64 {
+	t.Helper()
+	evs, err := f.env.Engine.Events(context.Background(), engine.System, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []int64
+	for _, ev := range evs {
+		ids = append(ids, ev.ID)
+	}
+	return ids
+}
+
+// command runs one of the engine's app commands as admin; each stores one
+// app event (app.locked, app.unlocked, app.scaled).
+func command(t *testing.T, f *fixture, verb, app string) {
+	t.Helper()
+	ctx := context.Background()
+	var err error
+	switch verb {
+	case "lock":
+		err = f.env.Engine.Lock(ctx, enginetest.Admin, engine.LockRequest{App: app, Reason: "freeze"})
+	case "unlock":
+		err = f.env.Engine.Unlock(ctx, enginetest.Admin, engine.UnlockRequest{App: app})
+	case "scale":
+		err = f.env.Engine.Scale(ctx, enginetest.Admin, engine.ScaleRequest{App: app, Replicas: engine.Replicas(3)})
+	}
+	if err != nil {
+		t.Fatalf("%s %s: %v", verb, app, err)
+	}
+}
+
+// A stream of one release from after its first event replays what is
+// stored, then goes on live, without gaps or duplicates, until the
+// release succeeds; events of other apps are filtered out.
 func TestEventsReplayFromAfterThenLive(t *testing.T) {
 	f := newFixture(t)
-	f.eng.publish(release.Event{ReleaseID: 1, App: "resizer", Type: "release.created"}) // 1
-	f.eng.publish(release.Event{ReleaseID: 1, App: "resizer", Type: "release.step"})    // 2
-	f.eng.publish(release.Event{ReleaseID: 2, App: "web", Type: "release.created"})     // 3
-	f.eng.publish(release.Event{ReleaseID: 1, App: "resizer", Type: "release.step"})    // 4
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	got := make(chan release.Event, 16)
+	f.env.StableAt("resizer", "v1")
+	r, err := f.env.Engine.Deploy(ctx, enginetest.Admin, engine.DeployRequest{App: "resizer", Version: "v2", Canary: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.env.WaitState(r.ID, release.Paused)
+	stored := storedIDs(t, f, engine.EventQuery{ReleaseID: r.ID})
+	if len(stored) < 2 {
+		t.Fatalf("release #%d has %d events when paused, want a few to replay", r.ID, len(stored))
+	}
+	got := make(chan release.Event, 256)
 	done := make(chan error, 1)
 	go func() {
-		done <- f.cli.Events(ctx, EventsQuery{EventFilter: EventFilter{ReleaseID: 1}, After: 1}, func(ev release.Event) error {
+		done <- f.cli.Events(ctx, EventsQuery{EventFilter: EventFilter{ReleaseID: r.ID}, After: stored[0]}, func(ev release.Event) error {
 			got <- ev
-			if ev.Type == "release.succeeded" {
+			if ev.Type == release.EvSucceeded {
 				return ErrStop
 			}
 			return nil
 		})
 	}()
-	for _, want := range []int64{2, 4} {
-		if ev := <-got; ev.ID != want {
+	var ids []int64
+	for _, want := range stored[1:] {
+		ev := <-got
+		if ev.ID != want {
 			t.Fatalf("replayed id %d, want %d", ev.ID, want)
 		}
+		ids = append(ids, ev.ID)
 	}
-	eventually.True(t, 5*time.Second, "subscription", func() bool { return f.eng.subscribers() == 1 })
-	f.eng.publish(release.Event{ReleaseID: 2, App: "web", Type: "release.step"})                                    // 5, filtered out
-	f.eng.publish(release.Event{ReleaseID: 1, App: "resizer", Type: "release.succeeded", State: release.Succeeded}) // 6
-	if ev := <-got; ev.ID != 6 || ev.State != release.Succeeded {
-		t.Fatalf("live event = %+v", ev)
+	eventually.True(t, 5*time.Second, "subscription", func() bool { return f.eng.Subscribers() == 1 })
+	command(t, f, "lock", "web") // another app's event: filtered out
+	if _, err := f.env.Engine.Promote(ctx, enginetest.Admin, engine.PromoteRequest{App: "resizer"}); err != nil {
+		t.Fatal(err)
+	}
+	var last release.Event
+	for last.Type != release.EvSucceeded {
+		select {
+		case last = <-got:
+			ids = append(ids, last.ID)
+		case <-ctx.Done():
+			t.Fatalf("no release.succeeded on the stream; got ids %v", ids)
+		}
 	}
 	if err := <-done; err != nil {
 		t.Fatalf("Events = %v", err)
 	}
-	eventually.True(t, 5*time.Second, "unsubscribe", func() bool { return f.eng.subscribers() == 0 })
+	var want []int64
+	for _, id := range storedIDs(t, f, engine.EventQuery{ReleaseID: r.ID}) {
+		if id > stored[0] && id <= last.ID {
+			want = append(want, id)
+		}
+	}
+	if fmt.Sprint(ids) != fmt.Sprint(want) || len(ids) <= len(stored)-1 {
+		t.Fatalf("stream ids %v, want the stored %v (replayed and live)", ids, want)
+	}
+	eventually.True(t, 5*time.Second, "unsubscribe", func() bool { return f.eng.Subscribers() == 0 })
 }
 
 func TestEventsWithoutAfterAreLiveOnly(t *testing.T) {
 	f := newFixture(t)
-	f.eng.publish(release.Event{App: "resizer", Type: "old"})
+	command(t, f, "lock", "resizer") // stored before the stream opens
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	got := make(chan release.Event, 4)
 	go f.cli.Events(ctx, EventsQuery{After: -1}, func(ev release.Event) error { got <- ev; return nil })
-	eventually.True(t, 5*time.Second, "subscription", func() bool { return f.eng.subscribers() == 1 })
-	f.eng.publish(release.Event{App: "resizer", Type: "new"})
-	if ev := <-got; ev.Type != "new" {
-		t.Fatalf("first event %q, want the live one", ev.Type)
+	eventually.True(t, 5*time.Second, "subscription", func() bool { return f.eng.Subscribers() == 1 })
+	command(t, f, "unlock", "resizer")
+	select {
+	case ev := <-got:
+		if ev.Type != release.EvUnlocked {
+			t.Fatalf("first event %q, want the live one", ev.Type)
+		}
+	case <-ctx.Done():
+		t.Fatal("no live event")
 	}
 }
 
 func TestEventsHonourLastEventIDAndSendHeartbeats(t *testing.T) {
 	f := newFixture(t)
-	for range 3 {
-		f.eng.publish(release.Event{App: "resizer", Type: "x"})
+	command(t, f, "lock", "resizer")
+	command(t, f, "unlock", "resizer")
+	command(t, f, "scale", "web") // another app's
+	command(t, f, "lock", "resizer")
+	ids := storedIDs(t, f, engine.EventQuery{App: "resizer"})
+	if len(ids) != 3 {
+		t.Fatalf("resizer has events %v, want 3", ids)
 	}
 	req, _ := http.NewRequest("GET", f.srv.URL+"/v1/events?app=resizer", nil)
 	req.Header.Set("Authorization", "Bearer "+f.token)
-	req.Header.Set("Last-Event-ID", "2")
+	req.Header.Set("Last-Event-ID", fmt.Sprint(ids[1]))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -82,19 +156,19 @@ func TestEventsHonourLastEventIDAndSendHeartbeats(t *testing.T) {
 		t.Fatalf("content type %q", ct)
 	}
 	sc := bufio.NewScanner(resp.Body)
-	var ids []string
+	var got []string
 	pings := 0
 	for sc.Scan() && pings < 2 {
 		line := sc.Text()
 		if strings.HasPrefix(line, "id: ") {
-			ids = append(ids, strings.TrimPrefix(line, "id: "))
+			got = append(got, strings.TrimPrefix(line, "id: "))
 		}
 		if line == ": ping" {
 			pings++
 		}
 	}
-	if strings.Join(ids, ",") != "3" {
-		t.Fatalf("ids after Last-Event-ID 2 = %v, want [3]", ids)
+	if strings.Join(got, ",") != fmt.Sprint(ids[2]) {
+		t.Fatalf("ids after Last-Event-ID %d = %v, want [%d]", ids[1], got, ids[2])
 	}
 }
 
@@ -108,23 +182,28 @@ func TestFollowResumesAfterStreamBreaks(t *testing.T) {
 	go func() {
 		done <- f.cli.Follow(ctx, EventsQuery{After: 0}, 3*time.Second, func(error) { retries++ }, func(ev release.Event) error {
 			got <- ev
-			if ev.Type == "end" {
+			if ev.Type == release.EvScaled {
 				return ErrStop
 			}
 			return nil
 		})
 	}()
-	eventually.True(t, 5*time.Second, "subscription", func() bool { return f.eng.subscribers() == 1 })
-	f.eng.publish(release.Event{App: "resizer", Type: "a"}) // 1
-	if ev := <-got; ev.ID != 1 {
-		t.Fatalf("got %d", ev.ID)
+	eventually.True(t, 5*time.Second, "subscription", func() bool { return f.eng.Subscribers() == 1 })
+	command(t, f, "lock", "resizer")
+	first := <-got
+	if first.Type != release.EvLocked {
+		t.Fatalf("got %+v", first)
 	}
-	f.eng.dropSubscribers()
-	// Published while no stream is open: the reconnect replays it.
-	f.eng.publish(release.Event{App: "resizer", Type: "b"}) // 2
-	eventually.True(t, 5*time.Second, "resubscription", func() bool { return f.eng.subscribers() == 1 })
-	f.eng.publish(release.Event{App: "resizer", Type: "end"}) // 3
-	for _, want := range []int64{2, 3} {
+	f.eng.DropSubscribers()
+	// Stored while no stream is open: the reconnect replays it.
+	command(t, f, "unlock", "resizer")
+	eventually.True(t, 5*time.Second, "resubscription", func() bool { return f.eng.Subscribers() == 1 })
+	command(t, f, "scale", "resizer")
+	stored := storedIDs(t, f, engine.EventQuery{AfterID: first.ID})
+	if len(stored) != 2 {
+		t.Fatalf("stored after the first: %v", stored)
+	}
+	for _, want := range stored {
 		if ev := <-got; ev.ID != want {
 			t.Fatalf("got id %d, want %d (no gaps, no duplicates)", ev.ID, want)
 		}
@@ -195,7 +274,7 @@ func TestRevokingATokenEndsItsOpenEventStreamWithinASecond(t *testing.T) {
 	go func() {
 		done <- bob.Follow(context.Background(), EventsQuery{After: -1}, time.Minute, nil, func(release.Event) error { return nil })
 	}()
-	eventually.True(t, 5*time.Second, "bob's stream", func() bool { return f.eng.subscribers() == 1 })
+	eventually.True(t, 5*time.Second, "bob's stream", func() bool { return f.eng.Subscribers() == 1 })
 	start := time.Now()
 	if status, body := f.raw(t, "DELETE", "/v1/tokens/bob", "Bearer "+adminTok, ""); status != http.StatusOK {
 		t.Fatalf("revoke: %d %s", status, body)
@@ -212,5 +291,5 @@ func TestRevokingATokenEndsItsOpenEventStreamWithinASecond(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("bob's stream is still open 5s after his token was revoked")
 	}
-	eventually.True(t, 5*time.Second, "unsubscribe", func() bool { return f.eng.subscribers() == 0 })
+	eventually.True(t, 5*time.Second, "unsubscribe", func() bool { return f.eng.Subscribers() == 0 })
 }

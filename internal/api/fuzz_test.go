@@ -10,15 +10,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shipteam/ship/internal/engine"
+	"github.com/shipteam/ship/internal/enginetest"
 	"github.com/shipteam/ship/internal/release"
+	"github.com/shipteam/ship/internal/spec"
 )
 
 // FuzzDeployBody: any body gets a JSON answer with a 2xx or 4xx status,
 // never a panic or a 500.
 func FuzzDeployBody(f *testing.F) {
-	eng := newFakeEngine("web")
+	env := enginetest.New(f, enginetest.Options{Apps: []spec.App{enginetest.WebApp("web")}, Stepped: true})
 	token, hash, _ := NewToken()
-	s, err := New(Config{Engine: eng, Tokens: fakeTokens{string(hash): "fuzz"}})
+	s, err := New(Config{Engine: env.Engine, Tokens: fakeTokens{string(hash): "fuzz"}})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -35,10 +38,12 @@ func FuzzDeployBody(f *testing.F) {
 		if err := json.Unmarshal(rec.Body.Bytes(), &v); err != nil {
 			t.Fatalf("answer is not JSON: %q", rec.Body)
 		}
-		// Keep the fake engine from refusing every later deploy as a conflict.
-		eng.mu.Lock()
-		eng.releases = nil
-		eng.mu.Unlock()
+		// Keep the engine from refusing every later deploy as a conflict.
+		if rec.Code == http.StatusCreated {
+			if _, err := env.Engine.Abort(context.Background(), enginetest.Admin, engine.AbortRequest{App: "web", Reason: "next input"}); err != nil {
+				t.Fatalf("abort after %q: %v", body, err)
+			}
+		}
 	})
 }
 

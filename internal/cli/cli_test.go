@@ -15,129 +15,25 @@ import (
 
 	"github.com/shipteam/ship/internal/api"
 	"github.com/shipteam/ship/internal/engine"
+	"github.com/shipteam/ship/internal/enginetest"
 	"github.com/shipteam/ship/internal/release"
+	"github.com/shipteam/ship/internal/runtime"
+	"github.com/shipteam/ship/internal/spec"
 )
 
-// fakeEngine plays a scripted release: Deploy returns it pending, then the
-// script publishes its events and updates its state.
-type fakeEngine struct {
-	api.Engine // methods a test does not need panic (nil)
-	mu         sync.Mutex
-	rel        release.Release
-	events     []release.Event
-	subs       []chan release.Event
-	script     []release.Event // played after Deploy
-	deployErr  error
-	status     engine.AppStatus
-	// weightLag is how long after a paused event the router has its
-	// weight, as the engine records "paused" before it sets the weight.
-	weightLag time.Duration
-	inForce   release.Weight // the router's weight for the scripted release
-	inForceAt time.Time      // when it was set
-}
+// The CLI's tests run it against ship's API in front of a real engine
+// (internal/enginetest) with one app, web: 2 stable instances in
+// production and staging, healthy traffic.
 
-func (f *fakeEngine) Deploy(_ context.Context, a engine.Actor, req engine.DeployRequest) (release.Release, error) {
-	if f.deployErr != nil {
-		return release.Release{}, f.deployErr
+func newEngine(t *testing.T, o enginetest.Options) *enginetest.Env {
+	t.Helper()
+	if o.Apps == nil {
+		o.Apps = []spec.App{enginetest.WebApp("web")}
 	}
-	f.mu.Lock()
-	f.rel = release.Release{ID: 7, App: req.App, Env: "production", Version: req.Version, HoldAt: req.Canary,
-		Steps: req.Steps, State: release.Pending, Actor: a.Name, Source: a.Source}
-	rel := f.rel
-	f.mu.Unlock()
-	go func() {
-		for _, ev := range f.script {
-			time.Sleep(10 * time.Millisecond)
-			f.publish(ev)
-		}
-	}()
-	return rel, nil
-}
-
-func (f *fakeEngine) publish(ev release.Event) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	ev.ID = int64(len(f.events) + 1)
-	ev.ReleaseID = f.rel.ID
-	ev.Time = time.Date(2026, 11, 25, 13, 0, 0, 0, time.Local)
-	if ev.State != "" {
-		f.rel.State = ev.State
-		f.rel.Weight = ev.Weight
-		f.rel.Reason = ev.Message
+	if o.Traffic == 0 && !o.Stepped {
+		o.Traffic = 1000
 	}
-	if ev.State == release.Paused {
-		w := ev.Weight
-		time.AfterFunc(f.weightLag, func() {
-			f.mu.Lock()
-			f.inForce, f.inForceAt = w, time.Now()
-			f.mu.Unlock()
-			// As the engine does once the router has the weight.
-			f.publish(release.Event{Type: release.EvWeight, Weight: w, Data: &release.EventData{Asked: w, InForce: &w}})
-		})
-	}
-	f.events = append(f.events, ev)
-	for _, ch := range f.subs {
-		ch <- ev
-	}
-	if ev.State.Terminal() {
-		// As the engine does once the canary's weight is 0 again.
-		var zero release.Weight
-		f.mu.Unlock()
-		f.publish(release.Event{Type: release.EvWeight, Data: &release.EventData{InForce: &zero}})
-		f.mu.Lock()
-	}
-}
-
-func (f *fakeEngine) Release(_ context.Context, _ engine.Actor, id int64) (release.Release, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if id != f.rel.ID {
-		return release.Release{}, engine.Errorf(engine.CodeNotFound, "no release %d", id)
-	}
-	return f.rel, nil
-}
-
-func (f *fakeEngine) Events(_ context.Context, _ engine.Actor, q engine.EventQuery) ([]release.Event, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var out []release.Event
-	for _, ev := range f.events {
-		if ev.ID > q.AfterID {
-			out = append(out, ev)
-		}
-	}
-	return out, nil
-}
-
-func (f *fakeEngine) ReadFilter(engine.Actor) func(context.Context, release.Event) bool {
-	return func(context.Context, release.Event) bool { return true }
-}
-
-func (f *fakeEngine) Subscribe() (<-chan release.Event, func()) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	ch := make(chan release.Event, 100)
-	f.subs = append(f.subs, ch)
-	return ch, func() {}
-}
-
-func (f *fakeEngine) Status(_ context.Context, _ engine.Actor, app, env string) (engine.AppStatus, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.status.App == "" && f.rel.ID != 0 && app == f.rel.App {
-		// No status scripted: the release's, with the router's weight.
-		st, r := f.status, f.rel
-		st.App, st.Env, st.Weight, st.Release = r.App, r.Env, f.inForce, &r
-		return st, nil
-	}
-	if app != f.status.App {
-		return engine.AppStatus{}, engine.Errorf(engine.CodeNotFound, "unknown app %q", app)
-	}
-	st := f.status
-	if f.rel.ID != 0 && f.rel.State.Terminal() {
-		st.Weight = 0 // a release that ended leaves the canary no traffic
-	}
-	return st, nil
+	return enginetest.New(t, o)
 }
 
 type tokens map[string]string
@@ -151,7 +47,8 @@ func (t tokens) TokenOwner(_ context.Context, h []byte) (api.TokenOwner, error) 
 
 const testToken = "ship_test-token"
 
-func serve(t *testing.T, eng *fakeEngine) string {
+// serve serves the API of eng (alice's token is testToken) on loopback.
+func serve(t *testing.T, eng api.Engine) string {
 	t.Helper()
 	s, err := api.New(api.Config{Engine: eng, Tokens: tokens{string(api.HashToken(testToken)): "alice"}})
 	if err != nil {
@@ -179,24 +76,26 @@ func runCLI(t *testing.T, env map[string]string, args ...string) (int, string, s
 }
 
 func TestDeployWaitExitsOneWithTheReasonWhenTheCanaryFails(t *testing.T) {
-	eng := &fakeEngine{script: []release.Event{
-		{Type: "release.step", State: release.Progressing, Weight: 2000, Message: "step 1 of 2"},
-		{Type: "release.analysis", State: release.Progressing, Weight: 2000, Message: "fail: canary error rate 50.0%"},
-		{Type: "release.aborted", State: release.Aborted, Message: "analysis failed: canary error rate 50.0%"},
-	}}
-	url := serve(t, eng)
+	e := newEngine(t, enginetest.Options{})
+	e.StableAt("web", "v1")
+	e.FailRequests("v2-fail50", 50)
+	url := serve(t, e.Engine)
 	code, out, errs := runCLI(t, map[string]string{"SHIP_SERVER": url, "SHIP_TOKEN": testToken},
 		"deploy", "web", "v2-fail50", "--steps", "20,100", "--wait")
 	if code != ExitFailed {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
 	}
-	for _, want := range []string{"release 7: deploying web v2-fail50", "release.step", "weight 20%", "release.aborted"} {
+	for _, want := range []string{"release 2: deploying web v2-fail50", "release.step", "weight 20%", "release.aborted"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("stdout lacks %q:\n%s", want, out)
 		}
 	}
-	if !strings.Contains(errs, "aborted: analysis failed: canary error rate 50.0%") {
-		t.Errorf("stderr lacks the reason:\n%s", errs)
+	r := e.Release(2)
+	if r.State != release.Aborted || !strings.HasPrefix(r.Reason, "analysis failed: ") {
+		t.Fatalf("release = %s (%s), want aborted by analysis", r.State, r.Reason)
+	}
+	if !strings.Contains(errs, "aborted: "+r.Reason) {
+		t.Errorf("stderr lacks the reason %q:\n%s", r.Reason, errs)
 	}
 	if strings.Contains(out, "\r") || strings.Contains(out, "\033[") {
 		t.Error("plain output has terminal control characters")
@@ -204,10 +103,9 @@ func TestDeployWaitExitsOneWithTheReasonWhenTheCanaryFails(t *testing.T) {
 }
 
 func TestDeployCanaryHoldExitsZeroOncePaused(t *testing.T) {
-	eng := &fakeEngine{script: []release.Event{
-		{Type: "release.paused", State: release.Paused, Weight: 100, Message: "holding 1%"},
-	}}
-	url := serve(t, eng)
+	e := newEngine(t, enginetest.Options{})
+	e.StableAt("web", "v1")
+	url := serve(t, e.Engine)
 	code, out, errs := runCLI(t, map[string]string{"SHIP_SERVER": url, "SHIP_TOKEN": testToken},
 		"deploy", "web", "v2", "--canary", "1%", "--wait", "--output", "json")
 	if code != ExitOK {
@@ -222,37 +120,71 @@ func TestDeployCanaryHoldExitsZeroOncePaused(t *testing.T) {
 	}
 }
 
+// slowRouter takes lag to put a canary's weight in force, as a gateway
+// that is slow to program: the engine records "paused" before the router
+// has the weight.
+type slowRouter struct {
+	runtime.Router
+	lag time.Duration
+	mu  sync.Mutex
+	at  time.Time // when a weight above 0 was last in force
+}
+
+func (r *slowRouter) SetWeight(ctx context.Context, app spec.App, env string, w release.Weight) error {
+	if w > 0 {
+		select {
+		case <-time.After(r.lag):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if err := r.Router.SetWeight(ctx, app, env, w); err != nil {
+		return err
+	}
+	if w > 0 {
+		r.mu.Lock()
+		r.at = time.Now()
+		r.mu.Unlock()
+	}
+	return nil
+}
+
 func TestDeployCanaryHoldWaitsForTheWeightInForce(t *testing.T) {
-	eng := &fakeEngine{weightLag: 300 * time.Millisecond, script: []release.Event{
-		{Type: "release.paused", State: release.Paused, Weight: 100, Message: "holding 1%"},
-	}}
-	url := serve(t, eng)
+	slow := &slowRouter{lag: 300 * time.Millisecond}
+	e := newEngine(t, enginetest.Options{Router: func(r runtime.Router) runtime.Router { slow.Router = r; return slow }})
+	e.StableAt("web", "v1")
+	url := serve(t, e.Engine)
 	code, out, errs := runCLI(t, map[string]string{"SHIP_SERVER": url, "SHIP_TOKEN": testToken},
 		"deploy", "web", "v2", "--canary", "1%", "--wait")
 	returned := time.Now()
 	if code != ExitOK {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
 	}
-	eng.mu.Lock()
-	at := eng.inForceAt
-	eng.mu.Unlock()
+	slow.mu.Lock()
+	at := slow.at
+	slow.mu.Unlock()
 	if at.IsZero() || returned.Before(at) {
 		t.Fatalf("deploy --canary --wait returned before the router had the weight (set at %v, returned %v)", at, returned)
+	}
+	if w := e.Router.Current("web", "production"); w != 100 {
+		t.Fatalf("router weight %s when the CLI returned, want 1%%", w)
 	}
 }
 
 func TestDeployWithoutWaitReturnsAtOnceInScripts(t *testing.T) {
-	eng := &fakeEngine{} // no script: the release would never settle
-	url := serve(t, eng)
+	e := newEngine(t, enginetest.Options{Stepped: true}) // never stepped: the release never settles
+	url := serve(t, e.Engine)
 	code, out, _ := runCLI(t, map[string]string{"SHIP_SERVER": url, "SHIP_TOKEN": testToken}, "deploy", "web", "v2")
-	if code != ExitOK || !strings.Contains(out, "release 7") {
+	if code != ExitOK || !strings.Contains(out, "release 1") {
 		t.Fatalf("exit %d: %s", code, out)
+	}
+	if r := e.Release(1); r.State.Terminal() {
+		t.Fatalf("release %s: the test proves nothing", r.State)
 	}
 }
 
 func TestExitCodes(t *testing.T) {
-	eng := &fakeEngine{status: engine.AppStatus{App: "web", Env: "production", Endpoint: "127.0.0.1:8080"}}
-	url := serve(t, eng)
+	url := serve(t, newEngine(t, enginetest.Options{Stepped: true}).Engine)
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	dead := "http://" + ln.Addr().String()
 	ln.Close()
@@ -284,10 +216,14 @@ func TestExitCodes(t *testing.T) {
 }
 
 func TestStatusJSONIsTheAppStatus(t *testing.T) {
-	want := engine.AppStatus{App: "web", Env: "production", Endpoint: "127.0.0.1:8080", Weight: 100,
-		Stable: engine.TrackView{Version: "v1", Ready: 2, Desired: 2}, Canary: engine.TrackView{Version: "v2", Ready: 1, Desired: 1},
-		Release: &release.Release{ID: 3, Version: "v2", State: release.Paused}}
-	url := serve(t, &fakeEngine{status: want})
+	e := newEngine(t, enginetest.Options{})
+	e.StableAt("web", "v1")
+	r, err := e.Engine.Deploy(context.Background(), enginetest.Admin, engine.DeployRequest{App: "web", Version: "v2", Canary: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.WaitState(r.ID, release.Paused)
+	url := serve(t, e.Engine)
 	code, out, errs := runCLI(t, map[string]string{"SHIP_SERVER": url, "SHIP_TOKEN": testToken}, "status", "web", "--output", "json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
@@ -307,20 +243,32 @@ func TestStatusJSONIsTheAppStatus(t *testing.T) {
 }
 
 func TestStatusSaysWhenTheWeightIsRounded(t *testing.T) {
-	st := engine.AppStatus{App: "web", Env: "production", Endpoint: "web.ship-production.svc:80", Weight: 2000, WeightAsked: 100,
-		Stable: engine.TrackView{Version: "v1", Ready: 4, Desired: 4}, Canary: engine.TrackView{Version: "v2", Ready: 1, Desired: 1},
-		Release: &release.Release{ID: 3, Version: "v2", State: release.Paused, Steps: []release.Weight{100}, Weight: 100},
-		Note:    "canary: weight 1% asked, 20% given by replica counts (1 canary of 5 instances; no gateway)"}
-	url := serve(t, &fakeEngine{status: st})
+	// A router that can only split by replica counts (20% steps) and a
+	// runtime that says so, as on Kubernetes without a gateway.
+	e := newEngine(t, enginetest.Options{})
+	e.StableAt("web", "v1")
+	e.Router.Mu.Lock()
+	e.Router.Round = 2000
+	e.Router.Mu.Unlock()
+	e.Runtime.Mu.Lock()
+	e.Runtime.Track("web", "production", runtime.Canary).Note = "weight 10% asked, 20% given by replica counts (1 canary of 3 instances; no gateway)"
+	e.Runtime.Mu.Unlock()
+	r, err := e.Engine.Deploy(context.Background(), enginetest.Admin, engine.DeployRequest{App: "web", Version: "v2", Canary: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.WaitState(r.ID, release.Paused)
+	url := serve(t, e.Engine)
 	code, out, errs := runCLI(t, map[string]string{"SHIP_SERVER": url, "SHIP_TOKEN": testToken}, "status", "web")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
-	for _, w := range []string{"canary  v2  1/1 ready  weight 20% (1% asked)\n", "note: canary: weight 1% asked, 20% given by replica counts"} {
+	for _, w := range []string{"canary  v2  1/1 ready  weight 20% (10% asked)\n", "note: canary: weight 10% asked, 20% given by replica counts"} {
 		if !strings.Contains(out, w) {
 			t.Errorf("status output lacks %q:\n%s", w, out)
 		}
 	}
+	st := engine.AppStatus{Weight: 2000, WeightAsked: 100, Release: &release.Release{ID: 3, Version: "v2", State: release.Paused}}
 	if got := statusLine(st); !strings.Contains(got, "| weight 20% (1% asked) |") {
 		t.Errorf("statusLine %q", got)
 	}
@@ -331,8 +279,7 @@ func TestStatusSaysWhenTheWeightIsRounded(t *testing.T) {
 }
 
 func TestConfigFileAndLocalTokenFallback(t *testing.T) {
-	eng := &fakeEngine{status: engine.AppStatus{App: "web"}}
-	url := serve(t, eng)
+	url := serve(t, newEngine(t, enginetest.Options{Stepped: true}).Engine)
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "c.yaml")
 	os.WriteFile(cfg, []byte("server: "+url+"\ntoken: "+testToken+"\n"), 0o600)
@@ -401,17 +348,13 @@ func TestProgressLines(t *testing.T) {
 }
 
 func TestTerminalProgressRedrawsOneStatusLine(t *testing.T) {
-	eng := &fakeEngine{
-		status: engine.AppStatus{App: "web", Weight: 5000,
-			Stable: engine.TrackView{Version: "v1", Ready: 2, Desired: 2}, Canary: engine.TrackView{Version: "v2", Ready: 1, Desired: 1}},
-	}
-	// Slow enough that the 500ms redraw ticks at least once.
-	eng.script = []release.Event{{Type: "release.step", State: release.Progressing, Weight: 5000}}
-	for range 60 {
-		eng.script = append(eng.script, release.Event{Type: "release.analysis", State: release.Progressing, Weight: 5000})
-	}
-	eng.script = append(eng.script, release.Event{Type: "release.succeeded", State: release.Succeeded, Message: "v2 is stable"})
-	url := serve(t, eng)
+	// A canary that holds 50% for a second: slow enough that the 500ms
+	// redraw ticks at least once.
+	app := enginetest.WebApp("web")
+	app.Strategy.Steps = []spec.Step{{Weight: 5000, Pause: spec.Duration(time.Second)}, {Weight: 10000}}
+	e := newEngine(t, enginetest.Options{Apps: []spec.App{app}})
+	e.StableAt("web", "v1")
+	url := serve(t, e.Engine)
 	var out, errb bytes.Buffer
 	env := Env{Stdout: &out, Stderr: &errb, TTY: true, Dir: t.TempDir(), Getenv: envMap{
 		"SHIP_SERVER": url, "SHIP_TOKEN": testToken, "XDG_CONFIG_HOME": t.TempDir()}.get}
@@ -456,57 +399,67 @@ func TestHelpAndVersionNeedNoServer(t *testing.T) {
 	}
 }
 
-// reclaimEngine answers Reclaim as the engine does on Kubernetes after a
-// hand edit, and as it does on the local runtime (app "local").
-type reclaimEngine struct {
-	fakeEngine
-	got []string // app/env of each call
-}
+// localRuntime is the real engine as it answers Reclaim on the local
+// runtime (which has no hand edits to take back).
+type localRuntime struct{ *engine.Engine }
 
-func (f *reclaimEngine) Reclaim(_ context.Context, a engine.Actor, req engine.ReclaimRequest) (engine.Reclaimed, error) {
-	app, env := req.App, req.Env
-	f.got = append(f.got, app+"/"+env+" by "+a.Name)
-	if app == "local" {
-		return engine.Reclaimed{}, engine.Errorf(engine.CodeInvalid, "reclaim is for runtimes with server-side apply; the local runtime has no hand edits")
-	}
-	return engine.Reclaimed{App: app, Env: "staging", Release: 9, Tracks: []engine.ReclaimedTrack{
-		{Track: "stable", Version: "v1", Replicas: 2},
-		{Track: "canary", Version: "v2", Replicas: 1, Lost: []string{`"kubectl": deployment web-canary .spec.replicas`}},
-	}}, nil
+func (localRuntime) Reclaim(context.Context, engine.Actor, engine.ReclaimRequest) (engine.Reclaimed, error) {
+	return engine.Reclaimed{}, engine.Errorf(engine.CodeInvalid, "reclaim is for runtimes with server-side apply; the local runtime has no hand edits")
 }
 
 func TestReclaimPrintsWhoLostWhichField(t *testing.T) {
-	eng := &reclaimEngine{}
-	s, err := api.New(api.Config{Engine: eng, Tokens: tokens{string(api.HashToken(testToken)): "alice"}})
+	e := newEngine(t, enginetest.Options{})
+	ctx := context.Background()
+	e.StableAt("web", "v1") // production
+	r, err := e.Engine.Deploy(ctx, enginetest.Admin, engine.DeployRequest{App: "web", Env: "staging", Version: "v1", Rolling: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(s.Handler())
-	t.Cleanup(srv.Close)
-	env := map[string]string{"SHIP_SERVER": srv.URL, "SHIP_TOKEN": testToken}
+	e.WaitState(r.ID, release.Succeeded)
+	if r, err = e.Engine.Deploy(ctx, enginetest.Admin, engine.DeployRequest{App: "web", Env: "staging", Version: "v2", Canary: 1000}); err != nil {
+		t.Fatal(err)
+	}
+	e.WaitState(r.ID, release.Paused)
+	e.Runtime.HandScale("web", "staging", runtime.Canary, 3, "kubectl") // someone scaled the canary by hand
+	env := map[string]string{"SHIP_SERVER": serve(t, e.Engine), "SHIP_TOKEN": testToken}
 
 	code, out, errs := runCLI(t, env, "reclaim", "web", "--env", "staging")
 	if code != ExitOK {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
 	}
-	want := "reclaimed web/staging (stable v1×2, canary v2×1): taken back from \"kubectl\": deployment web-canary .spec.replicas\n"
+	want := "reclaimed web/staging (stable v1×2, canary v2×1): taken back from \"kubectl\": canary .spec.replicas\n"
 	if out != want {
 		t.Errorf("stdout %q, want %q", out, want)
 	}
+	if got := e.Runtime.Get("web", "staging", runtime.Canary); got.Desired != 1 {
+		t.Errorf("staging canary has %d instances after the reclaim, want 1", got.Desired)
+	}
 	code, out, _ = runCLI(t, env, "reclaim", "web", "-o", "json")
 	var res engine.Reclaimed
-	if code != ExitOK || json.Unmarshal([]byte(out), &res) != nil || res.Release != 9 || len(res.Tracks) != 2 || res.Tracks[1].Lost[0] != `"kubectl": deployment web-canary .spec.replicas` {
+	if code != ExitOK || json.Unmarshal([]byte(out), &res) != nil || res.Env != "production" || len(res.Tracks) != 1 || res.Tracks[0].Version != "v1" || len(res.Tracks[0].Lost) != 0 {
 		t.Fatalf("json: exit %d %s", code, out)
 	}
 	// invalid, as every engine refusal of that code: exit 2.
-	code, _, errs = runCLI(t, env, "reclaim", "local")
+	local := map[string]string{"SHIP_SERVER": serve(t, localRuntime{e.Engine}), "SHIP_TOKEN": testToken}
+	code, _, errs = runCLI(t, local, "reclaim", "web")
 	if code != ExitUsage || !strings.Contains(errs, "the local runtime has no hand edits") {
 		t.Fatalf("local runtime: exit %d %s", code, errs)
 	}
 	if code, _, errs = runCLI(t, env, "reclaim"); code != ExitUsage || !strings.Contains(errs, "missing APP") {
 		t.Fatalf("no app: exit %d %s", code, errs)
 	}
-	if got := strings.Join(eng.got, ","); got != "web/staging by alice,web/ by alice,local/ by alice" {
-		t.Errorf("engine calls %s", got)
+	// What the engine recorded: alice's two reclaims.
+	evs, err := e.Engine.Events(ctx, engine.System, engine.EventQuery{App: "web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, ev := range evs {
+		if ev.Type == release.EvReclaimed {
+			got = append(got, ev.App+"/"+ev.Env+" by "+ev.Actor)
+		}
+	}
+	if strings.Join(got, ",") != "web/staging by alice,web/production by alice" {
+		t.Errorf("engine recorded reclaims %v", got)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/shipteam/ship/internal/api"
+	"github.com/shipteam/ship/internal/enginetest"
 )
 
 // issuer is an in-memory token table with the store's rules (the last
@@ -89,7 +90,7 @@ func (s *issuer) Tokens(context.Context) ([]api.TokenInfo, error) {
 func TestTokenCreateGivesAWorkingTokenOnlyToTheAdmin(t *testing.T) {
 	const adminToken = "ship_admin-token"
 	iss := &issuer{users: map[string]api.TokenOwner{string(api.HashToken(adminToken)): {Name: "admin", Role: "admin"}}}
-	s, err := api.New(api.Config{Engine: &fakeEngine{}, Tokens: iss, Issuer: iss})
+	s, err := api.New(api.Config{Engine: newEngine(t, enginetest.Options{Stepped: true}).Engine, Tokens: iss, Issuer: iss})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,14 +31,13 @@ func deniedEvents(t *testing.T, e *engine.Engine) []release.Event {
 // engine (the bot holds no grants), told at once, and recorded as an
 // access.denied event naming the Slack identity.
 func TestSlackRefusalIsTheEnginesAndIsRecorded(t *testing.T) {
-	e := newRealEngine(t)
-	h := newHarness(t, e, nil)
+	h := newHarness(t, nil, nil)
 	_, reply, _ := h.slash(mallory, testChannel, "/ship", "scale resizer 5")
 	if reply.ResponseType != "ephemeral" || !strings.Contains(reply.Text, "You may not scale resizer in production: no grant gives you scale; roles that may: operator, maintainer, admin") ||
 		!strings.Contains(reply.Text, "<!subteam^SOPS>") {
 		t.Fatalf("reply %+v", reply)
 	}
-	den := deniedEvents(t, e)
+	den := deniedEvents(t, h.te.Engine)
 	if len(den) != 1 || den[0].App != "resizer" || den[0].Env != "production" || den[0].Data.Identity != "slack:UMALLORY" ||
 		den[0].Data.Action != "scale" || den[0].Actor != "slack:UMALLORY (mallory)" ||
 		!strings.HasPrefix(den[0].Message, "slack:UMALLORY may not scale resizer in production") {
@@ -57,15 +56,14 @@ func TestSlackRefusalIsTheEnginesAndIsRecorded(t *testing.T) {
 // When Slack cannot say who is in a group, the answer is no, with a
 // sentence saying to try again: never yes.
 func TestGroupLookupFailureDeniesAndSaysTryAgain(t *testing.T) {
-	e := newRealEngine(t)
-	h := newHarness(t, e, func(c *Config) { c.MaxAttempts = 1 })
+	h := newHarness(t, nil, func(c *Config) { c.MaxAttempts = 1 })
 	h.slack.SetDown(true)
 	_, reply, _ := h.slash(olga, testChannel, "/ship", "scale resizer 5")
 	h.slack.SetDown(false)
 	if !strings.Contains(reply.Text, "You may not scale resizer in production: could not check your user groups, try again") {
 		t.Fatalf("reply %+v", reply)
 	}
-	st, err := e.Status(context.Background(), engine.System, "resizer", "production")
+	st, err := h.te.Engine.Status(context.Background(), engine.System, "resizer", "production")
 	if err != nil || st.Stable.Desired == 5 {
 		t.Fatalf("scaled anyway: %+v %v", st, err)
 	}
@@ -75,8 +73,7 @@ func TestGroupLookupFailureDeniesAndSaysTryAgain(t *testing.T) {
 // Mattermost identity, never gets the grants of the Slack user whose ID it
 // claims, and may not press Slack's buttons.
 func TestMattermostNeverGetsSlackGrantsNorPressesButtons(t *testing.T) {
-	e := newRealEngine(t)
-	h := newHarness(t, e, func(c *Config) { c.MattermostToken = "mm-secret-token" })
+	h := newHarness(t, nil, func(c *Config) { c.MattermostToken = "mm-secret-token" })
 	// UALICE is a Slack deployer; the same ID from Mattermost is nobody.
 	form := url.Values{"token": {"mm-secret-token"}, "channel_id": {testChannel}, "user_id": {"UALICE"}, "user_name": {"alice"},
 		"command": {"/deploy"}, "text": {"resizer v2"}, "response_url": {h.slack.ResponseURL("mm")}}
@@ -90,7 +87,7 @@ func TestMattermostNeverGetsSlackGrantsNorPressesButtons(t *testing.T) {
 	if !strings.Contains(b.String(), "You may not deploy resizer in production") {
 		t.Fatalf("mattermost UALICE: %s", b)
 	}
-	den := deniedEvents(t, e)
+	den := deniedEvents(t, h.te.Engine)
 	if len(den) != 1 || den[0].Data.Identity != "mattermost:UALICE" || den[0].Actor != "mattermost:UALICE (alice)" {
 		t.Fatalf("recorded as %+v", den)
 	}

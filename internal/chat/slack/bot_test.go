@@ -2,7 +2,7 @@ package slack
 
 import (
 	"context"
-	"github.com/shipteam/ship/internal/eventually"
+	"fmt"
 	"net/http"
 	"runtime"
 	"strings"
@@ -10,9 +10,10 @@ import (
 	"time"
 
 	"github.com/shipteam/ship/internal/authz"
-	"github.com/shipteam/ship/internal/chat/slack/slacktest"
 	"github.com/shipteam/ship/internal/engine"
+	"github.com/shipteam/ship/internal/eventually"
 	"github.com/shipteam/ship/internal/release"
+	rt "github.com/shipteam/ship/internal/runtime"
 )
 
 // releaseMessages returns the chat.postMessage/chat.update calls about release id.
@@ -43,44 +44,46 @@ func TestCanaryFromSlashCommandToPromotedByButton(t *testing.T) {
 		t.Fatalf("ack = %d %+v", code, reply)
 	}
 
-	// One message in the app's channel, paused at 1% with the three buttons.
+	// One message in the app's channel, paused at 1% with the three buttons
+	// and, once the engine has judged the canary, its analysis.
 	h.waitCalls("paused release message", func(cs []slackCall) bool {
-		return strings.Contains(lastReleaseMessage(cs, "1").Text(), "paused at 1%")
+		m := lastReleaseMessage(cs, "3")
+		return strings.Contains(m.Text(), "paused at 1%") && strings.Contains(m.Blocks(), "errors")
 	})
 	calls := h.slack.Calls("")
-	msgs := releaseMessages(calls, "1")
+	msgs := releaseMessages(calls, "3")
 	if msgs[0].Method != "chat.postMessage" || msgs[0].Form.Get("channel") != testChannel {
 		t.Fatalf("first release message = %s to %s, want chat.postMessage to %s", msgs[0].Method, msgs[0].Form.Get("channel"), testChannel)
 	}
-	blocks := lastReleaseMessage(calls, "1").Blocks()
-	for _, want := range []string{ActionPromote, ActionAbort, ActionRollback, `"style":"danger"`, `"confirm"`, `\"release\":1`, "Started by alice via slack", "canary v2: 1/1 ready", "errors"} {
+	blocks := lastReleaseMessage(calls, "3").Blocks()
+	for _, want := range []string{ActionPromote, ActionAbort, ActionRollback, `"style":"danger"`, `"confirm"`, `\"release\":3`, "Started by alice via slack", "canary v2: 1/1 ready", "errors"} {
 		if !strings.Contains(blocks, want) {
 			t.Errorf("paused message lacks %q: %s", want, blocks)
 		}
 	}
 	// The deployer hears the outcome of the command through response_url.
 	h.waitCalls("deploy result", func(cs []slackCall) bool {
-		return hasText(responsesTo(cs, respURL), "", "Release #1: resizer v2 → production started")
+		return hasText(responsesTo(cs, respURL), "", "Release #3: resizer v2 → production started")
 	})
 
-	code, _ = h.press(alice, testChannel, ActionPromote, "resizer", "production", 1)
+	code, _ = h.press(alice, testChannel, ActionPromote, "resizer", "production", 3)
 	if code != http.StatusOK {
 		t.Fatalf("press status %d", code)
 	}
 	h.waitCalls("succeeded message", func(cs []slackCall) bool {
-		m := lastReleaseMessage(cs, "1")
+		m := lastReleaseMessage(cs, "3")
 		return strings.Contains(m.Text(), "succeeded") && strings.Contains(m.Blocks(), "Promote pressed by alice")
 	})
 	calls = h.slack.Calls("")
-	final := lastReleaseMessage(calls, "1")
+	final := lastReleaseMessage(calls, "3")
 	if strings.Contains(final.Blocks(), ActionPromote) || !strings.Contains(final.Blocks(), ActionRollback) {
 		t.Errorf("finished message should offer only Rollback: %s", final.Blocks())
 	}
 	// Updated in place: one post, then updates of that same message.
-	msgs = releaseMessages(calls, "1")
+	msgs = releaseMessages(calls, "3")
 	ts := msgs[0].Form.Get("ts")
 	if ts == "" {
-		ch, t0 := h.bot.notifier.messageOf(1)
+		ch, t0 := h.bot.notifier.messageOf(3)
 		ts = t0
 		if ch != testChannel {
 			t.Fatalf("message channel = %q", ch)
@@ -95,7 +98,7 @@ func TestCanaryFromSlashCommandToPromotedByButton(t *testing.T) {
 		"deploy resizer production slack:UALICE (alice)",
 		"promote resizer production slack:UALICE (alice)",
 	}
-	if got := h.fake.Calls(); strings.Join(got, "|") != strings.Join(want, "|") {
+	if got := h.te.calls(t); strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Fatalf("engine calls = %q, want %q", got, want)
 	}
 	// The deployer was told about the pause and the outcome, within 5 uses.
@@ -111,23 +114,23 @@ func TestCanaryAbortedFromButton(t *testing.T) {
 	h := newHarness(t, nil, nil)
 	h.slash(alice, testChannel, "/deploy", "resizer v3 --canary 5%")
 	h.waitCalls("paused", func(cs []slackCall) bool {
-		return strings.Contains(lastReleaseMessage(cs, "1").Text(), "paused at 5%")
+		return strings.Contains(lastReleaseMessage(cs, "3").Text(), "paused at 5%")
 	})
 	// bob may abort (role responder) though not deploy.
-	h.press(bob, testChannel, ActionAbort, "resizer", "production", 1)
+	h.press(bob, testChannel, ActionAbort, "resizer", "production", 3)
 	h.waitCalls("aborted message", func(cs []slackCall) bool {
-		m := lastReleaseMessage(cs, "1")
+		m := lastReleaseMessage(cs, "3")
 		return strings.Contains(m.Text(), "aborted") && strings.Contains(m.Blocks(), "Abort pressed by bob")
 	})
-	final := lastReleaseMessage(h.slack.Calls(""), "1")
+	final := lastReleaseMessage(h.slack.Calls(""), "3")
 	if strings.Contains(final.Blocks(), `"actions"`) {
 		t.Errorf("aborted release still has buttons: %s", final.Blocks())
 	}
-	r, _ := h.eng.Release(context.Background(), engine.System, 1)
+	r, _ := h.eng.Release(context.Background(), engine.System, 3)
 	if r.State != release.Aborted || r.Weight != 0 {
 		t.Fatalf("release = %s at %v%%, want aborted at 0", r.State, r.Weight)
 	}
-	if calls := h.fake.Calls(); len(calls) != 2 || calls[1] != "abort resizer production slack:UBOB (bob)" {
+	if calls := h.te.calls(t); len(calls) != 2 || calls[1] != "abort resizer production slack:UBOB (bob)" {
 		t.Fatalf("engine calls = %q", calls)
 	}
 }
@@ -136,12 +139,12 @@ func TestPromoteWithoutPermissionOnlyExplains(t *testing.T) {
 	h := newHarness(t, nil, nil)
 	h.slash(alice, testChannel, "/deploy", "resizer v2 --canary 1%")
 	h.waitCalls("paused", func(cs []slackCall) bool {
-		return strings.Contains(lastReleaseMessage(cs, "1").Text(), "paused at 1%")
+		return strings.Contains(lastReleaseMessage(cs, "3").Text(), "paused at 1%")
 	})
-	before := len(releaseMessages(h.slack.Calls(""), "1"))
+	before := len(releaseMessages(h.slack.Calls(""), "3"))
 
 	for _, u := range []user{mallory, bob} { // bob may abort, not promote
-		_, respURL := h.press(u, testChannel, ActionPromote, "resizer", "production", 1)
+		_, respURL := h.press(u, testChannel, ActionPromote, "resizer", "production", 3)
 		h.waitCalls("refusal for "+u.name, func(cs []slackCall) bool {
 			return hasText(responsesTo(cs, respURL), "", "You may not promote resizer in production")
 		})
@@ -150,15 +153,15 @@ func TestPromoteWithoutPermissionOnlyExplains(t *testing.T) {
 			t.Errorf("refusal to %s is not ephemeral: %v", u.name, got.JSON)
 		}
 	}
-	if calls := h.fake.Calls(); len(calls) != 1 {
+	if calls := h.te.calls(t); len(calls) != 1 {
 		t.Fatalf("engine calls = %q, want only the deploy", calls)
 	}
-	if r, _ := h.eng.Release(context.Background(), engine.System, 1); r.State != release.Paused {
+	if r, _ := h.eng.Release(context.Background(), engine.System, 3); r.State != release.Paused {
 		t.Fatalf("release state %s, want still paused", r.State)
 	}
 	// Whatever the notifier still posts (it may redraw), the message says
 	// nothing about the refused presses and the release is still paused.
-	for _, m := range releaseMessages(h.slack.Calls(""), "1")[before-1:] {
+	for _, m := range releaseMessages(h.slack.Calls(""), "3")[before-1:] {
 		if !strings.Contains(m.Text(), "paused at 1%") || strings.Contains(m.Blocks(), "mallory") || strings.Contains(m.Blocks(), "pressed") {
 			t.Fatalf("channel message changed by refused presses: %s %s", m.Text(), m.Blocks())
 		}
@@ -190,13 +193,14 @@ func TestUserGroupGrantIsResolvedThroughUsergroupsListAndCached(t *testing.T) {
 		t.Fatalf("reply = %+v", reply)
 	}
 	calls := h.waitCalls("scale and lock announced", func(cs []slackCall) bool {
-		return hasText(cs, "chat.postMessage", "scaled to 5 — by olga") && hasText(cs, "chat.postMessage", "locked: black friday — by olga")
+		return hasText(cs, "chat.postMessage", "olga via slack scaled resizer/production stable to 5 instances") &&
+			hasText(cs, "chat.postMessage", "olga via slack locked resizer/production: black friday")
 	})
 	if n := count(calls, "usergroups.users.list"); n != 1 {
 		t.Fatalf("usergroups.users.list called %d times, want 1 (cached)", n)
 	}
 	want := []string{"scale resizer production slack:UOLGA (olga)", "lock resizer production slack:UOLGA (olga)"}
-	if got := h.fake.Calls(); strings.Join(got, "|") != strings.Join(want, "|") {
+	if got := h.te.calls(t); strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Fatalf("engine calls = %q", got)
 	}
 	// After the TTL the group is read again.
@@ -209,19 +213,19 @@ func TestButtonOnFinishedReleaseAnswersEphemerally(t *testing.T) {
 	h := newHarness(t, nil, nil)
 	h.slash(alice, testChannel, "/deploy", "resizer v2 --canary 1%")
 	h.waitCalls("paused", func(cs []slackCall) bool {
-		return strings.Contains(lastReleaseMessage(cs, "1").Text(), "paused")
+		return strings.Contains(lastReleaseMessage(cs, "3").Text(), "paused")
 	})
-	h.press(alice, testChannel, ActionAbort, "resizer", "production", 1)
+	h.press(alice, testChannel, ActionAbort, "resizer", "production", 3)
 	h.waitCalls("aborted", func(cs []slackCall) bool {
-		return strings.Contains(lastReleaseMessage(cs, "1").Text(), "aborted")
+		return strings.Contains(lastReleaseMessage(cs, "3").Text(), "aborted")
 	})
 	for _, action := range []string{ActionPromote, ActionAbort, ActionRollback} {
-		_, respURL := h.press(alice, testChannel, action, "resizer", "production", 1)
+		_, respURL := h.press(alice, testChannel, action, "resizer", "production", 3)
 		h.waitCalls("stale press answer", func(cs []slackCall) bool {
 			return hasText(responsesTo(cs, respURL), "", "already ended")
 		})
 	}
-	if calls := h.fake.Calls(); len(calls) != 2 {
+	if calls := h.te.calls(t); len(calls) != 2 {
 		t.Fatalf("engine calls = %q, want deploy and one abort", calls)
 	}
 }
@@ -229,19 +233,19 @@ func TestButtonOnFinishedReleaseAnswersEphemerally(t *testing.T) {
 func TestRollbackButtonOnSucceededRelease(t *testing.T) {
 	h := newHarness(t, nil, nil)
 	h.slash(alice, testChannel, "/deploy", "resizer v2 --canary 1%")
-	h.waitCalls("paused", func(cs []slackCall) bool { return strings.Contains(lastReleaseMessage(cs, "1").Text(), "paused") })
-	h.press(alice, testChannel, ActionPromote, "resizer", "production", 1)
-	h.waitCalls("succeeded", func(cs []slackCall) bool { return strings.Contains(lastReleaseMessage(cs, "1").Text(), "succeeded") })
-	h.press(bob, testChannel, ActionRollback, "resizer", "production", 1)
+	h.waitCalls("paused", func(cs []slackCall) bool { return strings.Contains(lastReleaseMessage(cs, "3").Text(), "paused") })
+	h.press(alice, testChannel, ActionPromote, "resizer", "production", 3)
+	h.waitCalls("succeeded", func(cs []slackCall) bool { return strings.Contains(lastReleaseMessage(cs, "3").Text(), "succeeded") })
+	h.press(bob, testChannel, ActionRollback, "resizer", "production", 3)
 	h.waitCalls("rollback release posted", func(cs []slackCall) bool {
-		m := lastReleaseMessage(cs, "2")
+		m := lastReleaseMessage(cs, "4")
 		return strings.Contains(m.Text(), "resizer v1 → production") && strings.Contains(m.Text(), "succeeded")
 	})
 	if st, _ := h.eng.Status(context.Background(), engine.System, "resizer", ""); st.Stable.Version != "v1" {
 		t.Fatalf("stable = %s after rollback, want v1", st.Stable.Version)
 	}
 	// Rollback from the now outdated message of release 1 is refused.
-	_, respURL := h.press(alice, testChannel, ActionRollback, "resizer", "production", 1)
+	_, respURL := h.press(alice, testChannel, ActionRollback, "resizer", "production", 3)
 	h.waitCalls("outdated rollback refused", func(cs []slackCall) bool {
 		return hasText(responsesTo(cs, respURL), "", "no longer the latest")
 	})
@@ -263,7 +267,7 @@ func TestSlashErrorsAreEphemeralUsageNever5xx(t *testing.T) {
 			t.Errorf("%s %s = %d %q, want 200 ephemeral containing %q", tt.cmd, tt.text, code, reply.Text, tt.want)
 		}
 	}
-	if calls := h.fake.Calls(); len(calls) != 0 {
+	if calls := h.te.calls(t); len(calls) != 0 {
 		t.Fatalf("engine calls = %q, want none", calls)
 	}
 }
@@ -271,13 +275,16 @@ func TestSlashErrorsAreEphemeralUsageNever5xx(t *testing.T) {
 func TestQuickReadsAnswerInline(t *testing.T) {
 	h := newHarness(t, nil, nil)
 	h.slash(alice, testChannel, "/deploy", "resizer v2 --canary 1%")
-	h.waitCalls("paused", func(cs []slackCall) bool { return strings.Contains(lastReleaseMessage(cs, "1").Text(), "paused") })
+	h.waitCalls("paused", func(cs []slackCall) bool { return strings.Contains(lastReleaseMessage(cs, "3").Text(), "paused") })
+	for i := range 3 {
+		h.te.Logs.Add("resizer", "production", rt.LogLine{Time: time.Unix(1764072000+int64(i), 0), Instance: "stable-0", Version: "v1", Stream: "stdout", Text: fmt.Sprintf("GET /resize 200 line %d", i)})
+	}
 	tests := []struct{ text, want string }{
 		{"status resizer", "stable v1: 3/3 ready · canary v2: 1/1 ready · canary weight 1%"},
-		{"status resizer", "release #1 v2 (canary held at 1% until promoted) by alice"},
+		{"status resizer", "release #3 v2 (canary held at 1% until promoted) by alice"},
 		{"status", "*resizer* (production): stable v1, canary v2 at 1%"},
 		{"apps", "*thumbs* (production): stable v1"},
-		{"history resizer", "#1 v2 → production (deploy) by alice via slack"},
+		{"history resizer", "#3 v2 → production (deploy) by alice via slack"},
 		{"help", "deploy APP VERSION"},
 		{"help", "reclaim APP"},
 		{"help reclaim", "usage: /ship reclaim APP [--env ENV]"},
@@ -298,7 +305,7 @@ func TestQuickReadsAnswerInline(t *testing.T) {
 
 func TestSlowEngineIsAckedWithinBudgetAndAnsweredThroughResponseURL(t *testing.T) {
 	h := newHarness(t, nil, func(c *Config) { c.AckBudget = 100 * time.Millisecond })
-	h.fake.Delay = 400 * time.Millisecond
+	h.te.delay.Store(int64(400 * time.Millisecond))
 	start := time.Now()
 	_, reply, respURL := h.slash(alice, testChannel, "/ship", "status resizer")
 	// "Working on it" proves the budget fired before the 400ms engine
@@ -326,7 +333,7 @@ func TestChannelsAllowedPerApp(t *testing.T) {
 	if !strings.Contains(reply.Text, "stable v1") {
 		t.Fatalf("allowed channel refused: %q", reply.Text)
 	}
-	if calls := h.fake.Calls(); len(calls) != 0 {
+	if calls := h.te.calls(t); len(calls) != 0 {
 		t.Fatalf("engine calls = %q", calls)
 	}
 }
@@ -336,7 +343,7 @@ func TestRateLimitedCallIsRetriedAfterRetryAfter(t *testing.T) {
 	h.slack.Throttle("chat.postMessage", 1, 1)
 	h.slash(alice, testChannel, "/deploy", "resizer v2 --canary 1%")
 	calls := h.waitCalls("message after 429", func(cs []slackCall) bool {
-		return len(releaseMessages(cs, "1")) > 0
+		return len(releaseMessages(cs, "3")) > 0
 	})
 	var posts []slackCall
 	for _, c := range calls {
@@ -359,38 +366,46 @@ func TestSlackDownNeverBlocksTheEngine(t *testing.T) {
 	h := newHarness(t, nil, func(c *Config) { c.MaxAttempts = 2 })
 	h.slack.SetDown(true)
 	ctx := context.Background()
-	waitSubscribed(t, h.fake)
+	h.te.waitSubscribed(t, 1)
+	// The notifier must take every event the engine stores from here on.
+	observed := h.bot.notifier.observed.Load
+	base := observed()
+	seen, err := h.te.Engine.Events(ctx, engine.System, engine.EventQuery{Limit: 100000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := seen[len(seen)-1].ID
+	stored := func() int64 {
+		evs, err := h.te.Engine.Events(ctx, engine.System, engine.EventQuery{AfterID: last, Limit: 100000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return int64(len(evs))
+	}
 	start := time.Now()
 	const rounds = 300
 	for i := range rounds {
 		a := alice.actorForTest()
-		if _, err := h.fake.Deploy(ctx, a, deployReq("resizer", "v2")); err != nil {
+		if _, err := h.te.Engine.Deploy(ctx, a, deployReq("resizer", "v2")); err != nil {
 			t.Fatalf("deploy %d: %v", i, err)
 		}
-		if _, err := h.fake.Abort(ctx, a, engine.AbortRequest{App: "resizer", Env: "", Reason: "test"}); err != nil {
+		if _, err := h.te.Engine.Abort(ctx, a, engine.AbortRequest{App: "resizer", Env: "", Reason: "test"}); err != nil {
 			t.Fatalf("abort %d: %v", i, err)
 		}
 		// The notifier takes every event off the subscription at once,
 		// although each Slack call fails only after retries (>=200ms): a
 		// notifier that waited on Slack would need a minute here.
-		want := int64(len(h.fake.Events()))
-		for h.bot.notifier.observed.Load() < want {
+		want := base + stored()
+		for observed() < want {
 			if time.Since(start) > 15*time.Second {
-				t.Fatalf("round %d: notifier observed %d of %d events after %s", i, h.bot.notifier.observed.Load(), want, time.Since(start))
+				t.Fatalf("round %d: notifier observed %d of %d events after %s", i, observed()-base, want-base, time.Since(start))
 			}
 			runtime.Gosched()
 		}
 	}
-	if d := h.fake.Dropped(); d != 0 {
-		t.Fatalf("engine dropped %d events for the notifier", d)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for h.bot.Stats().SlackFailures == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("no Slack failure counted")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	// None was dropped on the way: the notifier saw exactly what was stored.
+	eventually.True(t, 10*time.Second, "the notifier observing every stored event", func() bool { return observed() == base+stored() })
+	eventually.True(t, 10*time.Second, "a Slack failure counted", func() bool { return h.bot.Stats().SlackFailures > 0 })
 	// The failure is counted before it is logged: wait for the log line.
 	eventually.True(t, 10*time.Second, "the Slack failure logged", func() bool {
 		return strings.Contains(h.logs.String(), "slack call failed")
@@ -398,20 +413,10 @@ func TestSlackDownNeverBlocksTheEngine(t *testing.T) {
 	// Slack comes back: the next release is posted.
 	h.slack.SetDown(false)
 	h.slash(alice, testChannel, "/deploy", "resizer v9 --canary 1%")
+	next := fmt.Sprint(firstID + rounds)
 	h.waitCalls("recovered", func(cs []slackCall) bool {
-		return len(releaseMessages(cs, "301")) > 0
+		return len(releaseMessages(cs, next)) > 0
 	})
-}
-
-func waitSubscribed(t *testing.T, e *slacktest.Engine) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for e.Subscribers() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("notifier never subscribed")
-		}
-		time.Sleep(time.Millisecond)
-	}
 }
 
 func TestResponseURLUsedFiveTimesWithin30MinutesThenBotToken(t *testing.T) {
@@ -469,9 +474,9 @@ func TestMattermostCommandWithToken(t *testing.T) {
 		t.Fatalf("mattermost: %d %s", code, body)
 	}
 	h.waitCalls("mattermost result", func(cs []slackCall) bool {
-		return hasText(cs, "response_url", "Release #1")
+		return hasText(cs, "response_url", "Release #3")
 	})
-	if calls := h.fake.Calls(); len(calls) != 1 || calls[0] != "deploy resizer production mattermost:UALICE (alice)" {
+	if calls := h.te.calls(t); len(calls) != 1 || calls[0] != "deploy resizer production mattermost:UALICE (alice)" {
 		t.Fatalf("engine calls = %q", calls)
 	}
 	// Mattermost also sends the token as "Authorization: Token …".
@@ -515,10 +520,10 @@ func TestSocketModeHandlesCommandsAndButtons(t *testing.T) {
 	if !strings.Contains(string(ack), "On it: deploying resizer v2") {
 		t.Fatalf("ack payload = %s", ack)
 	}
-	h.waitCalls("paused", func(cs []slackCall) bool { return strings.Contains(lastReleaseMessage(cs, "1").Text(), "paused") })
+	h.waitCalls("paused", func(cs []slackCall) bool { return strings.Contains(lastReleaseMessage(cs, "3").Text(), "paused") })
 
 	var payload map[string]any
-	if err := jsonUnmarshal(pressPayload(alice, testChannel, ActionPromote, buttonValue{"resizer", "production", 1}.encode(), h.slack.ResponseURL("sock-2")), &payload); err != nil {
+	if err := jsonUnmarshal(pressPayload(alice, testChannel, ActionPromote, buttonValue{"resizer", "production", 3}.encode(), h.slack.ResponseURL("sock-2")), &payload); err != nil {
 		t.Fatal(err)
 	}
 	if err := h.slack.SendEnvelope("env-2", "interactive", payload); err != nil {
@@ -528,7 +533,7 @@ func TestSocketModeHandlesCommandsAndButtons(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.waitCalls("promoted over the socket", func(cs []slackCall) bool {
-		m := lastReleaseMessage(cs, "1")
+		m := lastReleaseMessage(cs, "3")
 		return strings.Contains(m.Text(), "succeeded") && strings.Contains(m.Blocks(), "Promote pressed by alice")
 	})
 }
@@ -537,37 +542,38 @@ func TestSlashPromoteAndRollbackCommands(t *testing.T) {
 	h := newHarness(t, nil, nil)
 	h.slash(alice, testChannel, "/deploy", "resizer v2 --canary 10%")
 	h.waitCalls("paused", func(cs []slackCall) bool {
-		return strings.Contains(lastReleaseMessage(cs, "1").Text(), "paused at 10%")
+		return strings.Contains(lastReleaseMessage(cs, "3").Text(), "paused at 10%")
 	})
 	_, reply, respURL := h.slash(alice, testChannel, "/ship", "promote resizer")
 	if !strings.Contains(reply.Text, "On it: promote resizer in production") {
 		t.Fatalf("reply = %q", reply.Text)
 	}
 	h.waitCalls("promoted", func(cs []slackCall) bool {
-		m := lastReleaseMessage(cs, "1")
+		m := lastReleaseMessage(cs, "3")
 		return strings.Contains(m.Text(), "succeeded") && strings.Contains(m.Blocks(), "Promoted by alice (/ship)") &&
-			hasText(responsesTo(cs, respURL), "", "Promoting resizer v2 in production (release #1)")
+			hasText(responsesTo(cs, respURL), "", "Promoting resizer v2 in production (release #3)")
 	})
 	_, reply, _ = h.slash(bob, testChannel, "/ship", "rollback resizer")
 	if !strings.Contains(reply.Text, "rolling resizer in production back to its last good release") {
 		t.Fatalf("reply = %q", reply.Text)
 	}
 	h.waitCalls("rollback message", func(cs []slackCall) bool {
-		m := lastReleaseMessage(cs, "2")
+		m := lastReleaseMessage(cs, "4")
 		return strings.Contains(m.Text(), "resizer v1 → production") && strings.Contains(m.Blocks(), "Rollback started by bob (/ship)")
 	})
+	h.te.WaitState(firstID+1, release.Succeeded)
 	// Another deploy while none is active works; a second one is refused with the engine's reason.
 	h.slash(alice, testChannel, "/deploy", "resizer v3 --canary 1%")
-	h.waitCalls("v3 paused", func(cs []slackCall) bool { return strings.Contains(lastReleaseMessage(cs, "3").Text(), "paused") })
+	h.waitCalls("v3 paused", func(cs []slackCall) bool { return strings.Contains(lastReleaseMessage(cs, "5").Text(), "paused") })
 	_, _, respURL = h.slash(alice, testChannel, "/deploy", "resizer v4")
 	h.waitCalls("conflict explained", func(cs []slackCall) bool {
-		return hasText(responsesTo(cs, respURL), "", "release #3 of resizer (v3) by slack:UALICE (alice) is still paused")
+		return hasText(responsesTo(cs, respURL), "", "resizer/production already has release #5")
 	})
 }
 
 func TestTooMuchWorkInFlightIsRefusedPolitely(t *testing.T) {
 	h := newHarness(t, nil, func(c *Config) { c.MaxInFlight = 1; c.AckBudget = 50 * time.Millisecond })
-	h.fake.Delay = 500 * time.Millisecond
+	h.te.delay.Store(int64(500 * time.Millisecond))
 	_, first, _ := h.slash(alice, testChannel, "/ship", "status resizer")
 	_, second, _ := h.slash(alice, testChannel, "/ship", "status resizer")
 	if !strings.Contains(first.Text, "Working on it") || !strings.Contains(second.Text, "busy") {
@@ -582,9 +588,9 @@ func TestAppWithoutChannelPostsWhereTheCommandCameFrom(t *testing.T) {
 	h := newHarness(t, nil, nil) // only resizer has a channel
 	h.slash(alice, "CTHUMBS", "/deploy", "thumbs v2 --canary 1%")
 	calls := h.waitCalls("thumbs message", func(cs []slackCall) bool {
-		return strings.Contains(lastReleaseMessage(cs, "1").Text(), "paused")
+		return strings.Contains(lastReleaseMessage(cs, "3").Text(), "paused")
 	})
-	for _, m := range releaseMessages(calls, "1") {
+	for _, m := range releaseMessages(calls, "3") {
 		if m.Form.Get("channel") != "CTHUMBS" {
 			t.Fatalf("thumbs message went to %q", m.Form.Get("channel"))
 		}
@@ -592,20 +598,21 @@ func TestAppWithoutChannelPostsWhereTheCommandCameFrom(t *testing.T) {
 	// A release started elsewhere (CLI) for an app without channel or
 	// default is not posted anywhere; with a default channel it is.
 	h2 := newHarness(t, nil, func(c *Config) { c.DefaultChannel = "CDEFAULT" })
-	waitSubscribed(t, h2.fake)
-	if _, err := h2.fake.Deploy(context.Background(), engineActor("bob", "cli"), deployReq("thumbs", "v3")); err != nil {
+	h2.te.waitSubscribed(t, 1)
+	if _, err := h2.te.Engine.Deploy(context.Background(), engineActor("bob", "cli"), deployReq("thumbs", "v3")); err != nil {
 		t.Fatal(err)
 	}
-	calls = h2.waitCalls("default channel", func(cs []slackCall) bool { return len(releaseMessages(cs, "1")) > 0 })
-	if m := releaseMessages(calls, "1")[0]; m.Form.Get("channel") != "CDEFAULT" || !strings.Contains(m.Blocks(), "Started by bob via cli") {
+	calls = h2.waitCalls("default channel", func(cs []slackCall) bool { return len(releaseMessages(cs, "3")) > 0 })
+	if m := releaseMessages(calls, "3")[0]; m.Form.Get("channel") != "CDEFAULT" || !strings.Contains(m.Blocks(), "Started by bob via cli") {
 		t.Fatalf("message to %q: %s", m.Form.Get("channel"), m.Blocks())
 	}
 	// Actions from the CLI show in the message's timeline too.
-	if _, err := h2.fake.Promote(context.Background(), engineActor("carol", "cli"), engine.PromoteRequest{App: "thumbs", Env: ""}); err != nil {
+	h2.te.WaitState(firstID, release.Paused)
+	if _, err := h2.te.Engine.Promote(context.Background(), engineActor("carol", "cli"), engine.PromoteRequest{App: "thumbs", Env: ""}); err != nil {
 		t.Fatal(err)
 	}
 	h2.waitCalls("cli promote in timeline", func(cs []slackCall) bool {
-		m := lastReleaseMessage(cs, "1")
+		m := lastReleaseMessage(cs, "3")
 		return strings.Contains(m.Text(), "succeeded") && strings.Contains(m.Blocks(), "Promoted by carol")
 	})
 }
@@ -638,15 +645,15 @@ func TestSocketModeReconnectsAfterSlackDropsTheConnection(t *testing.T) {
 }
 
 func TestWalkingCanaryUpdatesTheMessageAndTellsTheDeployer(t *testing.T) {
-	h := newHarness(t, nil, nil)
+	h := newHarness(t, newTestEngine(t, true), nil) // the test steps the engine
 	_, _, respURL := h.slash(alice, testChannel, "/deploy", "resizer v2 --steps 1,10,50,100")
+	h.stepTo(firstID, 0)
 	h.waitCalls("step 1", func(cs []slackCall) bool {
-		return strings.Contains(lastReleaseMessage(cs, "1").Text(), "canary at 1%, step 1 of 4")
+		return strings.Contains(lastReleaseMessage(cs, "3").Text(), "canary at 1%, step 1 of 4")
 	})
-	h.fake.Advance(1)
-	h.fake.Advance(1)
+	h.stepTo(firstID, 2)
 	calls := h.waitCalls("step 3", func(cs []slackCall) bool {
-		return strings.Contains(lastReleaseMessage(cs, "1").Text(), "canary at 50%, step 3 of 4") &&
+		return strings.Contains(lastReleaseMessage(cs, "3").Text(), "canary at 50%, step 3 of 4") &&
 			hasText(responsesTo(cs, respURL), "", "canary at 50%")
 	})
 	if n := count(calls, "chat.postMessage"); n != 1 {
@@ -665,16 +672,17 @@ func TestReclaimNeedsTheScaleGrantAndSaysWhatWasTakenBack(t *testing.T) {
 		t.Fatalf("responder's reclaim = %+v", reply)
 	}
 	h.slack.SetGroup("SOPS", "UOLGA")
+	h.te.Runtime.HandScale("resizer", "production", rt.Stable, 5, "kubectl") // someone scaled by hand
 	_, reply, respURL := h.slash(olga, testChannel, "/ship", "reclaim resizer")
 	if !strings.Contains(reply.Text, "On it: taking back the fields ship manages of resizer in production") {
 		t.Fatalf("operator's reclaim = %+v", reply)
 	}
 	h.waitCalls("reclaim answered and announced", func(cs []slackCall) bool {
-		return hasText(responsesTo(cs, respURL), "", "Reclaimed resizer/production (stable v1×3): taken back from \"kubectl\": deployment resizer-stable .spec.replicas.") &&
-			hasText(cs, "chat.postMessage", "reclaimed, taken back from \"kubectl\"") && hasText(cs, "chat.postMessage", "by olga")
+		return hasText(responsesTo(cs, respURL), "", "Reclaimed resizer/production (stable v1×3): taken back from \"kubectl\": stable .spec.replicas.") &&
+			hasText(cs, "chat.postMessage", "olga via slack reclaimed resizer/production (stable v1×3): taken back from \"kubectl\"")
 	})
 	want := []string{"reclaim resizer production slack:UOLGA (olga)"}
-	if got := h.fake.Calls(); strings.Join(got, "|") != strings.Join(want, "|") {
+	if got := h.te.calls(t); strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Fatalf("engine calls = %q", got)
 	}
 }

@@ -7,8 +7,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/shipteam/ship/internal/chat/slack/slacktest"
 )
 
 // FuzzSlashText: any command text gets a reply with text, and never a panic.
@@ -21,7 +19,7 @@ func FuzzSlashText(f *testing.F) {
 		f.Add("/ship", s)
 		f.Add("/deploy", s)
 	}
-	eng := slacktest.NewEngine("resizer")
+	eng := newTestEngine(f, true).watched
 	bot, err := New(Config{
 		SigningSecret: "fuzz", Grants: defaultGrants()[:1], AckBudget: 50 * time.Millisecond, MaxInFlight: 1024,
 	}, eng, slog.New(slog.DiscardHandler))

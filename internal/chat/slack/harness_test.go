@@ -20,7 +20,10 @@ import (
 	"github.com/shipteam/ship/internal/authz"
 	"github.com/shipteam/ship/internal/chat/slack/slacktest"
 	"github.com/shipteam/ship/internal/engine"
+	"github.com/shipteam/ship/internal/enginetest"
+	"github.com/shipteam/ship/internal/eventually"
 	"github.com/shipteam/ship/internal/release"
+	"github.com/shipteam/ship/internal/spec"
 )
 
 const (
@@ -46,7 +49,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// harness runs a Bot against the fake Slack and an engine, on loopback.
+// harness runs a Bot against the fake Slack and a real engine, on loopback.
 // Permissions are the engine's: the config's old-form grants are folded
 // into an authz policy as ship serve does, with the bot resolving groups.
 type harness struct {
@@ -54,14 +57,166 @@ type harness struct {
 	cfg     Config
 	t       *testing.T
 	slack   *slacktest.Server
-	eng     Engine
-	fake    *slacktest.Engine // nil when eng is a real engine
+	te      *testEngine
+	eng     Engine // what the bot calls: te's engine, watched, Status slowed by te.delay
 	bot     *Bot
 	srv     *httptest.Server
 	logs    *syncBuffer
 	now     atomic.Pointer[time.Time]
 	nResp   atomic.Int64
 	stopRun func()
+	baseID  int64 // the engine's last event when the bot subscribed
+}
+
+// testEngine is the real engine the bot's tests drive (internal/enginetest):
+// apps resizer and thumbs in production, each running 3 instances of v1
+// (releases #1 and #2, by enginetest.Admin), with healthy traffic. Its
+// authorizer asks the policy of the last harness built on it, as ship
+// serve wires authz into the engine; before any, everything is allowed.
+type testEngine struct {
+	*enginetest.Env
+	watched *enginetest.Watched
+	policy  atomic.Pointer[authz.Policy]
+	delay   atomic.Int64 // when set, Status takes this long (an engine under load)
+}
+
+// firstID is the id of the first release a test makes (after the seeds).
+const firstID = 3
+
+// slackApp is a web app as the bot's tests know it: production only, 3
+// stable instances.
+func slackApp(name string) spec.App {
+	a := enginetest.WebApp(name)
+	a.Replicas, a.Environments = 3, []string{"production"}
+	return a
+}
+
+// newTestEngine builds a running engine; stepped builds one the test steps
+// (te.Step) instead.
+func newTestEngine(t testing.TB, stepped bool) *testEngine {
+	t.Helper()
+	te := &testEngine{}
+	te.Env = enginetest.New(t, enginetest.Options{
+		Apps: []spec.App{slackApp("resizer"), slackApp("thumbs")}, Traffic: 1000, Stepped: stepped,
+		Authorize: func(ctx context.Context, a engine.Actor, act engine.Action, app, env string) error {
+			p := te.policy.Load()
+			if p == nil {
+				return nil
+			}
+			return authorizer(p)(ctx, a, act, app, env)
+		},
+	})
+	te.watched = enginetest.Watch(te.Engine)
+	te.StableAt("resizer", "v1")
+	te.StableAt("thumbs", "v1")
+	return te
+}
+
+// slowStatus is the engine whose Status takes *delay (an engine under load).
+type slowStatus struct {
+	*enginetest.Watched
+	delay *atomic.Int64
+}
+
+func (s slowStatus) Status(ctx context.Context, a engine.Actor, app, env string) (engine.AppStatus, error) {
+	if d := time.Duration(s.delay.Load()); d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return engine.AppStatus{}, ctx.Err()
+		}
+	}
+	return s.Watched.Status(ctx, a, app, env)
+}
+
+// calls lists what the engine recorded as done by the tests' users (not
+// the seeding admin, not ship itself), as "verb app env actor", in order:
+// deploys and rollbacks (release.created), promotes, aborts, scales,
+// locks, unlocks and reclaims. Refusals are not calls.
+func (te *testEngine) calls(t *testing.T) []string {
+	t.Helper()
+	ctx := context.Background()
+	evs, err := te.Engine.Events(ctx, engine.System, engine.EventQuery{Limit: 100000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	verbs := map[release.EventType]string{
+		release.EvPromoting: "promote", release.EvAborted: "abort", release.EvScaled: "scale", release.EvLocked: "lock",
+		release.EvUnlocked: "unlock", release.EvReclaimed: "reclaim",
+	}
+	var out []string
+	for _, ev := range evs {
+		if ev.Actor == "" || ev.Actor == "ship" || ev.Actor == enginetest.Admin.Name || ev.Type == release.EvDenied {
+			continue
+		}
+		verb, ok := verbs[ev.Type]
+		if ev.Type == release.EvCreated {
+			verb, ok = "deploy", true
+			if te.Release(ev.ReleaseID).Kind == release.KindRollback {
+				verb = "rollback"
+			}
+		}
+		if !ok {
+			verb = "other:" + string(ev.Type)
+		}
+		out = append(out, fmt.Sprintf("%s %s %s %s", verb, ev.App, ev.Env, ev.Actor))
+	}
+	return out
+}
+
+// stepTo steps a stepped engine until release id (which the bot may not
+// have made yet) is progressing at step (0-based); it fails if the release
+// ends or passes step first.
+func (h *harness) stepTo(id int64, step int) {
+	h.t.Helper()
+	h.stepUntil(id, fmt.Sprintf("progressing at step %d", step), func(r release.Release) bool {
+		if r.State.Terminal() || r.Step > step {
+			h.t.Fatalf("release #%d is %s at step %d (%s), want progressing at step %d", id, r.State, r.Step, r.Reason, step)
+		}
+		return r.State == release.Progressing && r.Step == step
+	})
+}
+
+// stepUntil steps a stepped engine, one step at a time so that no state is
+// skipped, until release id (which the bot may not have made yet) is done.
+//
+// Before each step it waits until the bot has taken every event stored
+// since it subscribed and its entry for the release is clean:
+// notifier.sync reads the release before it clears the entry's dirty flag,
+// so an event stored in between is marked and then unmarked, and its update
+// is lost until the next event. A running engine hides that with more
+// events; a stepped one goes quiet and the test would wait for nothing.
+func (h *harness) stepUntil(id int64, what string, done func(release.Release) bool) {
+	h.t.Helper()
+	eventually.True(h.t, 10*time.Second, fmt.Sprintf("release #%d made", id), func() bool {
+		_, err := h.te.Engine.Release(context.Background(), engine.System, id)
+		return err == nil
+	})
+	n := h.bot.notifier
+	for range 100 {
+		if done(h.te.Release(id)) {
+			return
+		}
+		eventually.True(h.t, 10*time.Second, fmt.Sprintf("the bot's message of release #%d up to date", id), func() bool {
+			if n.observed.Load() != h.te.lastEventID(h.t)-h.baseID {
+				return false
+			}
+			n.mu.Lock()
+			defer n.mu.Unlock()
+			t, ok := n.items[id]
+			return !ok || !t.dirty
+		})
+		h.te.Step(time.Second)
+	}
+	h.t.Fatalf("release #%d not %s after 100 steps", id, what)
+}
+
+// waitSubscribed waits until n bots follow the engine's events.
+func (te *testEngine) waitSubscribed(t *testing.T, n int) {
+	t.Helper()
+	eventually.True(t, 10*time.Second, fmt.Sprintf("%d engine subscribers", n), func() bool { return te.watched.Subscribers() == n })
 }
 
 // defaultGrants: alice deploys anything, bob only aborts, group SOPS operates resizer.
@@ -73,24 +228,24 @@ func defaultGrants() []Grant {
 	}
 }
 
-func newHarness(t *testing.T, eng Engine, mod func(*Config), opts ...Option) *harness {
+func newHarness(t *testing.T, te *testEngine, mod func(*Config), opts ...Option) *harness {
 	t.Helper()
 	sl := slacktest.NewServer()
 	t.Cleanup(sl.Close)
-	return newHarnessOn(t, sl, eng, mod, opts...)
+	return newHarnessOn(t, sl, te, mod, opts...)
 }
 
 // newHarnessOn is newHarness against a given fake Slack (one Slack seen by
-// two ship processes in turn).
-func newHarnessOn(t *testing.T, sl *slacktest.Server, eng Engine, mod func(*Config), opts ...Option) *harness {
+// two ship processes in turn). te nil: a new running testEngine.
+func newHarnessOn(t *testing.T, sl *slacktest.Server, te *testEngine, mod func(*Config), opts ...Option) *harness {
 	t.Helper()
 	h := &harness{t: t, slack: sl, logs: &syncBuffer{}}
 	h.slack.SetGroup("SOPS", "UOLGA")
-	if eng == nil {
-		h.fake = slacktest.NewEngine("resizer", "thumbs")
-		eng = h.fake
+	if te == nil {
+		te = newTestEngine(t, false)
 	}
-	h.eng = eng
+	h.te = te
+	h.eng = slowStatus{te.watched, &te.delay}
 	start := time.Now()
 	h.now.Store(&start)
 	cfg := Config{
@@ -107,25 +262,19 @@ func newHarnessOn(t *testing.T, sl *slacktest.Server, eng Engine, mod func(*Conf
 	}
 	h.cfg = cfg
 	logger := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	bot, err := New(cfg, eng, logger, opts...)
+	bot, err := New(cfg, h.eng, logger, opts...)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
 	h.bot = bot
 	h.policy = testPolicy(t, cfg)
-	if e, ok := eng.(*engine.Engine); ok {
-		if p, ok := realPolicies.Load(e); ok {
-			h.policy = p.(*authz.Policy)
-		}
-	}
 	h.policy.SetGroups(authz.KindSlack, bot.Groups())
-	if h.fake != nil {
-		h.fake.Authorize = authorizer(h.policy)
-	}
+	te.policy.Store(h.policy)
 	h.srv = httptest.NewServer(bot.Handler())
 	t.Cleanup(h.srv.Close)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
+	subs := te.watched.Subscribers()
 	go func() { done <- bot.Run(ctx) }()
 	var stopOnce sync.Once
 	h.stopRun = func() {
@@ -139,12 +288,27 @@ func newHarnessOn(t *testing.T, sl *slacktest.Server, eng Engine, mod func(*Conf
 		})
 	}
 	t.Cleanup(h.stopRun)
+	te.waitSubscribed(t, subs+1)
+	h.baseID = te.lastEventID(t)
 	return h
+}
+
+// lastEventID is the id of the last event the engine stored.
+func (te *testEngine) lastEventID(t testing.TB) int64 {
+	t.Helper()
+	evs, err := te.Engine.Events(context.Background(), engine.System, engine.EventQuery{Limit: 100000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) == 0 {
+		return 0
+	}
+	return evs[len(evs)-1].ID
 }
 
 // testPolicy folds cfg's old-form roles and grants into a policy, as ship
 // serve does, plus grants in the new form.
-func testPolicy(t *testing.T, cfg Config, extra ...authz.Grant) *authz.Policy {
+func testPolicy(t testing.TB, cfg Config, extra ...authz.Grant) *authz.Policy {
 	t.Helper()
 	var old []authz.SlackGrant
 	for _, g := range cfg.Grants {
@@ -174,7 +338,7 @@ func authorizer(p *authz.Policy) func(ctx context.Context, a engine.Actor, act e
 func (h *harness) grant(extra ...authz.Grant) {
 	h.policy = testPolicy(h.t, h.cfg, extra...)
 	h.policy.SetGroups(authz.KindSlack, h.bot.Groups())
-	h.fake.Authorize = authorizer(h.policy)
+	h.te.policy.Store(h.policy)
 }
 
 func (h *harness) advance(d time.Duration) {

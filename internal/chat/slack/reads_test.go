@@ -2,20 +2,20 @@ package slack
 
 import (
 	"context"
-	"github.com/shipteam/ship/internal/eventually"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/shipteam/ship/internal/chat/slack/slacktest"
 	"github.com/shipteam/ship/internal/engine"
+	"github.com/shipteam/ship/internal/eventually"
 )
 
 // gatedEngine counts Status calls and holds each until the gate opens.
 type gatedEngine struct {
-	*slacktest.Engine
+	Engine
+	te    *testEngine
 	calls atomic.Int64
 	gate  chan struct{}
 }
@@ -32,7 +32,8 @@ func (g *gatedEngine) Status(ctx context.Context, a engine.Actor, app, env strin
 
 func newGatedBot(t *testing.T) (*Bot, *gatedEngine) {
 	t.Helper()
-	g := &gatedEngine{Engine: slacktest.NewEngine("resizer"), gate: make(chan struct{})}
+	te := newTestEngine(t, true) // no policy: everyone may do everything
+	g := &gatedEngine{Engine: te.watched, te: te, gate: make(chan struct{})}
 	b, err := New(Config{SigningSecret: testSecret}, g, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -127,8 +128,8 @@ func TestWriteCommandsWithoutEnvMakeNoStatusRead(t *testing.T) {
 	if c := g.calls.Load(); c != 0 {
 		t.Fatalf("%d engine Status calls for a write command, want 0", c)
 	}
-	eventually.True(t, 10*time.Second, "the scale", func() bool { return len(g.Calls()) == 1 })
-	if got := g.Calls()[0]; got != "scale resizer production slack:U1 (reader)" {
+	eventually.True(t, 10*time.Second, "the scale", func() bool { return len(g.te.calls(t)) == 1 })
+	if got := g.te.calls(t)[0]; got != "scale resizer production slack:U1 (reader)" {
 		t.Fatalf("engine call %q", got)
 	}
 }

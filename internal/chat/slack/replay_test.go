@@ -19,7 +19,7 @@ func TestSignedCommandReplayedAfterRestartIsRefused(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "ship.db")
 	sl := slacktest.NewServer()
 	t.Cleanup(sl.Close)
-	eng := slacktest.NewEngine("resizer")
+	eng := newTestEngine(t, false)
 	start := func() *harness {
 		st, err := store.Open(context.Background(), path)
 		if err != nil {
@@ -53,7 +53,7 @@ func TestSignedCommandReplayedAfterRestartIsRefused(t *testing.T) {
 		t.Fatalf("genuine command: %d\n%s", code, a.logs.String())
 	}
 	a.waitCalls("the lock announced", func(cs []slackCall) bool { return hasText(cs, "chat.postMessage", "locked") })
-	if calls := eng.Calls(); len(calls) != 1 {
+	if calls := eng.calls(t); len(calls) != 1 {
 		t.Fatalf("engine calls %q, want the one lock", calls)
 	}
 	a.stopRun()
@@ -66,7 +66,7 @@ func TestSignedCommandReplayedAfterRestartIsRefused(t *testing.T) {
 			t.Errorf("replay after restart as %s…: status %d, want 401", s[:10], code)
 		}
 	}
-	if calls := eng.Calls(); len(calls) != 1 {
+	if calls := eng.calls(t); len(calls) != 1 {
 		t.Fatalf("engine calls %q, want the one lock", calls)
 	}
 	if got := b.bot.Stats().Unauthorized; got != 2 {

@@ -229,7 +229,7 @@ func TestUnsignedOrForgedRequestsGet401AndDoNothing(t *testing.T) {
 			t.Fatalf("attempt %d: status %d, want %d", i, resp.StatusCode, want)
 		}
 	}
-	h.waitCalls("the genuine deploy", func(cs []slackCall) bool { return len(h.fake.Calls()) == 1 })
+	h.waitCalls("the genuine deploy", func(cs []slackCall) bool { return len(h.te.calls(t)) == 1 })
 	if got := h.bot.Stats().Unauthorized; got != 9 {
 		t.Errorf("Unauthorized = %d, want 9", got)
 	}

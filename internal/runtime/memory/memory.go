@@ -33,7 +33,7 @@ type Runtime struct {
 	Applies    []string
 	Removes    []string
 	StatusErr  error
-	statuses   int // Status calls
+	statuses   int                      // Status calls
 	Hang       map[string]bool          // apps whose Status never returns
 	HangApply  map[string]chan struct{} // apps whose Apply blocks until the channel closes
 	hung       int                      // Apply calls blocked right now
