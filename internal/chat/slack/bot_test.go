@@ -276,6 +276,8 @@ func TestQuickReadsAnswerInline(t *testing.T) {
 	h := newHarness(t, nil, nil)
 	h.slash(alice, testChannel, "/deploy", "resizer v2 --canary 1%")
 	h.waitCalls("paused", func(cs []slackCall) bool { return strings.Contains(lastReleaseMessage(cs, "3").Text(), "paused") })
+	// The state is recorded before the router gets its weight: wait for it.
+	eventually.True(t, 10*time.Second, "1% in force", func() bool { return h.te.Router.Current("resizer", "production") == 100 })
 	for i := range 3 {
 		h.te.Logs.Add("resizer", "production", rt.LogLine{Time: time.Unix(1764072000+int64(i), 0), Instance: "stable-0", Version: "v1", Stream: "stdout", Text: fmt.Sprintf("GET /resize 200 line %d", i)})
 	}

@@ -8,7 +8,7 @@ import (
 )
 
 // Engine is the part of ship's rollout engine the chat front end calls.
-// *engine.Engine satisfies it; tests use an in-memory one.
+// *engine.Engine satisfies it; tests use a real one (internal/enginetest).
 type Engine interface {
 	Deploy(ctx context.Context, a engine.Actor, req engine.DeployRequest) (release.Release, error)
 	Promote(ctx context.Context, a engine.Actor, req engine.PromoteRequest) (release.Release, error)

@@ -262,6 +262,14 @@ func (n *notifier) syncDirty(ctx context.Context) time.Duration {
 func (n *notifier) sync(ctx context.Context, id int64) (again time.Duration) {
 	ctx, cancel := context.WithTimeout(ctx, renderBudget)
 	defer cancel()
+	// Clean before reading: an event that lands while this sync reads the
+	// release marks the entry dirty again, so its update is not lost
+	// (cleaning after the read lost it until the next event).
+	n.mu.Lock()
+	if t, ok := n.items[id]; ok {
+		t.dirty = false
+	}
+	n.mu.Unlock()
 	rel, err := n.b.eng.Release(ctx, engine.System, id)
 	if err != nil {
 		n.b.log.Warn("release not rendered", "release", id, "err", err)
@@ -276,10 +284,10 @@ func (n *notifier) sync(ctx context.Context, id int64) (again time.Duration) {
 		return 0
 	}
 	if wait := n.b.cfg.MinUpdateInterval - time.Since(t.lastSent); t.ts != "" && wait > 0 && !rel.State.Terminal() {
+		t.dirty = true // held back, not done
 		n.mu.Unlock()
 		return wait
 	}
-	t.dirty = false
 	channel, ts := t.channel, t.ts
 	if channel == "" {
 		channel = n.b.channelFor(rel.App, t.origin)
