@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/shipteam/ship/internal/eventually"
 	"io"
 	"net"
 	"net/http"
@@ -261,7 +262,7 @@ func TestStaleKeepAliveConnectionToInstanceIsReplaced(t *testing.T) {
 			t.Fatalf("request %d: %d %q %v", i, code, body, err)
 		}
 		// The instance closes the router's pooled connection before the next request.
-		waitFor(t, 5*time.Second, "instance closing the idle connection", func() bool { return closed.Load() > int64(i) })
+		eventually.True(t, 5*time.Second, "instance closing the idle connection", func() bool { return closed.Load() > int64(i) })
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/shipteam/ship/internal/eventually"
 	"io"
 	"net"
 	"net/http"
@@ -120,7 +121,7 @@ func TestWeightAndInstanceChangesUnderLoadLoseNoRequests(t *testing.T) {
 			f.setBackends(runtime.Canary, "v2", c1)
 		}
 		n := sent.Load()
-		waitFor(t, 5*time.Second, "traffic at the new weight", func() bool { return sent.Load() >= n+200 })
+		eventually.True(t, 5*time.Second, "traffic at the new weight", func() bool { return sent.Load() >= n+200 })
 	}
 	close(stop)
 	wg.Wait()
@@ -516,7 +517,7 @@ func testCloseDrains(t *testing.T, method string) {
 		closed <- f.r.Close(ctx)
 	}()
 	// New connections are refused once Close has begun, while the slow request is still held.
-	waitFor(t, 5*time.Second, "listener closed", func() bool {
+	eventually.True(t, 5*time.Second, "listener closed", func() bool {
 		c, err := net.DialTimeout("tcp", f.endpoint, time.Second)
 		if err == nil {
 			c.Close()
@@ -698,7 +699,7 @@ func match(m *dto.Metric, want map[string]string) bool {
 // its answer reaches the client) or fails the test after a deadline.
 func (f *fixture) waitSample(cond func(st, ca analysis.Sample) bool) (st, ca analysis.Sample) {
 	f.t.Helper()
-	waitFor(f.t, 5*time.Second, "samples", func() bool {
+	eventually.True(f.t, 5*time.Second, "samples", func() bool {
 		var err error
 		st, ca, err = f.r.Sample(context.Background(), f.app.Name, f.env)
 		if err != nil {

@@ -2,6 +2,7 @@ package local
 
 import (
 	"context"
+	"github.com/shipteam/ship/internal/eventually"
 	"io"
 	"net/http"
 	"strconv"
@@ -70,7 +71,7 @@ func (f *routed) start(n int) {
 	if err := f.rt.Apply(context.Background(), f.app, "production", runtime.Stable, runtime.Want{Version: "v1", Replicas: n}); err != nil {
 		f.t.Fatal(err)
 	}
-	waitFor(f.t, 10*time.Second, "instances ready and routed", func() bool { return f.ready() == n && f.get("/") == 200 })
+	eventually.True(f.t, 10*time.Second, "instances ready and routed", func() bool { return f.ready() == n && f.get("/") == 200 })
 }
 
 // get sends one request through the router.
@@ -137,7 +138,7 @@ func TestInstanceServingTrafficIsProbedFarLessOftenThanAnIdleOne(t *testing.T) {
 
 	before = probes(t, port)
 	idleStart := time.Now()
-	waitFor(t, 4*healthy+3*time.Second, "3 probes of the idle instance", func() bool { return probes(t, port)-before >= 3 })
+	eventually.True(t, 4*healthy+3*time.Second, "3 probes of the idle instance", func() bool { return probes(t, port)-before >= 3 })
 	t.Logf("over %s: %d probes while serving %d requests; idle: 3 probes in %s (every %s)", window, busy, served,
 		time.Since(idleStart).Round(time.Millisecond), healthy)
 	if busy > 1 {
@@ -159,13 +160,13 @@ func TestIdleInstanceThatStopsAnsweringLeavesTheRouterWithinTheDocumentedTime(t 
 	}
 	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGCONT) })
 	stopped := time.Now()
-	waitFor(t, bound+5*time.Second, "the frozen instance out of the router", func() bool { return f.ready() == 0 })
+	eventually.True(t, bound+5*time.Second, "the frozen instance out of the router", func() bool { return f.ready() == 0 })
 	took := time.Since(stopped)
 	t.Logf("out of the router %s after SIGSTOP (documented bound %s)", took.Round(time.Millisecond), bound)
 	if took > bound+time.Second { // a second for scheduling on a busy machine
 		t.Errorf("took %s, documented bound %s", took, bound)
 	}
-	waitFor(t, 2*time.Second, "the router answering 503 without the instance", func() bool { return f.get("/") == http.StatusServiceUnavailable })
+	eventually.True(t, 2*time.Second, "the router answering 503 without the instance", func() bool { return f.get("/") == http.StatusServiceUnavailable })
 }
 
 func TestProxiedConnectionFailureGetsTheInstanceProbedAtOnce(t *testing.T) {
@@ -191,7 +192,7 @@ func TestProxiedConnectionFailureGetsTheInstanceProbedAtOnce(t *testing.T) {
 			t.Fatalf("request through the router: %d, want 200 (retried on the other instance)", code)
 		}
 	}
-	waitFor(t, 5*time.Second, "the refusing instance out of the router", func() bool { return f.ready() == 1 })
+	eventually.True(t, 5*time.Second, "the refusing instance out of the router", func() bool { return f.ready() == 1 })
 	t.Logf("out of the router %s after its listener closed (timed probes every %s)", time.Since(closed).Round(time.Millisecond), f.rt.cfg.HealthyInterval)
 	if before == 0 {
 		t.Fatal("the instance was never probed before")

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/shipteam/ship/internal/eventually"
 	"io"
 	"net"
 	"net/http"
@@ -201,17 +202,6 @@ func testappPIDs() []int {
 }
 
 // waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func (f *fixture) status(app spec.App, tr runtime.Track) runtime.TrackStatus {
 	st, err := f.rt.Status(context.Background(), app, "production")
 	if err != nil {
@@ -229,7 +219,7 @@ func (f *fixture) apply(app spec.App, tr runtime.Track, version string, n int) {
 
 func (f *fixture) waitReady(app spec.App, tr runtime.Track, version string, n int) {
 	f.t.Helper()
-	waitFor(f.t, 10*time.Second, fmt.Sprintf("%s %s ready %d", tr, version, n), func() bool {
+	eventually.True(f.t, 10*time.Second, fmt.Sprintf("%s %s ready %d", tr, version, n), func() bool {
 		st := f.status(app, tr)
 		c := f.sink.currentOf(app.Name, tr)
 		return st.Version == version && st.Ready == n && c.version == version && len(c.addrs) == n
@@ -262,7 +252,7 @@ func TestInstanceIsAnnouncedOnlyAfterItsHealthPathAnswers(t *testing.T) {
 	start := time.Now()
 	f.apply(app, runtime.Stable, "v1-late", 2) // /healthz answers 503 for its first second
 	// The process serves / well before it is healthy; it must not be announced yet.
-	waitFor(t, 5*time.Second, "instances listening", func() bool {
+	eventually.True(t, 5*time.Second, "instances listening", func() bool {
 		ps := f.pids(app, runtime.Stable)
 		return len(ps) == 2 && ps[0] > 0 && ps[1] > 0
 	})
@@ -294,7 +284,7 @@ func TestVersionChangeNeverLeavesTheTrackWithoutBackends(t *testing.T) {
 	old := f.pids(app, runtime.Stable)
 	f.apply(app, runtime.Stable, "v2-late", 2)
 	f.waitReady(app, runtime.Stable, "v2-late", 2)
-	waitFor(t, 10*time.Second, "old instances stopped", func() bool {
+	eventually.True(t, 10*time.Second, "old instances stopped", func() bool {
 		for _, pid := range old {
 			if syscall.Kill(pid, 0) == nil {
 				if st, err := readStat(pid); err == nil && st.state != 'Z' {
@@ -344,7 +334,7 @@ func TestCrashedInstanceRestartsWithBackoffAndIsCounted(t *testing.T) {
 		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 10*time.Second, "restart", func() bool {
+		eventually.True(t, 10*time.Second, "restart", func() bool {
 			p := f.pids(app, runtime.Stable)[0]
 			st := f.status(app, runtime.Stable)
 			return p != pid && p > 0 && st.Ready == 1 && st.Restarts == i
@@ -380,12 +370,12 @@ func TestVersionThatExitsAtOnceFailsWithItsStderrLine(t *testing.T) {
 	f.apply(app, runtime.Stable, "v1", 1)
 	f.waitReady(app, runtime.Stable, "v1", 1)
 	f.apply(app, runtime.Canary, "v2-crash", 1)
-	waitFor(t, 10*time.Second, "canary failed", func() bool { return f.status(app, runtime.Canary).Failed })
+	eventually.True(t, 10*time.Second, "canary failed", func() bool { return f.status(app, runtime.Canary).Failed })
 	st := f.status(app, runtime.Canary)
 	if !strings.Contains(st.Reason, "exit status 3") || !strings.Contains(st.Reason, "testapp v2-crash: crashing at once as asked") {
 		t.Errorf("reason %q lacks the exit status or the stderr line", st.Reason)
 	}
-	waitFor(t, 5*time.Second, "failed instances gone", func() bool { return len(f.pids(app, runtime.Canary)) == 0 })
+	eventually.True(t, 5*time.Second, "failed instances gone", func() bool { return len(f.pids(app, runtime.Canary)) == 0 })
 	// It stays failed: no more restarts, the stable track unharmed.
 	restarts := st.Restarts
 	f.apply(app, runtime.Canary, "v2-crash", 1)
@@ -417,7 +407,7 @@ func TestVersionNeverHealthyFailsAfterStartTimeout(t *testing.T) {
 	app.Run.StartTimeout = spec.Duration(time.Second)
 	start := time.Now()
 	f.apply(app, runtime.Canary, "v2-unhealthy", 2)
-	waitFor(t, 10*time.Second, "failed", func() bool { return f.status(app, runtime.Canary).Failed })
+	eventually.True(t, 10*time.Second, "failed", func() bool { return f.status(app, runtime.Canary).Failed })
 	if el := time.Since(start); el < time.Second {
 		t.Errorf("failed after %s, before the start timeout", el)
 	}
@@ -425,7 +415,7 @@ func TestVersionNeverHealthyFailsAfterStartTimeout(t *testing.T) {
 	if want := "not healthy after 1s: GET /healthz → 503"; st.Reason != want {
 		t.Errorf("reason %q, want %q", st.Reason, want)
 	}
-	waitFor(t, 10*time.Second, "instances stopped", func() bool { return len(f.pids(app, runtime.Canary)) == 0 })
+	eventually.True(t, 10*time.Second, "instances stopped", func() bool { return len(f.pids(app, runtime.Canary)) == 0 })
 	for _, c := range f.sink.history(runtime.Canary) {
 		if len(c.addrs) > 0 {
 			t.Errorf("unhealthy version announced: %+v", c)
@@ -451,7 +441,7 @@ func TestScaleChangesCountWithoutTouchingOtherInstances(t *testing.T) {
 	if p := f.pids(app, runtime.Stable); len(p) != 1 || p[0] != first {
 		t.Errorf("after scale down: %v, want only slot 0 = pid %d", p, first)
 	}
-	waitFor(t, 10*time.Second, "scaled-down processes gone", func() bool {
+	eventually.True(t, 10*time.Second, "scaled-down processes gone", func() bool {
 		for _, slot := range []int{1, 2} {
 			if st, err := readStat(three[slot]); err == nil && st.state != 'Z' {
 				return false
@@ -547,7 +537,7 @@ func TestAdoptAfterShipRestartKeepsTheSameProcesses(t *testing.T) {
 	a.apply(app, runtime.Stable, "v1", 2)
 	a.apply(gone, runtime.Stable, "v1", 1)
 	a.waitReady(app, runtime.Stable, "v1", 2)
-	waitFor(t, 10*time.Second, "gone ready", func() bool { return a.status(gone, runtime.Stable).Ready == 1 })
+	eventually.True(t, 10*time.Second, "gone ready", func() bool { return a.status(gone, runtime.Stable).Ready == 1 })
 	pids := a.pids(app, runtime.Stable)
 	gonePID := a.pids(gone, runtime.Stable)[0]
 	addrs := a.sink.current(runtime.Stable).addrs
@@ -592,7 +582,7 @@ func TestAdoptAfterShipRestartKeepsTheSameProcesses(t *testing.T) {
 	for _, pid := range pids {
 		syscall.Kill(pid, syscall.SIGKILL)
 	}
-	waitFor(t, 5*time.Second, "killed", func() bool {
+	eventually.True(t, 5*time.Second, "killed", func() bool {
 		for _, pid := range pids {
 			if s, err := readStat(pid); err == nil && s.state != 'Z' {
 				return false
@@ -712,7 +702,7 @@ func TestLogsReturnRecentLinesByVersionAndSurviveRestart(t *testing.T) {
 			return l.Stream == stream && l.Version == version && strings.Contains(l.Text, text)
 		})
 	}
-	waitFor(t, 5*time.Second, "stdout lines", func() bool {
+	eventually.True(t, 5*time.Second, "stdout lines", func() bool {
 		lines, _ := f.rt.Logs(context.Background(), app, "production", "", 100)
 		return has(lines, "stdout", "v1", "testapp v1 listening on") && has(lines, "stdout", "v2", "testapp v2 listening on")
 	})
@@ -846,7 +836,7 @@ func TestInstanceThatStopsAnsweringLeavesTheRouterAndReturns(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGCONT) })
-	waitFor(t, 10*time.Second, "frozen instance out of the router", func() bool {
+	eventually.True(t, 10*time.Second, "frozen instance out of the router", func() bool {
 		return len(f.sink.current(runtime.Stable).addrs) == 1 && f.status(app, runtime.Stable).Ready == 1
 	})
 	lines, _ := f.rt.Logs(context.Background(), app, "production", "v1", 100)
@@ -897,7 +887,7 @@ func TestFailedVersionChangeKeepsTheOldVersionServing(t *testing.T) {
 	before := f.pids(app, runtime.Stable)
 	addrs := f.sink.current(runtime.Stable).addrs
 	f.apply(app, runtime.Stable, "v2-crash", 2)
-	waitFor(t, 10*time.Second, "v2 failed", func() bool { return f.status(app, runtime.Stable).Failed })
+	eventually.True(t, 10*time.Second, "v2 failed", func() bool { return f.status(app, runtime.Stable).Failed })
 	st := f.status(app, runtime.Stable)
 	if st.Version != "v2-crash" || st.Ready != 0 || st.Note != "v1 still serving on 2 instance(s)" {
 		t.Errorf("status %+v", st)
@@ -927,14 +917,14 @@ func TestLeaderCrashKillsTheRestOfItsProcessGroup(t *testing.T) {
 	f.waitReady(app, runtime.Stable, "v1", 1)
 	shPID := f.pids(app, runtime.Stable)[0]
 	var child []int
-	waitFor(t, 5*time.Second, "testapp child", func() bool { child = testappPIDs(); return len(child) == 1 })
+	eventually.True(t, 5*time.Second, "testapp child", func() bool { child = testappPIDs(); return len(child) == 1 })
 	if st, err := readStat(child[0]); err != nil || st.pgrp != shPID {
 		t.Fatalf("child %d not in group %d: %+v %v", child[0], shPID, st, err)
 	}
 	if err := syscall.Kill(shPID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "orphaned child killed and instance restarted", func() bool {
+	eventually.True(t, 10*time.Second, "orphaned child killed and instance restarted", func() bool {
 		st, err := readStat(child[0])
 		gone := err != nil || st.state == 'Z'
 		return gone && f.pids(app, runtime.Stable)[0] != shPID && f.status(app, runtime.Stable).Ready == 1

@@ -3,6 +3,7 @@ package local
 import (
 	"context"
 	"fmt"
+	"github.com/shipteam/ship/internal/eventually"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -179,7 +180,7 @@ func TestWaitingForChildrenHoldsNoThreadEach(t *testing.T) {
 		ps = append(ps, p)
 		t.Cleanup(func() { killGroup(p.pid, syscall.SIGKILL); <-p.exited })
 	}
-	waitFor(t, 5*time.Second, "the children started", func() bool {
+	eventually.True(t, 5*time.Second, "the children started", func() bool {
 		for _, p := range ps {
 			if st, err := readStat(p.pid); err != nil || st.state == 'Z' {
 				return false
