@@ -112,6 +112,9 @@ func (e *Engine) scheduleInto(ctx context.Context, wg *sync.WaitGroup, releases,
 		switch {
 		case s.idle && !now.Before(s.due):
 			idle = append(idle, k)
+			// Look again at the next tick: the app may still be busy
+			// with the step that marked it (a release that just ended).
+			soonest(now.Add(e.cfg.Tick))
 		case s.idle:
 			soonest(s.due)
 		case s.looks && e.cfg.LookEvery > 0:
