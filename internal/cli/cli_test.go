@@ -463,3 +463,19 @@ func TestReclaimPrintsWhoLostWhichField(t *testing.T) {
 		t.Errorf("engine recorded reclaims %v", got)
 	}
 }
+
+// `ship serve --help` and `ship help serve` print serve's flags and start
+// nothing (they used to start a server: splitGlobals took --help away from
+// serve). The same for token.
+func TestServeAndTokenHelpPrintUsageAndStartNothing(t *testing.T) {
+	for _, args := range [][]string{{"serve", "--help"}, {"serve", "-h"}, {"help", "serve"}} {
+		code, out, errs := runCLI(t, map[string]string{"SHIP_ADDR": "127.0.0.1:1"}, args...)
+		if code != ExitOK || !strings.Contains(out, "usage: ship serve") || !strings.Contains(out, "-auth-config") || errs != "" {
+			t.Errorf("ship %s: exit %d\nstdout %q\nstderr %q", strings.Join(args, " "), code, out, errs)
+		}
+	}
+	code, out, _ := runCLI(t, nil, "help", "token")
+	if code != ExitOK || !strings.Contains(out, "ship token create NAME --role ROLE") {
+		t.Errorf("ship help token: exit %d\n%s", code, out)
+	}
+}

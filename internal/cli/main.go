@@ -86,8 +86,16 @@ func Run(ctx context.Context, args []string, env Env) int {
 		fmt.Fprint(env.Stdout, usage())
 		return ExitUsage
 	}
+	if rest[0] == "help" && len(rest) == 2 && (rest[1] == "serve" || rest[1] == "token") {
+		rest, g.help = rest[1:], true // `ship help serve`: serve's own usage
+	}
 	switch rest[0] {
 	case "serve":
+		if g.help {
+			// Help is asked for: print serve's flags and start nothing.
+			env.Stderr = env.Stdout
+			return runServe(ctx, []string{"-help"}, env)
+		}
 		return runServe(ctx, rest[1:], env)
 	case "token":
 		return runToken(ctx, g, rest[1:], env)
@@ -130,8 +138,10 @@ func usage() string {
 	return strings.TrimRight(command.Help(), "\n") + `
 
 ship also has:
-  ship serve [--addr HOST:PORT] [--data DIR] [--apps DIR] [--log-format text|json]
-  ship token create NAME | ship token list   (admin only: API tokens for other users)
+  ship serve [--addr HOST:PORT] [--data DIR] [--apps DIR] [--auth-config FILE] ...
+                         run ship (ship help serve: every flag)
+  ship token create NAME --role ROLE | list | rotate NAME | revoke NAME
+                         API tokens for other users (admin role; ship help token)
   ship version
 
 Global flags: --server URL (SHIP_SERVER), --token TOKEN (SHIP_TOKEN), --config FILE
