@@ -192,6 +192,7 @@ func (e *Engine) drive(ctx context.Context, id int64) error {
 		_, err := e.finish(ctx, spec.App{Name: r.App}, r, release.Failed, fmt.Sprintf("app %s is no longer in the catalog", r.App), "", nil)
 		return err
 	}
+	e.pace(r, app)
 	st, err := e.appState(ctx, app, r.Env)
 	if err != nil {
 		return err

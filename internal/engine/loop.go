@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/shipteam/ship/internal/release"
+	"github.com/shipteam/ship/internal/spec"
 )
 
 // This file is the engine's one scheduler. Active releases are stepped
@@ -123,7 +124,7 @@ func (e *Engine) scheduleInto(ctx context.Context, wg *sync.WaitGroup, releases,
 	}
 	e.mu.Unlock()
 	for _, j := range drives {
-		if all || e.dueNow(j.k, now) {
+		if all || e.dueNow(j.k, now) && e.paced(j.k) {
 			e.startDrive(ctx, wg, j.k, j.id)
 		}
 	}
@@ -182,6 +183,35 @@ func (e *Engine) stepReleases(ctx context.Context) (*sync.WaitGroup, error) {
 	return wg, nil
 }
 
+// pace sets how many ticks a release's steps may skip: a canary that
+// waits for analysis (progressing or held) needs a look once per judge
+// interval, not every tick; one that waits for instances (pending,
+// promoting) every tick. A held canary thus costs a third of what it did
+// with the defaults (100 ms tick, 250 ms interval).
+func (e *Engine) pace(r release.Release, app spec.App) {
+	skip := 0
+	if r.State == release.Progressing || r.State == release.Paused {
+		skip = int((interval(app)+e.cfg.Tick-1)/e.cfg.Tick) - 1
+	}
+	e.mu.Lock()
+	s := e.slotLocked(appKey{r.App, r.Env})
+	s.pace, s.skip = skip, min(s.skip, skip)
+	e.mu.Unlock()
+}
+
+// paced reports whether k's release is due at this tick (see pace).
+func (e *Engine) paced(k appKey) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s := e.slotLocked(k)
+	if s.skip > 0 {
+		s.skip--
+		return false
+	}
+	s.skip = s.pace
+	return true
+}
+
 // dueNow reports whether k is not backing off at now.
 func (e *Engine) dueNow(k appKey, now time.Time) bool {
 	e.mu.Lock()
@@ -210,6 +240,8 @@ func (e *Engine) syncActive(ctx context.Context) error {
 func (e *Engine) activate(r release.Release) {
 	e.mu.Lock()
 	e.actives[r.ID] = appKey{r.App, r.Env}
+	s := e.slotLocked(appKey{r.App, r.Env})
+	s.pace, s.skip = 0, 0 // a new release is stepped at once
 	e.mu.Unlock()
 	e.wake()
 }

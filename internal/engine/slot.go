@@ -29,6 +29,9 @@ type slot struct {
 
 	stepping bool // a step or reconcile of this app/env is running
 	judging  bool // a judge-only pass is running
+	// pace is how many ticks the active release's steps skip between two
+	// (see Engine.pace); skip counts them down.
+	pace, skip int
 
 	// idle asks the reconciler to make an app without a release run what
 	// its state says, from due on; it stays set until that is observed.
