@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -76,7 +77,7 @@ func (r *runner) watch(ctx context.Context, rel release.Release, holdIsDone bool
 		if ev.State == "" && !ev.Type.IsRelease() {
 			return nil
 		}
-		cur, err := r.c.Release(ctx, rel.ID)
+		cur, err := r.releaseAcrossRestart(ctx, rel.ID, onRetry)
 		if err != nil {
 			return err
 		}
@@ -94,6 +95,29 @@ func (r *runner) watch(ctx context.Context, rel release.Release, holdIsDone bool
 	}
 	p.done()
 	return final, err
+}
+
+// releaseAcrossRestart reads release id, trying again while ship cannot
+// be reached (a restart between an event and this read) for up to
+// reconnectFor, as the event stream itself does; an answer from ship (an
+// *api.Error) is final.
+func (r *runner) releaseAcrossRestart(ctx context.Context, id int64, onRetry func(error)) (release.Release, error) {
+	deadline := time.Now().Add(reconnectFor)
+	pause := 100 * time.Millisecond
+	for {
+		cur, err := r.c.Release(ctx, id)
+		var ae *api.Error
+		if err == nil || errors.As(err, &ae) || ctx.Err() != nil || time.Now().After(deadline) {
+			return cur, err
+		}
+		onRetry(err)
+		select {
+		case <-ctx.Done():
+			return cur, ctx.Err()
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, time.Second)
+	}
 }
 
 // weightWait bounds how long a followed release waits, once settled, for
@@ -121,7 +145,8 @@ func (r *runner) waitWeight(ctx context.Context, rel release.Release) error {
 	wctx, cancel := context.WithTimeout(ctx, weightWait)
 	defer cancel()
 	settled := false
-	err := r.c.Events(wctx, api.EventsQuery{EventFilter: api.EventFilter{ReleaseID: rel.ID}, After: 0}, func(ev release.Event) error {
+	q := api.EventsQuery{EventFilter: api.EventFilter{ReleaseID: rel.ID}, After: 0}
+	err := r.c.Follow(wctx, q, weightWait, func(error) {}, func(ev release.Event) error {
 		switch {
 		case inForce(ev) && (settled || rel.State.Terminal()):
 			return api.ErrStop
