@@ -135,15 +135,6 @@ func CheckWeights(ws []Weight, what string) error {
 	return nil
 }
 
-// FormatSteps prints steps as "1→10→50→100%".
-func FormatSteps(ws []Weight) string {
-	parts := make([]string, len(ws))
-	for i, w := range ws {
-		parts[i] = w.Number()
-	}
-	return strings.Join(parts, "→") + "%"
-}
-
 // Value stores a weight as its percentage (the store's REAL columns have
 // held percentages since the first schema).
 func (w Weight) Value() (driver.Value, error) { return w.Percent(), nil }

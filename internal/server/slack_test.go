@@ -20,23 +20,8 @@ import (
 // command reaches the bot without a ship token, a forged one is refused,
 // and the API keeps its own bearer-token auth.
 func TestSlackEndpointsAreMountedBesideTheAPI(t *testing.T) {
-	// Slack's Web API stands on loopback so nothing leaves the machine.
-	fakeSlack := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		io.WriteString(w, `{"ok":true}`)
-	}))
-	defer fakeSlack.Close()
-
-	data, apps := t.TempDir(), t.TempDir()
-	writeSpec(t, apps, "web.yaml", appSpec(freePort(t)))
-	const secret = "test-signing-secret"
-	conf := filepath.Join(t.TempDir(), "slack.yaml")
-	body := "signing_secret: " + secret + "\napi_url: " + fakeSlack.URL + "/\n" +
-		"grants:\n  - apps: [\"*\"]\n    envs: [\"*\"]\n    role: admin\n    users: [U1]\n"
-	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	addr, _ := start(t, Config{Addr: "127.0.0.1:0", DataDir: data, AppsDir: apps, SlackConfig: conf})
+	cfg, fakeSlack := slackServe(t, "grants:\n  - apps: [\"*\"]\n    envs: [\"*\"]\n    role: admin\n    users: [U1]\n")
+	addr, _ := start(t, cfg)
 
 	form := url.Values{"command": {"/ship"}, "text": {"help"}, "user_id": {"U1"}, "user_name": {"alice"},
 		"channel_id": {"C1"}, "response_url": {fakeSlack.URL + "/response"}}.Encode()
@@ -80,19 +65,7 @@ func TestSlackEndpointsAreMountedBesideTheAPI(t *testing.T) {
 // the bot's replay check: a signed command captured before a restart (same
 // data dir) is refused after it, even with its hex re-cased.
 func TestSlackReplayIsRefusedAfterARestart(t *testing.T) {
-	fakeSlack := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		io.WriteString(w, `{"ok":true}`)
-	}))
-	defer fakeSlack.Close()
-	data, apps := t.TempDir(), t.TempDir()
-	writeSpec(t, apps, "web.yaml", appSpec(freePort(t)))
-	const secret = "test-signing-secret"
-	conf := filepath.Join(t.TempDir(), "slack.yaml")
-	if err := os.WriteFile(conf, []byte("signing_secret: "+secret+"\napi_url: "+fakeSlack.URL+"/\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg := Config{Addr: "127.0.0.1:0", DataDir: data, AppsDir: apps, SlackConfig: conf}
+	cfg, _ := slackServe(t, "")
 
 	form := url.Values{"command": {"/ship"}, "text": {"help"}, "user_id": {"U1"}, "channel_id": {"C1"}}.Encode()
 	ts := strconv.FormatInt(time.Now().Unix(), 10)
@@ -141,4 +114,25 @@ func TestSlackReplayIsRefusedAfterARestart(t *testing.T) {
 			t.Errorf("replay after restart: %d, want 401", code)
 		}
 	}
+}
+
+const secret = "test-signing-secret"
+
+// slackServe is the Config of a ship serve with one app and Slack's HTTP
+// mode on (signing secret `secret`, extra config lines appended), with
+// Slack's Web API on loopback so nothing leaves the machine.
+func slackServe(t *testing.T, extra string) (Config, *httptest.Server) {
+	t.Helper()
+	fakeSlack := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"ok":true}`)
+	}))
+	t.Cleanup(fakeSlack.Close)
+	data, apps := t.TempDir(), t.TempDir()
+	writeSpec(t, apps, "web.yaml", appSpec(freePort(t)))
+	conf := filepath.Join(t.TempDir(), "slack.yaml")
+	if err := os.WriteFile(conf, []byte("signing_secret: "+secret+"\napi_url: "+fakeSlack.URL+"/\n"+extra), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return Config{Addr: "127.0.0.1:0", DataDir: data, AppsDir: apps, SlackConfig: conf}, fakeSlack
 }
